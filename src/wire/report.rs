@@ -58,6 +58,10 @@ impl ReportParser {
     }
 
     /// Feed each inner pkt-line payload in order, up to the flush.
+    ///
+    /// `option refname <r>` renames the preceding `ok` status to `<r>`, the
+    /// ref that was really updated; so a status may carry a name that was
+    /// not in any command sent. The other options are checked and dropped.
     pub fn push_line(&mut self, payload: &[u8]) -> Result<(), Error> {
         let line = trim_newline(payload);
         let found = || shorten(payload);
