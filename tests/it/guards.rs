@@ -33,6 +33,8 @@ fn empty_upstream_deletes_nothing_unless_allowed() {
     assert_eq!(w.refs(&down), before, "a refused sync changes nothing");
 
     // Allowed: every ref in scope goes, refs outside the scope stay (sync_ok checks both).
+    // Deleting the branch HEAD names is git's own policy question, not kalandra's: allow it.
+    w.git(&down, &["config", "receive.denyDeleteCurrent", "warn"]);
     let report = w.sync_ok(&empty, &down, &["--allow-mass-delete"]);
     assert_eq!(report.refs().len(), 11);
     assert!(Scope::default().filter(&w.refs(&down)).is_empty());
@@ -60,6 +62,8 @@ fn upstream_with_refs_but_none_in_scope_deletes_nothing_unless_allowed() {
     assert_eq!(w.refs(&down), before);
     w.assert_fsck(&down);
 
+    // Deleting the branch HEAD names is git's own policy question, not kalandra's: allow it.
+    w.git(&down, &["config", "receive.denyDeleteCurrent", "warn"]);
     w.sync_ok(&up, &down, &["--allow-mass-delete"]);
     assert!(w.refs(&down).is_empty());
 }
