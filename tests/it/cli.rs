@@ -17,7 +17,7 @@ fn usage_errors_exit_2_and_change_nothing() {
         &["frobnicate", up, down],
         &["sync", "--no-such-option", up, down],
         &["sync", "--include", up, down, "--exclude"],
-        &["plan", "--json", up],
+        &["plan", up],
     ];
     for args in cases {
         let run = w.kalandra(args);
