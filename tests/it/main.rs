@@ -1,1 +1,15 @@
+//! Integration tests for the `kalandra` command line, run against real git repositories.
+//!
+//! Fixtures are made by the scripts in `tests/fixtures/` (once, cached by gix-testtools) and
+//! copied into a fresh temporary directory per test; see `harness` for the helpers.
 
+mod harness;
+
+mod cli;
+mod failures;
+mod guards;
+mod hooks;
+mod mirror;
+mod pack;
+mod plan;
+mod scope;

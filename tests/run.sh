@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The one test command, for developers and CI alike (.ci/run runs exactly this).
+#
+# On a fresh Debian machine with only the Rust toolchain and git it installs what the tests
+# need, then checks formatting, lints every target with warnings as errors, and runs the whole
+# suite (cargo-nextest if present, else cargo test).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Commands the tests need, and the Debian package that provides each. Add new needs here
+# (e.g. [sshd]=openssh-server [nginx]=nginx [fcgiwrap]=fcgiwrap); only missing ones are installed.
+declare -A NEEDED=(
+  [git]=git
+)
+
+have() {
+  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
+
+missing=()
+for cmd in "${!NEEDED[@]}"; do
+  have "$cmd" || missing+=("${NEEDED[$cmd]}")
+done
+if ((${#missing[@]})); then
+  echo "tests/run.sh: installing ${missing[*]}" >&2
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  for cmd in "${!NEEDED[@]}"; do
+    have "$cmd" || { echo "tests/run.sh: $cmd still missing after installing ${NEEDED[$cmd]}" >&2; exit 1; }
+  done
+fi
+
+for component in rustfmt clippy; do
+  cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1 || {
+    echo "tests/run.sh: the Rust toolchain lacks $component" >&2
+    exit 1
+  }
+done
+
+# Regenerate fixtures from their scripts rather than from any archive lying around.
+export GIX_TEST_IGNORE_ARCHIVES=1
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+# Doc tests first: nextest does not run them, and the suite's summary must be the last word.
+echo "== cargo test --doc"
+cargo test --doc
+if cargo nextest --version >/dev/null 2>&1; then
+  echo "== cargo nextest run"
+  cargo nextest run --all-targets --no-fail-fast
+else
+  echo "== cargo test (cargo-nextest not found)"
+  cargo test --all-targets --no-fail-fast
+fi
