@@ -1,6 +1,35 @@
 //! Kalandra mirrors git repositories from upstream to downstream servers
 //! without keeping a copy of either.
+//!
+//! A sync follows the data, in this order:
+//!
+//! 1. [`url`] parses each side's location into a [`url::RepoUrl`].
+//! 2. [`transport`] connects to upstream's `git-upload-pack` and
+//!    downstream's `git-receive-pack`; each connection is only a
+//!    reader/writer pair.
+//! 3. [`session::upload_pack`] and [`session::receive_pack`] read both
+//!    advertisements (protocol v2 `ls-refs` upstream, v0 downstream), using
+//!    the pure parsers of [`wire`] over [`pkt_io`].
+//! 4. [`plan`] decides which refs to create, update and delete inside the
+//!    scope, and refuses plans that look like a mistake.
+//! 5. [`relay`] asks upstream for exactly the objects downstream lacks
+//!    (downstream's tips are the `have`s), sends the ref-update commands to
+//!    downstream, and streams the pack from upstream's side-band into
+//!    receive-pack as it arrives, holding back only the pack's checksum
+//!    until upstream has finished cleanly.
+//! 6. Downstream's report says which refs moved; [`relay::PushResult`]
+//!    carries it back with the bytes relayed.
+//!
+//! Nothing is written to local disk, and memory is bounded by a pkt-line
+//! buffer per side whatever the pack size.
 #![forbid(unsafe_code)]
 
 pub mod oid;
+pub mod pkt_io;
+pub mod plan;
+pub mod progress;
+pub mod relay;
+pub mod session;
+pub mod transport;
+pub mod url;
 pub mod wire;

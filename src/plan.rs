@@ -1,0 +1,382 @@
+//! Planning: which downstream refs to create, update or delete so that
+//! downstream follows upstream inside the scope. Pure: it sees two ref
+//! lists and returns updates, or refuses when a guard trips.
+
+use std::collections::BTreeMap;
+
+use crate::oid::ObjectId;
+
+/// Namespaces that forges maintain themselves and refuse pushes to. They
+/// are never pushed, whatever the scope says.
+pub const READ_ONLY_NAMESPACES: &[&str] = &["refs/pull/", "refs/merge-requests/", "refs/changes/"];
+
+/// The default scope: branches and tags.
+pub const DEFAULT_INCLUDE: &[&str] = &["refs/heads/*", "refs/tags/*"];
+
+/// A plan was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("upstream lists no refs in scope while downstream has {downstream}; refusing to delete them (a wrong path or credential can look like an empty repository). Pass --allow-mass-delete if this is intended")]
+    EmptyUpstream { downstream: usize },
+    #[error("the sync would delete {deletes} of downstream's {downstream} refs in scope; refusing (more than half). Pass --allow-mass-delete if this is intended")]
+    MassDelete { deletes: usize, downstream: usize },
+    #[error("invalid ref pattern {pattern:?}: {reason}")]
+    Pattern {
+        pattern: String,
+        reason: &'static str,
+    },
+}
+
+/// A ref name pattern: `*` matches any run of characters, `/` included,
+/// as in git refspecs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob(String);
+
+impl Glob {
+    pub fn new(pattern: &str) -> Result<Self, Error> {
+        let refuse = |reason| Error::Pattern {
+            pattern: pattern.to_owned(),
+            reason,
+        };
+        if pattern.is_empty() {
+            return Err(refuse("it is empty"));
+        }
+        if !pattern.starts_with("refs/") {
+            return Err(refuse("patterns start with refs/, e.g. refs/heads/*"));
+        }
+        Ok(Self(pattern.to_owned()))
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        wildcard_match(self.0.as_bytes(), name.as_bytes())
+    }
+
+    /// The literal text before the first `*`: what `ls-refs ref-prefix`
+    /// can ask for.
+    pub fn literal_prefix(&self) -> &str {
+        match self.0.find('*') {
+            Some(i) => &self.0[..i],
+            None => &self.0,
+        }
+    }
+}
+
+fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
+    // Iterative matcher with backtracking to the last `*`: linear for the
+    // patterns people write, never exponential.
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
+
+/// Which refs a mirror covers. Exclude wins over include.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    include: Vec<Glob>,
+    exclude: Vec<Glob>,
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Self {
+            include: DEFAULT_INCLUDE
+                .iter()
+                .map(|p| Glob((*p).to_owned()))
+                .collect(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+impl Scope {
+    /// A scope from patterns; an empty `include` means the default.
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, Error> {
+        let include = if include.is_empty() {
+            Self::default().include
+        } else {
+            include
+                .iter()
+                .map(|p| Glob::new(p))
+                .collect::<Result<_, _>>()?
+        };
+        let exclude = exclude
+            .iter()
+            .map(|p| Glob::new(p))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { include, exclude })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        !READ_ONLY_NAMESPACES.iter().any(|ns| name.starts_with(ns))
+            && self.include.iter().any(|g| g.matches(name))
+            && !self.exclude.iter().any(|g| g.matches(name))
+    }
+
+    /// Prefixes to list upstream, one per include pattern, without
+    /// duplicates or prefixes covered by a shorter one.
+    pub fn ref_prefixes(&self) -> Vec<String> {
+        let mut prefixes: Vec<String> = self
+            .include
+            .iter()
+            .map(|g| g.literal_prefix().to_owned())
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        let mut kept: Vec<String> = Vec::new();
+        for prefix in prefixes {
+            if !kept.iter().any(|k| prefix.starts_with(k.as_str())) {
+                kept.push(prefix);
+            }
+        }
+        kept
+    }
+}
+
+/// What happens to one downstream ref.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+/// One ref update: `old` is downstream's advertised value (so the push is
+/// a compare-and-swap), `new` is upstream's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefUpdate {
+    pub name: String,
+    pub old: Option<ObjectId>,
+    pub new: Option<ObjectId>,
+}
+
+impl RefUpdate {
+    pub fn action(&self) -> Action {
+        match (&self.old, &self.new) {
+            (None, _) => Action::Create,
+            (Some(_), None) => Action::Delete,
+            (Some(_), Some(_)) => Action::Update,
+        }
+    }
+}
+
+/// Knobs for [`plan`].
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    pub scope: Scope,
+    pub prune: bool,
+    pub allow_mass_delete: bool,
+}
+
+/// The updates that make downstream follow upstream inside the scope.
+///
+/// The branch upstream's HEAD names comes first, because some forges make
+/// the first branch pushed to an empty repository its default branch; the
+/// rest follow in name order.
+pub fn plan(
+    upstream: &[(String, ObjectId)],
+    head_target: Option<&str>,
+    downstream: &[(String, ObjectId)],
+    options: &PlanOptions,
+) -> Result<Vec<RefUpdate>, Error> {
+    let in_scope = |refs: &[(String, ObjectId)]| -> BTreeMap<String, ObjectId> {
+        refs.iter()
+            .filter(|(name, _)| options.scope.contains(name))
+            .map(|(name, oid)| (name.clone(), oid.clone()))
+            .collect()
+    };
+    let up = in_scope(upstream);
+    let down = in_scope(downstream);
+
+    let mut updates = Vec::new();
+    for (name, new) in &up {
+        match down.get(name) {
+            Some(old) if old == new => {}
+            old => updates.push(RefUpdate {
+                name: name.clone(),
+                old: old.cloned(),
+                new: Some(new.clone()),
+            }),
+        }
+    }
+    if options.prune {
+        let deletes: Vec<RefUpdate> = down
+            .iter()
+            .filter(|(name, _)| !up.contains_key(*name))
+            .map(|(name, old)| RefUpdate {
+                name: name.clone(),
+                old: Some(old.clone()),
+                new: None,
+            })
+            .collect();
+        if !deletes.is_empty() && !options.allow_mass_delete {
+            if up.is_empty() {
+                return Err(Error::EmptyUpstream {
+                    downstream: down.len(),
+                });
+            }
+            if deletes.len() * 2 > down.len() {
+                return Err(Error::MassDelete {
+                    deletes: deletes.len(),
+                    downstream: down.len(),
+                });
+            }
+        }
+        updates.extend(deletes);
+        updates.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    if let Some(head) = head_target {
+        if let Some(i) = updates
+            .iter()
+            .position(|u| u.name == head && u.new.is_some())
+        {
+            let first = updates.remove(i);
+            updates.insert(0, first);
+        }
+    }
+    Ok(updates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oid(c: char) -> ObjectId {
+        ObjectId::from_hex(c.to_string().repeat(40).as_bytes()).expect("valid")
+    }
+
+    fn refs(list: &[(&str, char)]) -> Vec<(String, ObjectId)> {
+        list.iter()
+            .map(|(n, c)| ((*n).to_owned(), oid(*c)))
+            .collect()
+    }
+
+    fn opts() -> PlanOptions {
+        PlanOptions {
+            prune: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn globs_match_across_slashes() {
+        let g = Glob::new("refs/heads/*").expect("valid");
+        assert!(g.matches("refs/heads/main"));
+        assert!(g.matches("refs/heads/feature/x"));
+        assert!(!g.matches("refs/tags/v1"));
+        let g = Glob::new("refs/tags/v*.0").expect("valid");
+        assert!(g.matches("refs/tags/v1.0"));
+        assert!(g.matches("refs/tags/v1.0.0"));
+        assert!(!g.matches("refs/tags/v1.1"));
+        assert_eq!(g.literal_prefix(), "refs/tags/v");
+        assert!(Glob::new("heads/*").is_err());
+    }
+
+    #[test]
+    fn scope_excludes_win_and_forge_namespaces_never_match() {
+        let scope =
+            Scope::new(&["refs/*".to_owned()], &["refs/heads/wip/*".to_owned()]).expect("valid");
+        assert!(scope.contains("refs/heads/main"));
+        assert!(!scope.contains("refs/heads/wip/x"));
+        assert!(!scope.contains("refs/pull/1/head"));
+        assert!(!scope.contains("refs/merge-requests/1/head"));
+        assert!(!scope.contains("refs/changes/01/1/1"));
+        assert_eq!(scope.ref_prefixes(), vec!["refs/".to_owned()]);
+        assert_eq!(
+            Scope::default().ref_prefixes(),
+            vec!["refs/heads/".to_owned(), "refs/tags/".to_owned()]
+        );
+    }
+
+    #[test]
+    fn creates_updates_deletes_with_head_first() {
+        let up = refs(&[
+            ("refs/heads/a", '1'),
+            ("refs/heads/main", '2'),
+            ("refs/heads/same", '3'),
+            ("refs/tags/t", '4'),
+        ]);
+        let down = refs(&[
+            ("refs/heads/a", '9'),
+            ("refs/heads/same", '3'),
+            ("refs/heads/old", '5'),
+            ("refs/heads/old2", '5'),
+            ("refs/notes/x", '6'),
+        ]);
+        let updates = plan(&up, Some("refs/heads/main"), &down, &opts()).expect("plan");
+        let summary: Vec<(&str, Action)> = updates
+            .iter()
+            .map(|u| (u.name.as_str(), u.action()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("refs/heads/main", Action::Create),
+                ("refs/heads/a", Action::Update),
+                ("refs/heads/old", Action::Delete),
+                ("refs/heads/old2", Action::Delete),
+                ("refs/tags/t", Action::Create),
+            ]
+        );
+        assert_eq!(updates[1].old, Some(oid('9')));
+    }
+
+    #[test]
+    fn no_prune_keeps_extra_refs() {
+        let up = refs(&[("refs/heads/a", '1')]);
+        let down = refs(&[("refs/heads/a", '1'), ("refs/heads/b", '2')]);
+        let options = PlanOptions::default();
+        assert!(plan(&up, None, &down, &options).expect("plan").is_empty());
+    }
+
+    #[test]
+    fn guards_refuse_empty_upstream_and_mass_delete() {
+        let down = refs(&[
+            ("refs/heads/a", '1'),
+            ("refs/heads/b", '2'),
+            ("refs/heads/c", '3'),
+        ]);
+        assert_eq!(
+            plan(&[], None, &down, &opts()),
+            Err(Error::EmptyUpstream { downstream: 3 })
+        );
+        let up = refs(&[("refs/heads/a", '1')]);
+        assert_eq!(
+            plan(&up, None, &down, &opts()),
+            Err(Error::MassDelete {
+                deletes: 2,
+                downstream: 3
+            })
+        );
+        let allowed = PlanOptions {
+            allow_mass_delete: true,
+            ..opts()
+        };
+        assert_eq!(plan(&up, None, &down, &allowed).expect("allowed").len(), 2);
+        let up = refs(&[("refs/heads/a", '1'), ("refs/heads/b", '2')]);
+        assert_eq!(
+            plan(&up, None, &down, &opts()).expect("one of three").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn empty_both_sides_is_nothing_to_do() {
+        assert!(plan(&[], None, &[], &opts()).expect("plan").is_empty());
+    }
+}

@@ -1,0 +1,476 @@
+//! The relay: upstream's pack streamed into downstream as it arrives.
+//!
+//! [`Relay::connect`] opens both sides and reads both advertisements;
+//! [`Relay::push`] fetches exactly what downstream lacks and streams it into
+//! receive-pack behind the ref-update commands; [`sync`] puts planning in
+//! between. Nothing touches the local disk, and memory is bounded by one
+//! pkt-line per side.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use crate::oid::{ObjectFormat, ObjectId};
+use crate::plan::{self, Action, PlanOptions, RefUpdate};
+use crate::progress::{Progress, Side};
+use crate::session::receive_pack::{self, PackWriter, PushArgs, ReceivePack};
+use crate::session::upload_pack::{self, FetchArgs, PackStream, UploadPack, UpstreamRefs};
+use crate::transport::{self, ConnectOptions, Service};
+use crate::url::RepoUrl;
+use crate::wire::commands::Command;
+use crate::wire::report::RefResult;
+
+/// A sync or push failed as a whole (a rejected ref is not an error: it is
+/// reported in the [`PushResult`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot connect to {side} {repo}", side = side.name())]
+    Connect {
+        side: Side,
+        repo: String,
+        #[source]
+        source: transport::Error,
+    },
+    #[error(transparent)]
+    Upstream(#[from] upload_pack::Error),
+    #[error(transparent)]
+    Downstream(#[from] receive_pack::Error),
+    #[error("upstream uses {upstream} object ids but downstream uses {downstream}; a mirror needs both sides in the same object format")]
+    ObjectFormatMismatch {
+        upstream: ObjectFormat,
+        downstream: ObjectFormat,
+    },
+    #[error("refusing the sync")]
+    Refused(#[from] plan::Error),
+    #[error("the transfer was aborted, so downstream kept its refs")]
+    Aborted(#[source] Box<Error>),
+    #[error("upstream sent {found:?} where a pack (\"PACK\", version 2 or 3) should start")]
+    NotAPack { found: String },
+    #[error("downstream {repo} could not store the pack: {message}")]
+    Unpack { repo: String, message: String },
+}
+
+/// How a ref ended up.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefStatus {
+    Ok,
+    Rejected,
+    Planned,
+}
+
+/// One ref's line in a result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RefOutcome {
+    pub name: String,
+    pub action: Action,
+    pub old: Option<ObjectId>,
+    pub new: Option<ObjectId>,
+    pub status: RefStatus,
+    pub reason: Option<String>,
+}
+
+/// What the pack from upstream held.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PackStats {
+    pub objects: u32,
+    pub bytes: u64,
+}
+
+/// The result of a push (or of a plan, with every ref `planned`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PushResult {
+    pub refs: Vec<RefOutcome>,
+    /// `None` when nothing was fetched from upstream.
+    pub pack: Option<PackStats>,
+    /// Pack bytes written to downstream (the empty pack counts).
+    pub bytes_relayed: u64,
+    /// What downstream said on its progress band: hook output, and the real
+    /// reason when an atomic push fails.
+    pub downstream_messages: Vec<String>,
+}
+
+impl PushResult {
+    pub fn rejected(&self) -> usize {
+        self.refs
+            .iter()
+            .filter(|r| r.status == RefStatus::Rejected)
+            .count()
+    }
+}
+
+/// Both servers, connected and advertised.
+pub struct Relay {
+    upstream: UploadPack,
+    downstream: ReceivePack,
+}
+
+/// How a push is made.
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// All or nothing, when downstream supports it.
+    pub atomic: bool,
+    /// Show progress (downstream is asked to be quiet otherwise).
+    pub progress: bool,
+    /// `-o` options for downstream's hooks.
+    pub push_options: Vec<String>,
+}
+
+impl Relay {
+    /// Connects to both sides at once and reads their advertisements.
+    pub async fn connect(upstream: &RepoUrl, downstream: &RepoUrl) -> Result<Self, Error> {
+        let up = async {
+            let connection = transport::connect(
+                upstream,
+                Service::UploadPack,
+                ConnectOptions { protocol_v2: true },
+            )
+            .await
+            .map_err(|source| Error::Connect {
+                side: Side::Upstream,
+                repo: upstream.to_string(),
+                source,
+            })?;
+            Ok::<_, Error>(UploadPack::handshake(connection, upstream.to_string()).await?)
+        };
+        let down = async {
+            let connection = transport::connect(
+                downstream,
+                Service::ReceivePack,
+                ConnectOptions { protocol_v2: false },
+            )
+            .await
+            .map_err(|source| Error::Connect {
+                side: Side::Downstream,
+                repo: downstream.to_string(),
+                source,
+            })?;
+            Ok::<_, Error>(ReceivePack::handshake(connection, downstream.to_string()).await?)
+        };
+        let (upstream, downstream) = tokio::try_join!(up, down)?;
+        if upstream.object_format() != downstream.object_format() {
+            return Err(Error::ObjectFormatMismatch {
+                upstream: upstream.object_format(),
+                downstream: downstream.object_format(),
+            });
+        }
+        Ok(Self {
+            upstream,
+            downstream,
+        })
+    }
+
+    pub fn object_format(&self) -> ObjectFormat {
+        self.downstream.object_format()
+    }
+
+    /// Downstream's advertised refs (peeled entries aside).
+    pub fn downstream_refs(&self) -> Vec<(String, ObjectId)> {
+        self.downstream
+            .advertisement()
+            .refs
+            .iter()
+            .map(|r| (r.name.clone(), r.oid.clone()))
+            .collect()
+    }
+
+    /// Upstream's refs under `prefixes`.
+    pub async fn upstream_refs(&mut self, prefixes: &[String]) -> Result<UpstreamRefs, Error> {
+        Ok(self.upstream.list_refs(prefixes).await?)
+    }
+
+    /// Ends both sessions without changing anything.
+    pub async fn close(self) {
+        tokio::join!(self.upstream.close(), self.downstream.close());
+    }
+
+    /// Applies `updates` to downstream, with the objects from upstream.
+    ///
+    /// The fetch request goes out first and its response is read up to the
+    /// start of the pack, so an upstream that refuses (an unknown object, a
+    /// server error) is reported before downstream hears anything.
+    pub async fn push(
+        self,
+        updates: &[RefUpdate],
+        options: &PushOptions,
+        progress: &Progress,
+    ) -> Result<PushResult, Error> {
+        let Self {
+            mut upstream,
+            downstream,
+        } = self;
+        if updates.is_empty() {
+            tokio::join!(upstream.close(), downstream.close());
+            return Ok(PushResult {
+                refs: Vec::new(),
+                pack: None,
+                bytes_relayed: 0,
+                downstream_messages: Vec::new(),
+            });
+        }
+        let format = downstream.object_format();
+        let down_name = downstream.repo().to_owned();
+        let null = ObjectId::null(format);
+        let commands: Vec<Command> = updates
+            .iter()
+            .map(|u| Command {
+                old: u.old.clone().unwrap_or_else(|| null.clone()),
+                new: u.new.clone().unwrap_or_else(|| null.clone()),
+                name: u.name.clone(),
+            })
+            .collect();
+        let caps = &downstream.advertisement().capabilities;
+        let downstream_has: BTreeSet<ObjectId> = downstream
+            .advertisement()
+            .refs
+            .iter()
+            .map(|r| r.oid.clone())
+            .collect();
+        let wants: Vec<ObjectId> = updates
+            .iter()
+            .filter_map(|u| u.new.clone())
+            .filter(|oid| !downstream_has.contains(oid))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let push_args = PushArgs {
+            atomic: options.atomic,
+            progress: options.progress,
+            push_options: options.push_options.clone(),
+        };
+        let needs_pack = commands.iter().any(|c| !c.is_delete());
+
+        if wants.is_empty() {
+            // Every object is already downstream. receive-pack still needs a
+            // pack after any non-delete command, so send the empty one.
+            let (mut writer, reader) = downstream.send_commands(&commands, &push_args).await?;
+            let mut bytes_relayed = 0;
+            if needs_pack {
+                writer.write(format.empty_pack()).await?;
+                bytes_relayed = format.empty_pack().len() as u64;
+            }
+            writer.finish().await?;
+            let outcome = reader.read_report(progress).await;
+            upstream.close().await;
+            let outcome = outcome?;
+            return finish(&down_name, updates, None, bytes_relayed, outcome);
+        }
+
+        let fetch_args = FetchArgs {
+            wants,
+            haves: downstream_has.into_iter().collect(),
+            // A thin pack's deltas may use bases that only downstream has;
+            // receive-pack completes it (index-pack --fix-thin).
+            thin_pack: !caps.contains("no-thin"),
+            // Without ofs-delta upload-pack sends REF_DELTA only, which any
+            // receiver understands.
+            ofs_delta: caps.contains("ofs-delta"),
+            progress: options.progress,
+        };
+        let mut stream = upstream.fetch(&fetch_args, progress).await?;
+        let (writer, reader) = downstream.send_commands(&commands, &push_args).await?;
+        let (pumped, outcome) = tokio::join!(
+            pump(&mut stream, writer, format, progress),
+            reader.read_report(progress)
+        );
+        match pumped {
+            Ok(stats) => {
+                upstream.close().await;
+                finish(&down_name, updates, Some(stats), stats.bytes, outcome?)
+            }
+            Err(error) => {
+                // Downstream's side of the story, when it has one, is only
+                // context: the pump's error is the cause.
+                if let Ok(outcome) = &outcome {
+                    tracing::debug!(?outcome.report, "downstream report after the aborted transfer");
+                }
+                Err(Error::Aborted(Box::new(error)))
+            }
+        }
+    }
+}
+
+fn finish(
+    downstream: &str,
+    updates: &[RefUpdate],
+    pack: Option<PackStats>,
+    bytes_relayed: u64,
+    outcome: receive_pack::PushOutcome,
+) -> Result<PushResult, Error> {
+    let report = outcome.report;
+    if let Err(message) = &report.unpack {
+        return Err(Error::Unpack {
+            repo: downstream.to_owned(),
+            message: message.clone(),
+        });
+    }
+    let refs = updates
+        .iter()
+        .map(|u| {
+            let status = report.refs.iter().find(|s| s.name == u.name);
+            let (status, reason) = match status.map(|s| &s.result) {
+                Some(RefResult::Ok) => (RefStatus::Ok, None),
+                Some(RefResult::Rejected(reason)) => (RefStatus::Rejected, Some(reason.clone())),
+                None => (
+                    RefStatus::Rejected,
+                    Some("downstream did not report on this ref".to_owned()),
+                ),
+            };
+            RefOutcome {
+                name: u.name.clone(),
+                action: u.action(),
+                old: u.old.clone(),
+                new: u.new.clone(),
+                status,
+                reason,
+            }
+        })
+        .collect();
+    Ok(PushResult {
+        refs,
+        pack,
+        bytes_relayed,
+        downstream_messages: outcome.messages,
+    })
+}
+
+/// Copies band-1 pack data from upstream to downstream as it arrives.
+///
+/// The last hash-length bytes (the pack's trailing checksum) are held back
+/// until upstream ends the pack with a clean flush-pkt. So if upstream fails
+/// at any point, even after the last object, downstream never holds a
+/// complete pack and cannot move a single ref.
+async fn pump(
+    stream: &mut PackStream<'_>,
+    mut writer: PackWriter,
+    format: ObjectFormat,
+    progress: &Progress,
+) -> Result<PackStats, Error> {
+    let hold = format.raw_len();
+    let mut tail: Vec<u8> = Vec::with_capacity(2 * hold);
+    let mut header: Vec<u8> = Vec::with_capacity(12);
+    let mut total: u64 = 0;
+    while let Some(chunk) = stream.next_chunk().await? {
+        if header.len() < 12 {
+            let take = (12 - header.len()).min(chunk.len());
+            header.extend_from_slice(&chunk[..take]);
+            if header.len() >= 4 && !header.starts_with(b"PACK") {
+                return Err(Error::NotAPack {
+                    found: crate::wire::shorten(&header),
+                });
+            }
+        }
+        total += chunk.len() as u64;
+        if chunk.len() >= hold {
+            let (send, keep) = chunk.split_at(chunk.len() - hold);
+            if !tail.is_empty() {
+                writer.write(&tail).await?;
+                progress.add_bytes(tail.len());
+            }
+            writer.write(send).await?;
+            progress.add_bytes(send.len());
+            tail.clear();
+            tail.extend_from_slice(keep);
+        } else {
+            tail.extend_from_slice(chunk);
+            if tail.len() > hold {
+                let excess = tail.len() - hold;
+                writer.write(&tail[..excess]).await?;
+                progress.add_bytes(excess);
+                tail.drain(..excess);
+            }
+        }
+    }
+    if header.len() < 12 {
+        return Err(Error::NotAPack {
+            found: crate::wire::shorten(&header),
+        });
+    }
+    writer.write(&tail).await?;
+    progress.add_bytes(tail.len());
+    writer.finish().await?;
+    let objects = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+    Ok(PackStats {
+        objects,
+        bytes: total,
+    })
+}
+
+/// What [`sync`] should do.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    pub plan: PlanOptions,
+    pub push: PushOptions,
+    /// Plan only: change nothing.
+    pub dry_run: bool,
+}
+
+/// The result of [`sync`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SyncReport {
+    pub dry_run: bool,
+    pub upstream: String,
+    pub downstream: String,
+    pub object_format: ObjectFormat,
+    #[serde(flatten)]
+    pub result: PushResult,
+    pub elapsed_ms: u64,
+}
+
+/// Makes downstream follow upstream inside the scope: connect, read both
+/// advertisements, plan, then fetch and relay exactly the missing objects.
+pub async fn sync(
+    upstream: &RepoUrl,
+    downstream: &RepoUrl,
+    options: &SyncOptions,
+    progress: &Progress,
+) -> Result<SyncReport, Error> {
+    let started = Instant::now();
+    let mut relay = Relay::connect(upstream, downstream).await?;
+    let object_format = relay.object_format();
+    let up_refs = relay
+        .upstream_refs(&options.plan.scope.ref_prefixes())
+        .await?;
+    let down_refs = relay.downstream_refs();
+    let updates = match plan::plan(
+        &up_refs.refs,
+        up_refs.head_target.as_deref(),
+        &down_refs,
+        &options.plan,
+    ) {
+        Ok(updates) => updates,
+        Err(refused) => {
+            relay.close().await;
+            return Err(refused.into());
+        }
+    };
+    tracing::debug!(updates = updates.len(), "planned");
+    let result = if options.dry_run {
+        relay.close().await;
+        PushResult {
+            refs: updates
+                .iter()
+                .map(|u| RefOutcome {
+                    name: u.name.clone(),
+                    action: u.action(),
+                    old: u.old.clone(),
+                    new: u.new.clone(),
+                    status: RefStatus::Planned,
+                    reason: None,
+                })
+                .collect(),
+            pack: None,
+            bytes_relayed: 0,
+            downstream_messages: Vec::new(),
+        }
+    } else {
+        relay.push(&updates, &options.push, progress).await?
+    };
+    Ok(SyncReport {
+        dry_run: options.dry_run,
+        upstream: upstream.to_string(),
+        downstream: downstream.to_string(),
+        object_format,
+        result,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}

@@ -1,0 +1,550 @@
+//! The upstream side: git-upload-pack, in protocol v2 with a v0 fallback.
+//!
+//! v2 is preferred because `ls-refs` takes `ref-prefix` (a forge's
+//! `refs/pull/*` is never even listed) and `fetch` serves any object the
+//! server has, not only advertised tips (gitprotocol-v2, "fetch").
+
+use crate::oid::{ObjectFormat, ObjectId};
+use crate::pkt_io::{self, PacketReader};
+use crate::progress::{Progress, Side};
+use crate::session::{agent, detail_suffix};
+use crate::transport::{BoxReader, BoxWriter, Connection, ServerProcess};
+use crate::wire::advertisement::{self, Advertisement, AdvertisementParser};
+use crate::wire::capabilities::{self, Capabilities};
+use crate::wire::fetch::{self, Section};
+use crate::wire::pkt::{self, Packet};
+use crate::wire::sideband::{self, Band};
+use crate::wire::v2::{self, FetchRequest, LsRefsRequest};
+
+use tokio::io::AsyncWriteExt;
+
+/// Talking to upstream's upload-pack failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading from upstream {repo} failed{}", detail_suffix(detail))]
+    Read {
+        repo: String,
+        detail: Option<String>,
+        #[source]
+        source: pkt_io::Error,
+    },
+    #[error("writing to upstream {repo} failed{}", detail_suffix(detail))]
+    Write {
+        repo: String,
+        detail: Option<String>,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "upstream {repo} closed the connection {when}{}",
+        detail_suffix(detail)
+    )]
+    Closed {
+        repo: String,
+        when: &'static str,
+        detail: Option<String>,
+    },
+    #[error("upstream {repo} sent a malformed ref advertisement")]
+    Advertisement {
+        repo: String,
+        #[source]
+        source: advertisement::Error,
+    },
+    #[error("upstream {repo} sent bad capabilities")]
+    Capabilities {
+        repo: String,
+        #[source]
+        source: capabilities::Error,
+    },
+    #[error("upstream {repo} sent a malformed protocol v2 line")]
+    V2 {
+        repo: String,
+        #[source]
+        source: v2::Error,
+    },
+    #[error("upstream {repo} sent a malformed fetch response")]
+    FetchResponse {
+        repo: String,
+        #[source]
+        source: fetch::Error,
+    },
+    #[error("upstream {repo} sent a malformed side-band packet")]
+    Sideband {
+        repo: String,
+        #[source]
+        source: sideband::Error,
+    },
+    #[error("upstream {repo} reported an error: {message}")]
+    Server { repo: String, message: String },
+    #[error("upstream {repo} sent {found:?} where {expected} was expected")]
+    Unexpected {
+        repo: String,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("upstream {repo} does not serve protocol v2, which is needed to fetch objects that no ref points at")]
+    NeedsV2 { repo: String },
+}
+
+/// The protocol the server chose in its first response.
+enum Protocol {
+    V2 { capabilities: Capabilities },
+    V0 { advertisement: Advertisement },
+}
+
+/// Upstream's refs in scope, as listed by the server.
+#[derive(Debug, Clone)]
+pub struct UpstreamRefs {
+    pub refs: Vec<(String, ObjectId)>,
+    /// The branch HEAD points at, if the server said.
+    pub head_target: Option<String>,
+}
+
+/// What to fetch, and how the pack should be built.
+#[derive(Debug, Clone)]
+pub struct FetchArgs {
+    pub wants: Vec<ObjectId>,
+    pub haves: Vec<ObjectId>,
+    pub thin_pack: bool,
+    pub ofs_delta: bool,
+    pub progress: bool,
+}
+
+/// A connected upload-pack after its first response.
+pub struct UploadPack {
+    repo: String,
+    reader: PacketReader<BoxReader>,
+    writer: BoxWriter,
+    process: Option<ServerProcess>,
+    protocol: Protocol,
+    object_format: ObjectFormat,
+}
+
+impl UploadPack {
+    /// Reads the server's first response: a v2 capability advertisement,
+    /// or (from a server that ignores `GIT_PROTOCOL`) a v0 ref advertisement.
+    pub async fn handshake(connection: Connection, repo: String) -> Result<Self, Error> {
+        let Connection {
+            reader,
+            writer,
+            process,
+        } = connection;
+        let mut session = Self {
+            repo,
+            reader: PacketReader::new(reader),
+            writer,
+            process,
+            protocol: Protocol::V0 {
+                advertisement: Advertisement::default(),
+            },
+            object_format: ObjectFormat::Sha1,
+        };
+        session.protocol = session.read_first_response().await?;
+        session.object_format = match &session.protocol {
+            Protocol::V2 { capabilities } => capabilities.object_format(),
+            Protocol::V0 { advertisement } => advertisement.object_format(),
+        }
+        .map_err(|source| Error::Capabilities {
+            repo: session.repo.clone(),
+            source,
+        })?;
+        Ok(session)
+    }
+
+    async fn read_first_response(&mut self) -> Result<Protocol, Error> {
+        let first = match self.reader.next().await {
+            Ok(Some(Packet::Data(line))) => Some(line.to_vec()),
+            Ok(Some(_)) => None,
+            Ok(None) => return Err(self.closed("before advertising its refs").await),
+            Err(source) => return Err(self.read_error(source).await),
+        };
+        let Some(first) = first else {
+            // A flush first: a v0 server with no refs at all.
+            return Ok(Protocol::V0 {
+                advertisement: Advertisement::default(),
+            });
+        };
+        if let Some(message) = pkt::error_line(&first) {
+            return Err(self.server_error(message));
+        }
+        if v2::is_version_2(&first) {
+            let mut capabilities = Capabilities::default();
+            let result = self
+                .reader
+                .read_until_flush(|line| {
+                    let (name, value) = v2::parse_capability_line(line)?;
+                    capabilities.push(&name, value.as_deref());
+                    Ok(())
+                })
+                .await;
+            self.check(result, |repo, source| Error::V2 { repo, source })
+                .await?;
+            return Ok(Protocol::V2 { capabilities });
+        }
+        let mut parser = AdvertisementParser::new();
+        let mut result = parser.push_line(&first).map(|_| ());
+        if result.is_ok() {
+            let read = self
+                .reader
+                .read_until_flush(|line| parser.push_line(line))
+                .await;
+            result = match read {
+                Ok(inner) => inner,
+                Err(source) => return Err(self.read_error(source).await),
+            };
+        }
+        result.map_err(|source| Error::Advertisement {
+            repo: self.repo.clone(),
+            source,
+        })?;
+        Ok(Protocol::V0 {
+            advertisement: parser.finish(),
+        })
+    }
+
+    pub fn object_format(&self) -> ObjectFormat {
+        self.object_format
+    }
+
+    /// Whether the server speaks protocol v2.
+    pub fn is_v2(&self) -> bool {
+        matches!(self.protocol, Protocol::V2 { .. })
+    }
+
+    /// Lists refs under `prefixes`, plus where HEAD points.
+    pub async fn list_refs(&mut self, prefixes: &[String]) -> Result<UpstreamRefs, Error> {
+        match &self.protocol {
+            Protocol::V0 { advertisement } => {
+                let head_target = advertisement
+                    .capabilities
+                    .symref_target("HEAD")
+                    .map(str::to_owned);
+                let refs = advertisement
+                    .refs
+                    .iter()
+                    .filter(|r| prefixes.iter().any(|p| r.name.starts_with(p.as_str())))
+                    .map(|r| (r.name.clone(), r.oid.clone()))
+                    .collect();
+                Ok(UpstreamRefs { refs, head_target })
+            }
+            Protocol::V2 { .. } => {
+                let mut wanted = prefixes.to_vec();
+                wanted.push("HEAD".to_owned());
+                let agent = agent();
+                let request = LsRefsRequest {
+                    object_format: self.object_format,
+                    agent: &agent,
+                    prefixes: &wanted,
+                    symrefs: true,
+                    peel: false,
+                    unborn: false,
+                }
+                .encode();
+                self.send(&request).await?;
+                let mut lines = Vec::new();
+                let mut server_error = None;
+                let result = self
+                    .reader
+                    .read_until_flush(|line| {
+                        if let Some(message) = pkt::error_line(line) {
+                            server_error = Some(String::from_utf8_lossy(message).into_owned());
+                            return Ok(());
+                        }
+                        lines.push(v2::parse_ls_refs_line(line)?);
+                        Ok(())
+                    })
+                    .await;
+                if let Some(message) = server_error {
+                    return Err(Error::Server {
+                        repo: self.repo.clone(),
+                        message,
+                    });
+                }
+                self.check(result, |repo, source| Error::V2 { repo, source })
+                    .await?;
+                let mut refs = Vec::new();
+                let mut head_target = None;
+                for line in lines {
+                    if line.name == "HEAD" {
+                        head_target = line.symref_target;
+                    } else if let Some(oid) = line.oid {
+                        if prefixes.iter().any(|p| line.name.starts_with(p.as_str())) {
+                            refs.push((line.name, oid));
+                        }
+                    }
+                }
+                Ok(UpstreamRefs { refs, head_target })
+            }
+        }
+    }
+
+    /// Sends one fetch request with `done` and reads up to the start of the
+    /// pack. Errors the server reports before the pack surface here, before
+    /// downstream has been told anything.
+    pub async fn fetch<'a>(
+        &'a mut self,
+        args: &FetchArgs,
+        progress: &'a Progress,
+    ) -> Result<PackStream<'a>, Error> {
+        let agent = agent();
+        match &self.protocol {
+            Protocol::V2 { .. } => {
+                let request = FetchRequest {
+                    object_format: self.object_format,
+                    agent: &agent,
+                    wants: &args.wants,
+                    haves: &args.haves,
+                    thin_pack: args.thin_pack,
+                    ofs_delta: args.ofs_delta,
+                    no_progress: !args.progress,
+                }
+                .encode();
+                self.send(&request).await?;
+                self.skip_to_packfile_section().await?;
+                Ok(PackStream {
+                    session: self,
+                    progress,
+                    v0_preamble: false,
+                })
+            }
+            Protocol::V0 { .. } => {
+                // v0 serves only advertised tips unless the server allows
+                // more (uploadpack.allowAnySHA1InWant); ask anyway, the
+                // server's ERR names the problem if it refuses.
+                let request = v0_fetch_request(args, &agent);
+                self.send(&request).await?;
+                Ok(PackStream {
+                    session: self,
+                    progress,
+                    v0_preamble: true,
+                })
+            }
+        }
+    }
+
+    /// Reads v2 response sections until `packfile`. With `done` sent the
+    /// server skips `acknowledgments`, but `shallow-info` and others may
+    /// come first (gitprotocol-v2, "fetch" output).
+    async fn skip_to_packfile_section(&mut self) -> Result<(), Error> {
+        loop {
+            let header = match self.reader.next().await {
+                Ok(Some(Packet::Data(line))) => line.to_vec(),
+                Ok(Some(other)) => {
+                    return Err(Error::Unexpected {
+                        repo: self.repo.clone(),
+                        expected: "a fetch response section",
+                        found: format!("{other:?}"),
+                    })
+                }
+                Ok(None) => return Err(self.closed("before sending a pack").await),
+                Err(source) => return Err(self.read_error(source).await),
+            };
+            if let Some(message) = pkt::error_line(&header) {
+                return Err(self.server_error(message));
+            }
+            let section =
+                fetch::parse_section_header(&header).map_err(|source| Error::FetchResponse {
+                    repo: self.repo.clone(),
+                    source,
+                })?;
+            if section == Section::Packfile {
+                return Ok(());
+            }
+            loop {
+                match self.reader.next().await {
+                    Ok(Some(Packet::Data(_))) => continue,
+                    Ok(Some(Packet::Delim)) => break,
+                    Ok(Some(other)) => {
+                        return Err(Error::Unexpected {
+                            repo: self.repo.clone(),
+                            expected: "a delim-pkt before the packfile section",
+                            found: format!("{other:?}"),
+                        })
+                    }
+                    Ok(None) => return Err(self.closed("before sending a pack").await),
+                    Err(source) => return Err(self.read_error(source).await),
+                }
+            }
+        }
+    }
+
+    /// Ends the session politely and waits for the server to exit.
+    pub async fn close(mut self) {
+        if self.is_v2() {
+            let _ = self.writer.write_all(pkt::FLUSH).await;
+        }
+        let _ = self.writer.shutdown().await;
+        drop(self.writer);
+        if let Some(process) = &mut self.process {
+            let _ = process.wait().await;
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let result = async {
+            self.writer.write_all(bytes).await?;
+            self.writer.flush().await
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(source) => Err(Error::Write {
+                repo: self.repo.clone(),
+                detail: self.failure_detail().await,
+                source,
+            }),
+        }
+    }
+
+    async fn failure_detail(&mut self) -> Option<String> {
+        match &mut self.process {
+            Some(process) => process.failure_detail().await,
+            None => None,
+        }
+    }
+
+    async fn closed(&mut self, when: &'static str) -> Error {
+        Error::Closed {
+            repo: self.repo.clone(),
+            when,
+            detail: self.failure_detail().await,
+        }
+    }
+
+    async fn read_error(&mut self, source: pkt_io::Error) -> Error {
+        Error::Read {
+            repo: self.repo.clone(),
+            detail: self.failure_detail().await,
+            source,
+        }
+    }
+
+    fn server_error(&self, message: &[u8]) -> Error {
+        Error::Server {
+            repo: self.repo.clone(),
+            message: String::from_utf8_lossy(message).trim().to_owned(),
+        }
+    }
+
+    /// Unpacks the result of [`PacketReader::read_until_flush`].
+    async fn check<E>(
+        &mut self,
+        result: Result<Result<(), E>, pkt_io::Error>,
+        wrap: impl FnOnce(String, E) -> Error,
+    ) -> Result<(), Error> {
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(wrap(self.repo.clone(), e)),
+            Err(source) => Err(self.read_error(source).await),
+        }
+    }
+}
+
+/// A v0 fetch: wants with capabilities on the first line, a flush, then
+/// haves and `done` (gitprotocol-pack, "Packfile Negotiation"). Without
+/// multi_ack the server answers one ACK or NAK, then the pack.
+fn v0_fetch_request(args: &FetchArgs, agent: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut caps = vec!["side-band-64k".to_owned()];
+    if args.thin_pack {
+        caps.push("thin-pack".into());
+    }
+    if args.ofs_delta {
+        caps.push("ofs-delta".into());
+    }
+    if !args.progress {
+        caps.push("no-progress".into());
+    }
+    caps.push(format!("agent={agent}"));
+    for (i, want) in args.wants.iter().enumerate() {
+        if i == 0 {
+            pkt::encode_text(&format!("want {want} {}", caps.join(" ")), &mut out);
+        } else {
+            pkt::encode_text(&format!("want {want}"), &mut out);
+        }
+    }
+    out.extend_from_slice(pkt::FLUSH);
+    for have in &args.haves {
+        pkt::encode_text(&format!("have {have}"), &mut out);
+    }
+    pkt::encode_text("done", &mut out);
+    out
+}
+
+/// The pack as it arrives on side-band 1, with progress from band 2
+/// passed on and a band-3 message turned into an error.
+pub struct PackStream<'a> {
+    session: &'a mut UploadPack,
+    progress: &'a Progress,
+    v0_preamble: bool,
+}
+
+/// What one side-band packet asks of the pack stream, owned so that the
+/// reader's buffer is free again.
+enum Step {
+    Data,
+    Skip,
+    Progress(Vec<u8>),
+    Fail(Error),
+}
+
+impl PackStream<'_> {
+    /// The next piece of pack data; `None` once the server has ended the
+    /// pack cleanly with a flush-pkt. EOF before that flush is an error, so
+    /// a server that dies mid-pack is never mistaken for a finished one.
+    pub async fn next_chunk(&mut self) -> Result<Option<&[u8]>, Error> {
+        loop {
+            let session = &mut *self.session;
+            let step = match session.reader.next().await {
+                Ok(Some(Packet::Data(data))) => classify(data, self.v0_preamble, &session.repo),
+                Ok(Some(Packet::Flush)) => return Ok(None),
+                Ok(Some(other)) => Step::Fail(Error::Unexpected {
+                    repo: session.repo.clone(),
+                    expected: "side-band data",
+                    found: format!("{other:?}"),
+                }),
+                Ok(None) => return Err(session.closed("in the middle of the pack").await),
+                Err(source) => return Err(session.read_error(source).await),
+            };
+            match step {
+                Step::Data => {
+                    self.v0_preamble = false;
+                    // Skip the band byte; the payload stays in the reader's buffer.
+                    return Ok(Some(&self.session.reader.last_payload()[1..]));
+                }
+                Step::Skip => {}
+                Step::Progress(text) => {
+                    self.v0_preamble = false;
+                    self.progress.server_message(Side::Upstream, &text);
+                }
+                Step::Fail(error) => return Err(error),
+            }
+        }
+    }
+}
+
+fn classify(data: &[u8], v0_preamble: bool, repo: &str) -> Step {
+    let server_error = |message: &[u8]| {
+        Step::Fail(Error::Server {
+            repo: repo.to_owned(),
+            message: String::from_utf8_lossy(crate::wire::trim_newline(message))
+                .trim()
+                .to_owned(),
+        })
+    };
+    if let Some(message) = pkt::error_line(data) {
+        return server_error(message);
+    }
+    if v0_preamble && fetch::is_v0_negotiation_line(data) {
+        return Step::Skip;
+    }
+    match sideband::demux(data) {
+        Ok(Band::Data(_)) => Step::Data,
+        Ok(Band::Progress(text)) => Step::Progress(text.to_vec()),
+        Ok(Band::Fatal(text)) => server_error(text),
+        Err(source) => Step::Fail(Error::Sideband {
+            repo: repo.to_owned(),
+            source,
+        }),
+    }
+}
