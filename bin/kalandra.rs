@@ -1,1 +1,293 @@
-fn main(){}
+//! `kalandra`: mirror git repositories without keeping a copy.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use kalandra::plan::{PlanOptions, Scope};
+use kalandra::progress::{human_bytes, Progress};
+use kalandra::relay::{self, PushOptions, RefOutcome, RefStatus, SyncOptions, SyncReport};
+use kalandra::url::RepoUrl;
+use kalandra::{plan, transport};
+
+/// Exit codes, documented in docs/exit-codes.md.
+mod exit {
+    pub const OK: u8 = 0;
+    pub const OTHER: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const REJECTED: u8 = 3;
+    pub const CONNECTION: u8 = 4;
+    pub const REFUSED: u8 = 5;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "kalandra",
+    version,
+    about = "Mirror git repositories from upstream to downstream without keeping a copy",
+    long_about = "Mirror git repositories from upstream to downstream without keeping a copy.\n\n\
+        The pack that downstream lacks is fetched from upstream's upload-pack and streamed, as it \
+        arrives, into downstream's receive-pack. Nothing is written to local disk.\n\n\
+        Logs go to stderr; set KALANDRA_LOG (e.g. KALANDRA_LOG=debug) for finer control than -v."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make DOWN's branches and tags match UP's, relaying the objects.
+    Sync(SyncArgs),
+    /// Show what `sync` would change, and change nothing.
+    Plan(SyncArgs),
+}
+
+#[derive(Args)]
+struct SyncArgs {
+    /// The repository to mirror from: a path, file://, ssh://, git:// or http(s):// URL.
+    #[arg(value_name = "UP")]
+    upstream: String,
+    /// The repository to mirror into.
+    #[arg(value_name = "DOWN")]
+    downstream: String,
+    /// Mirror only refs matching this pattern (repeatable). `*` matches any
+    /// characters, `/` included. Replaces the default scope of
+    /// refs/heads/* and refs/tags/*.
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Leave refs matching this pattern alone (repeatable). Wins over --include.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Do not delete downstream refs that upstream no longer has.
+    #[arg(long)]
+    no_prune: bool,
+    /// Allow a sync that deletes more than half of downstream's refs in
+    /// scope, or that deletes everything because upstream lists no refs.
+    #[arg(long)]
+    allow_mass_delete: bool,
+    /// Apply each ref on its own even when downstream supports atomic
+    /// (all-or-nothing) pushes.
+    #[arg(long)]
+    no_atomic: bool,
+    /// Print one JSON object on stdout (schema: docs/json.md).
+    #[arg(long)]
+    json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Log more on stderr (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (args, dry_run) = match &cli.command {
+        Command::Sync(args) => (args, false),
+        Command::Plan(args) => (args, true),
+    };
+    init_logging(args);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("kalandra: error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::OTHER);
+        }
+    };
+    let started = std::time::Instant::now();
+    match runtime.block_on(run(args, dry_run)) {
+        Ok(report) => {
+            let code = if report.result.rejected() > 0 {
+                exit::REJECTED
+            } else {
+                exit::OK
+            };
+            if args.json {
+                print_json(&report, None);
+            } else if !args.quiet {
+                print_human(&report);
+            }
+            ExitCode::from(code)
+        }
+        Err(failure) => {
+            let code = exit_code(&failure);
+            let message = format!("{failure:#}");
+            if args.json {
+                let shown = |raw: &str| {
+                    RepoUrl::parse(raw)
+                        .map(|u| u.to_string())
+                        .unwrap_or_else(|_| raw.to_owned())
+                };
+                let value = serde_json::json!({
+                    "ok": false,
+                    "dry_run": dry_run,
+                    "upstream": shown(&args.upstream),
+                    "downstream": shown(&args.downstream),
+                    "object_format": null,
+                    "refs": [],
+                    "pack": null,
+                    "bytes_relayed": 0,
+                    "elapsed_ms": started.elapsed().as_millis() as u64,
+                    "downstream_messages": [],
+                    "error": message,
+                });
+                println!("{value}");
+            }
+            eprintln!("kalandra: error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
+    let upstream = RepoUrl::parse(&args.upstream).context("invalid upstream")?;
+    let downstream = RepoUrl::parse(&args.downstream).context("invalid downstream")?;
+    let scope = Scope::new(&args.include, &args.exclude)?;
+    let show_progress = !args.quiet && !args.json && std::io::stderr().is_terminal();
+    let options = SyncOptions {
+        plan: PlanOptions {
+            scope,
+            prune: !args.no_prune,
+            allow_mass_delete: args.allow_mass_delete,
+        },
+        push: PushOptions {
+            atomic: !args.no_atomic,
+            progress: show_progress,
+            push_options: Vec::new(),
+        },
+        dry_run,
+    };
+    let progress = if show_progress {
+        Progress::new(true)
+    } else {
+        Progress::hidden()
+    };
+    let result = relay::sync(&upstream, &downstream, &options, &progress).await;
+    progress.finish();
+    Ok(result?)
+}
+
+/// Maps a failure to its documented exit code. Only this binary decides
+/// exit codes; the library only says what went wrong.
+fn exit_code(failure: &anyhow::Error) -> u8 {
+    if failure.downcast_ref::<kalandra::url::Error>().is_some() {
+        return exit::USAGE;
+    }
+    if let Some(error) = failure.downcast_ref::<plan::Error>() {
+        return plan_code(error);
+    }
+    match failure.downcast_ref::<relay::Error>() {
+        Some(relay::Error::Refused(error)) => plan_code(error),
+        Some(relay::Error::Connect {
+            source: transport::Error::Unsupported { .. },
+            ..
+        }) => exit::USAGE,
+        Some(_) => exit::CONNECTION,
+        None => exit::OTHER,
+    }
+}
+
+fn plan_code(error: &plan::Error) -> u8 {
+    match error {
+        plan::Error::Pattern { .. } => exit::USAGE,
+        plan::Error::EmptyUpstream { .. } | plan::Error::MassDelete { .. } => exit::REFUSED,
+    }
+}
+
+fn print_json(report: &SyncReport, error: Option<&str>) {
+    let mut value = serde_json::to_value(report).expect("because the report is plain data");
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "ok".into(),
+            serde_json::Value::Bool(report.result.rejected() == 0),
+        );
+        object.insert("error".into(), serde_json::json!(error));
+    }
+    println!("{value}");
+}
+
+fn print_human(report: &SyncReport) {
+    let refs = &report.result.refs;
+    if refs.is_empty() {
+        println!("Everything up to date ({} ms)", report.elapsed_ms);
+        return;
+    }
+    let width = refs.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    for outcome in refs {
+        println!("{}", ref_line(outcome, width, report.dry_run));
+    }
+    if report.result.rejected() > 0 {
+        for message in &report.result.downstream_messages {
+            eprintln!("downstream: {message}");
+        }
+    }
+    if report.dry_run {
+        println!(
+            "{} update{} planned; nothing was changed",
+            refs.len(),
+            if refs.len() == 1 { "" } else { "s" }
+        );
+    } else {
+        let rejected = report.result.rejected();
+        let ok = refs.len() - rejected;
+        let mut summary = format!("{ok} ref{} updated", if ok == 1 { "" } else { "s" });
+        if rejected > 0 {
+            summary.push_str(&format!(", {rejected} rejected"));
+        }
+        println!(
+            "{summary}; {} relayed in {:.1} s",
+            human_bytes(report.result.bytes_relayed),
+            report.elapsed_ms as f64 / 1000.0
+        );
+    }
+}
+
+fn ref_line(outcome: &RefOutcome, width: usize, dry_run: bool) -> String {
+    use kalandra::plan::Action;
+    let short = |oid: &Option<kalandra::oid::ObjectId>| {
+        oid.as_ref()
+            .map(|o| o.short().to_owned())
+            .unwrap_or_default()
+    };
+    let change = match outcome.action {
+        Action::Create => short(&outcome.new),
+        Action::Update => format!("{}..{}", short(&outcome.old), short(&outcome.new)),
+        Action::Delete => format!("(was {})", short(&outcome.old)),
+    };
+    let verb = match (&outcome.status, outcome.action, dry_run) {
+        (RefStatus::Rejected, _, _) => "rejected",
+        (_, Action::Create, false) => "created",
+        (_, Action::Update, false) => "updated",
+        (_, Action::Delete, false) => "deleted",
+        (_, Action::Create, true) => "create",
+        (_, Action::Update, true) => "update",
+        (_, Action::Delete, true) => "delete",
+    };
+    let mut line = format!("{verb:<9}{:<width$}  {change}", outcome.name);
+    if let Some(reason) = &outcome.reason {
+        line.push_str(&format!("  ({reason})"));
+    }
+    line
+}
+
+fn init_logging(args: &SyncArgs) {
+    let default = match (args.quiet, args.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KALANDRA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
