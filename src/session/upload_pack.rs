@@ -140,6 +140,11 @@ impl UploadPack {
             object_format: ObjectFormat::Sha1,
         };
         session.protocol = session.read_first_response().await?;
+        tracing::debug!(
+            "upstream {} speaks protocol v{}",
+            session.repo,
+            if session.is_v2() { 2 } else { 0 }
+        );
         session.object_format = match &session.protocol {
             Protocol::V2 { capabilities } => capabilities.object_format(),
             Protocol::V0 { advertisement } => advertisement.object_format(),

@@ -332,6 +332,17 @@ impl World {
 
     /// Run kalandra with `args` in `cwd`, with `global_config` as its GIT_CONFIG_GLOBAL.
     pub fn kalandra_with(&self, cwd: &Path, args: &[&str], global_config: &Path) -> Run {
+        self.kalandra_with_env(cwd, args, global_config, &[])
+    }
+
+    /// Like [`World::kalandra_with`], with extra environment variables set after isolation.
+    pub fn kalandra_with_env(
+        &self,
+        cwd: &Path,
+        args: &[&str],
+        global_config: &Path,
+        env: &[(&str, std::ffi::OsString)],
+    ) -> Run {
         let bin = kalandra_bin();
         let mut cmd = Command::new(&bin);
         cmd.args(args)
@@ -340,6 +351,9 @@ impl World {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         self.isolate(&mut cmd, global_config);
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
         let mut child = cmd.spawn().unwrap_or_else(|err| {
             panic!("cannot run {} (the kalandra binary): {err}", bin.display())
         });

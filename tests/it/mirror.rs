@@ -369,3 +369,82 @@ fn sha256_upstream_into_sha1_downstream_fails_without_change() {
         w.assert_fsck(&down);
     }
 }
+
+/// A `git` on PATH whose upload-pack ignores `GIT_PROTOCOL`, as servers without protocol v2
+/// do: real git, answering with a v0 ref advertisement.
+fn v0_only_path(w: &World) -> std::ffi::OsString {
+    let real = std::process::Command::new("sh")
+        .args(["-c", "command -v git"])
+        .output()
+        .expect("can look up git");
+    let real = String::from_utf8(real.stdout).expect("utf-8 path");
+    let dir = w.root().join("v0-only-bin");
+    std::fs::create_dir_all(&dir).expect("can create the wrapper dir");
+    let wrapper = dir.join("git");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nunset GIT_PROTOCOL\nexec {} \"$@\"\n",
+            real.trim()
+        ),
+    )
+    .expect("can write the wrapper");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            .expect("can chmod");
+    }
+    let mut path = dir.into_os_string();
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    path
+}
+
+#[test]
+fn upstream_without_protocol_v2_falls_back_to_v0() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    let env = [
+        ("PATH", v0_only_path(&w)),
+        ("KALANDRA_LOG", "kalandra=debug".into()),
+    ];
+    let sync = |w: &World| {
+        let up_refs = w.refs(&up);
+        let run = w.kalandra_with_env(
+            w.root(),
+            &["sync", "--json", path_arg(&up), path_arg(&down)],
+            &w.global_config(),
+            &env,
+        );
+        run.assert_code(0);
+        assert!(
+            run.stderr.contains("protocol v0"),
+            "the upstream should have been read as protocol v0: {run}"
+        );
+        let report = run.report();
+        assert!(report.ok(), "{run}");
+        assert_eq!(
+            Scope::default().filter(&w.refs(&down)),
+            Scope::default().filter(&up_refs),
+            "downstream follows upstream: {run}"
+        );
+        w.assert_fsck(&down);
+        report
+    };
+    let first = sync(&w);
+    assert_eq!(first.refs().len(), MIRROR_REFS_IN_SCOPE);
+
+    // Incremental: the haves make upload-pack answer ACK before the pack.
+    w.checkout(&up, "main", None);
+    let new = w.commit_file(&up, "v0.txt", "over protocol v0\n", "v0 commit");
+    let second = sync(&w);
+    let refs = second.refs();
+    assert_eq!(refs.len(), 1, "only main moved");
+    assert_eq!(
+        refs["refs/heads/main"].change.new.as_deref(),
+        Some(new.as_str())
+    );
+    let (objects, _) = second.pack().expect("a pack was fetched");
+    assert_eq!(objects, 3, "commit, tree and blob only");
+}
