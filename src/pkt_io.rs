@@ -22,9 +22,9 @@ pub enum Error {
     Malformed(#[source] pkt::Error),
 }
 
-/// What a pkt-line holds, with its payload copied out of the reader's buffer.
+/// What a pkt-line holds, remembered while the decoder's borrow ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+enum Kind {
     Data,
     Flush,
     Delim,

@@ -82,8 +82,6 @@ pub enum Error {
         expected: &'static str,
         found: String,
     },
-    #[error("upstream {repo} does not serve protocol v2, which is needed to fetch objects that no ref points at")]
-    NeedsV2 { repo: String },
 }
 
 /// The protocol the server chose in its first response.
