@@ -51,11 +51,15 @@ SIZES: dict[str, dict[str, int]] = {
     # seconds; for smoke-testing the harness only
     "tiny": dict(dirs=6, subdirs=4, files=300, commits=600, incr=60),
     # ~100 MB pack, >100k objects
-    "small": dict(dirs=20, subdirs=10, files=4000, commits=18000, incr=200),
+    "small": dict(dirs=20, subdirs=10, files=5000, commits=22000, incr=200),
     # ~1 GB pack
-    "large": dict(dirs=40, subdirs=16, files=24000, commits=110000, incr=300),
+    # (smaller files, more churn per commit than "small": keeps the generation time
+    # within ~15 minutes on 2 cores)
+    "large": dict(dirs=60, subdirs=20, files=60000, commits=200000, incr=300,
+                  mu=460, max_lines=700, ins=16, dele=13),
     # ~3 GB pack (documented, not routinely generated)
-    "huge": dict(dirs=60, subdirs=20, files=60000, commits=330000, incr=300),
+    "huge": dict(dirs=80, subdirs=25, files=120000, commits=450000, incr=300,
+                 mu=460, max_lines=700, ins=16, dele=13),
 }
 
 EPOCH0 = 1_500_000_000  # 2017-07-14, first commit date (UTC)
@@ -206,6 +210,10 @@ class Gen:
         self.base_tags: list[str] | None = None
         self.bytes_out = 0
         self.fork_base: dict[str, dict] = {}
+        # file-size and churn knobs (defaults are the "small" preset's)
+        self.max_lines = p.get("max_lines", 1400)
+        self.ins = p.get("ins", 11)
+        self.dele = p.get("dele", 9)
 
     # -- stream helpers
     def w(self, s: str) -> None:
@@ -290,15 +298,15 @@ class Gen:
         for _ in range(r.choice((1, 1, 1, 2, 2, 3, 4))):
             n = len(ls)
             k = r.random()
-            if n > 1400:
+            if n > self.max_lines:
                 k = 0.5  # too long: delete
             if k < 0.40 or n < 30:  # insert a block of new code
-                size = min(600, int(r.paretovariate(1.3) * 11))
+                size = min(600, int(r.paretovariate(1.3) * self.ins))
                 pos = r.randint(0, n)
                 ls[pos:pos] = t.block(size) if size > 5 else [t.line(1) for _ in range(size)]
             elif k < 0.60:  # delete a range
                 a = r.randrange(n)
-                ls[a:a + min(n // 3, int(r.paretovariate(1.3) * 9))] = []
+                ls[a:a + min(n // 3, int(r.paretovariate(1.3) * self.dele))] = []
             elif k < 0.85:  # rewrite a few lines in place
                 a = r.randrange(n)
                 for j in range(a, min(n, a + r.randint(1, 8))):
@@ -395,7 +403,7 @@ class Gen:
         changes = {}
         for _ in range(p["files"]):
             path = self.new_path(changes)
-            lines = tuple(self.text.file(int(r.lognormvariate(5.2, 0.7)) + 20, path))
+            lines = tuple(self.text.file(int(r.lognormvariate(p.get("mu", 520) / 100, 0.7)) + 20, path))
             changes[path] = (self.blob(lines), lines)
         lock: list[str] = []
         for _ in range(300):
