@@ -46,6 +46,7 @@ ROOT = BENCH_DIR.parent
 WORK_DIR = BENCH_DIR / "work"
 SCENARIOS = ("initial", "incremental", "noop")
 POLL = 0.020  # seconds between /proc samples
+FAST_POLL, FAST_FOR = 0.001, 0.100  # sample every 1 ms during the first 100 ms (short runs)
 
 # What `git upload-pack` runs (git 2.47, checked with GIT_TRACE; it adds
 # --progress/-q and, if the client asks, --include-tag / --shallow-file).
@@ -120,7 +121,8 @@ def _descendants(pid: int) -> list[int]:
 
 def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture",
             cwd: Path | None = None) -> dict:
-    """Run cmd and sample /proc every POLL seconds until it exits.
+    """Run cmd and sample /proc every POLL seconds (every FAST_POLL during the
+    first FAST_FOR seconds) until it exits.
 
     own_peak_rss: the process's VmHWM (kB -> bytes) at the last sample before it exited.
     own_write_bytes: sum over the process's own threads of /proc/PID/task/TID/io
@@ -194,7 +196,7 @@ def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture
 
     threading.Thread(target=waiter, daemon=True).start()
     while not exited.is_set():
-        exited.wait(POLL)
+        exited.wait(FAST_POLL if time.perf_counter() - t0 < FAST_FOR else POLL)
         if not exited.is_set():
             sample()
 
