@@ -1,15 +1,210 @@
-//! `git-remote-kalandra`: the git remote helper for `kalandra::UP=>DOWN` URLs.
+//! `git-remote-kalandra`: the git remote helper for `kalandra::UP=>DOWN`.
 //!
-//! Not implemented yet: it says so and fails, so git reports a clear error
-//! instead of hanging on a helper that does not answer.
+//! git runs `git-remote-kalandra <remote> <UP=>DOWN>` and talks to it on
+//! stdin/stdout (gitremote-helpers(7)). stdout carries only the protocol,
+//! flushed after every reply; people and logs get stderr.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use anyhow::{bail, Context};
+use kalandra::helper::command::{self, Command, PushReply, PushSpec};
+use kalandra::helper::options::Options;
+use kalandra::helper::pair::Pair;
+use kalandra::helper::{fetch, list_downstream, list_upstream, proxy, push};
+use kalandra::oid::ObjectId;
+use kalandra::progress::Progress;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Stdin, Stdout};
+
 fn main() -> ExitCode {
-    let url = std::env::args().nth(2).unwrap_or_default();
-    eprintln!(
-        "git-remote-kalandra: not yet implemented (asked for {:?}); use `kalandra sync UP DOWN` for now",
-        url.split_once("=>").map(|_| "kalandra::UP=>DOWN").unwrap_or("a kalandra:: URL")
-    );
-    ExitCode::from(128)
+    init_logging();
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("git-remote-kalandra: cannot start the async runtime: {e}");
+            return ExitCode::from(128);
+        }
+    };
+    match runtime.block_on(run(&args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("git-remote-kalandra: error: {error:#}");
+            ExitCode::from(128)
+        }
+    }
+}
+
+async fn run(args: &[String]) -> anyhow::Result<()> {
+    let Some(url) = args.get(2).or(args.get(1)) else {
+        bail!(
+            "usage: git-remote-kalandra <remote> <UP=>DOWN> (git runs this for URLs of the form {})",
+            kalandra::helper::pair::EXPECTED_FORM
+        );
+    };
+    let text = url.strip_prefix("kalandra::").unwrap_or(url);
+    let pair = Pair::parse(text).context("invalid kalandra:: URL")?;
+    tracing::debug!(upstream = %pair.upstream, downstream = %pair.downstream, "remote helper started");
+
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut stdout = tokio::io::stdout();
+    let mut options = Options {
+        progress: std::io::stderr().is_terminal(),
+        ..Options::default()
+    };
+    loop {
+        let Some(line) = read_line(&mut stdin).await? else {
+            return Ok(());
+        };
+        tracing::trace!(line, "command from git");
+        match command::parse(&line)? {
+            Command::Blank => return Ok(()),
+            Command::Capabilities => {
+                let mut reply = command::CAPABILITIES.join("\n");
+                reply.push_str("\n\n");
+                reply_with(&mut stdout, &reply).await?;
+            }
+            Command::Option { name, value } => {
+                let reply = options.apply(&name, &value);
+                reply_with(&mut stdout, &format!("{}\n", reply.line())).await?;
+            }
+            Command::List { for_push } => {
+                let list = if for_push {
+                    list_downstream(&pair.downstream).await?
+                } else {
+                    list_upstream(&pair.upstream).await?
+                };
+                // git needs :object-format for a push to a sha256 pair even
+                // when it did not ask; it accepts the line either way.
+                reply_with(&mut stdout, &list.render(options.object_format || for_push)).await?;
+            }
+            Command::StatelessConnect { service } if service == "git-upload-pack" => {
+                let outcome = proxy::stateless_connect(&pair.upstream, &mut stdin, &mut stdout)
+                    .await
+                    .context("proxying to upstream")?;
+                match outcome {
+                    proxy::Outcome::Done => return Ok(()),
+                    proxy::Outcome::Fallback => {
+                        reply_with(&mut stdout, &format!("{}\n", command::FALLBACK)).await?
+                    }
+                }
+            }
+            Command::StatelessConnect { .. } | Command::Connect { .. } => {
+                // Never a connection to receive-pack: git would build the
+                // pack from local objects, which the pair must not do.
+                reply_with(&mut stdout, &format!("{}\n", command::FALLBACK)).await?;
+            }
+            Command::Fetch { oid, .. } => {
+                let mut wants = vec![oid];
+                for line in read_batch(&mut stdin).await? {
+                    if let Command::Fetch { oid, .. } = command::parse(&line)? {
+                        wants.push(oid);
+                    } else {
+                        bail!("expected another fetch line in the batch, got {line:?}");
+                    }
+                }
+                let wants = wants
+                    .iter()
+                    .map(|w| ObjectId::from_hex(w.as_bytes()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let progress = progress_for(&options);
+                fetch::fetch(&pair.upstream, wants, &progress, options.progress).await?;
+                progress.finish();
+                reply_with(&mut stdout, "\n").await?;
+            }
+            Command::Push(first) => {
+                let mut specs = vec![first];
+                for line in read_batch(&mut stdin).await? {
+                    if let Command::Push(spec) = command::parse(&line)? {
+                        specs.push(spec);
+                    } else {
+                        bail!("expected another push line in the batch, got {line:?}");
+                    }
+                }
+                let replies = run_push(&pair, &specs, &options).await;
+                let mut out = String::new();
+                for (dst, reply) in replies {
+                    out.push_str(&reply.line(&dst));
+                    out.push('\n');
+                }
+                out.push('\n');
+                reply_with(&mut stdout, &out).await?;
+            }
+        }
+    }
+}
+
+/// A push whose relay fails as a whole still gets one reply per ref, so
+/// git reports each of them; the cause goes to stderr once.
+async fn run_push(pair: &Pair, specs: &[PushSpec], options: &Options) -> Vec<(String, PushReply)> {
+    let progress = progress_for(options);
+    let result = push::push(pair, specs, options, &progress).await;
+    progress.finish();
+    match result {
+        Ok(replies) => replies,
+        Err(error) => {
+            let message = format!("{:#}", anyhow::Error::from(error));
+            eprintln!("git-remote-kalandra: error: {message}");
+            specs
+                .iter()
+                .map(|s| (s.dst.clone(), PushReply::Error(message.clone())))
+                .collect()
+        }
+    }
+}
+
+fn progress_for(options: &Options) -> Progress {
+    if options.progress && options.verbosity > 0 {
+        Progress::new(true)
+    } else {
+        Progress::hidden()
+    }
+}
+
+async fn read_line(stdin: &mut BufReader<Stdin>) -> anyhow::Result<Option<String>> {
+    let mut line = String::new();
+    if stdin
+        .read_line(&mut line)
+        .await
+        .context("reading from git")?
+        == 0
+    {
+        return Ok(None);
+    }
+    Ok(Some(line.trim_end_matches(['\n', '\r']).to_owned()))
+}
+
+/// The rest of a batch, up to its blank line.
+async fn read_batch(stdin: &mut BufReader<Stdin>) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    while let Some(line) = read_line(stdin).await? {
+        if line.is_empty() {
+            break;
+        }
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
+async fn reply_with(stdout: &mut Stdout, text: &str) -> anyhow::Result<()> {
+    tracing::trace!(reply = text, "reply to git");
+    stdout
+        .write_all(text.as_bytes())
+        .await
+        .context("writing to git")?;
+    stdout.flush().await.context("writing to git")?;
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KALANDRA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }

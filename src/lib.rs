@@ -24,6 +24,7 @@
 //! buffer per side whatever the pack size.
 #![forbid(unsafe_code)]
 
+pub mod helper;
 pub mod oid;
 pub mod pkt_io;
 pub mod plan;

@@ -98,6 +98,39 @@ impl PushResult {
     }
 }
 
+/// Connects to upstream's upload-pack (protocol v2 requested) and reads
+/// its first response.
+pub async fn connect_upstream(url: &RepoUrl) -> Result<UploadPack, Error> {
+    let connection = transport::connect(
+        url,
+        Service::UploadPack,
+        ConnectOptions { protocol_v2: true },
+    )
+    .await
+    .map_err(|source| Error::Connect {
+        side: Side::Upstream,
+        repo: url.to_string(),
+        source,
+    })?;
+    Ok(UploadPack::handshake(connection, url.to_string()).await?)
+}
+
+/// Connects to downstream's receive-pack and reads its advertisement.
+pub async fn connect_downstream(url: &RepoUrl) -> Result<ReceivePack, Error> {
+    let connection = transport::connect(
+        url,
+        Service::ReceivePack,
+        ConnectOptions { protocol_v2: false },
+    )
+    .await
+    .map_err(|source| Error::Connect {
+        side: Side::Downstream,
+        repo: url.to_string(),
+        source,
+    })?;
+    Ok(ReceivePack::handshake(connection, url.to_string()).await?)
+}
+
 /// Both servers, connected and advertised.
 pub struct Relay {
     upstream: UploadPack,
@@ -118,34 +151,8 @@ pub struct PushOptions {
 impl Relay {
     /// Connects to both sides at once and reads their advertisements.
     pub async fn connect(upstream: &RepoUrl, downstream: &RepoUrl) -> Result<Self, Error> {
-        let up = async {
-            let connection = transport::connect(
-                upstream,
-                Service::UploadPack,
-                ConnectOptions { protocol_v2: true },
-            )
-            .await
-            .map_err(|source| Error::Connect {
-                side: Side::Upstream,
-                repo: upstream.to_string(),
-                source,
-            })?;
-            Ok::<_, Error>(UploadPack::handshake(connection, upstream.to_string()).await?)
-        };
-        let down = async {
-            let connection = transport::connect(
-                downstream,
-                Service::ReceivePack,
-                ConnectOptions { protocol_v2: false },
-            )
-            .await
-            .map_err(|source| Error::Connect {
-                side: Side::Downstream,
-                repo: downstream.to_string(),
-                source,
-            })?;
-            Ok::<_, Error>(ReceivePack::handshake(connection, downstream.to_string()).await?)
-        };
+        let up = connect_upstream(upstream);
+        let down = connect_downstream(downstream);
         let (upstream, downstream) = tokio::try_join!(up, down)?;
         if upstream.object_format() != downstream.object_format() {
             return Err(Error::ObjectFormatMismatch {

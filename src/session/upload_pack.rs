@@ -11,7 +11,7 @@ use crate::session::{agent, detail_suffix};
 use crate::transport::{BoxReader, BoxWriter, Connection, ServerProcess};
 use crate::wire::advertisement::{self, Advertisement, AdvertisementParser};
 use crate::wire::capabilities::{self, Capabilities};
-use crate::wire::fetch::{self, Section};
+use crate::wire::fetch::{self, Ack, Section};
 use crate::wire::pkt::{self, Packet};
 use crate::wire::sideband::{self, Band};
 use crate::wire::v2::{self, FetchRequest, LsRefsRequest};
@@ -96,6 +96,15 @@ pub struct UpstreamRefs {
     pub refs: Vec<(String, ObjectId)>,
     /// The branch HEAD points at, if the server said.
     pub head_target: Option<String>,
+}
+
+/// What one negotiation round revealed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Negotiation {
+    /// Haves the server has too.
+    pub common: Vec<ObjectId>,
+    /// Every want reaches a common have.
+    pub ready: bool,
 }
 
 /// What to fetch, and how the pack should be built.
@@ -366,6 +375,79 @@ impl UploadPack {
                     }
                     Ok(None) => return Err(self.closed("before sending a pack").await),
                     Err(source) => return Err(self.read_error(source).await),
+                }
+            }
+        }
+    }
+
+    /// One negotiation round without `done`, to learn about objects rather
+    /// than to fetch them: which haves the server has, and whether every
+    /// want reaches one of them (`ready`; with a single want and a single
+    /// have, that means the have is an ancestor of the want). A want the
+    /// server lacks fails with its `not our ref` message.
+    ///
+    /// Consumes the session: after `ready` the server goes on to send a
+    /// pack, which is not wanted, so the connection is dropped instead.
+    pub async fn negotiate(
+        mut self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+    ) -> Result<Negotiation, Error> {
+        if !self.is_v2() {
+            return Err(Error::Unexpected {
+                repo: self.repo.clone(),
+                expected: "protocol v2 (needed to ask about objects)",
+                found: "a protocol v0 advertisement".into(),
+            });
+        }
+        let agent = agent();
+        let request = FetchRequest {
+            object_format: self.object_format,
+            agent: &agent,
+            wants,
+            haves,
+            thin_pack: false,
+            ofs_delta: false,
+            no_progress: true,
+        }
+        .encode_negotiation();
+        self.send(&request).await?;
+        let mut negotiation = Negotiation::default();
+        let mut in_acks = false;
+        loop {
+            let line = match self.reader.next().await {
+                Ok(Some(Packet::Data(line))) => line.to_vec(),
+                Ok(Some(_)) => return Ok(negotiation),
+                Ok(None) => return Err(self.closed("during negotiation").await),
+                Err(source) => return Err(self.read_error(source).await),
+            };
+            if let Some(message) = pkt::error_line(&line) {
+                return Err(self.server_error(message));
+            }
+            if !in_acks {
+                let section =
+                    fetch::parse_section_header(&line).map_err(|source| Error::FetchResponse {
+                        repo: self.repo.clone(),
+                        source,
+                    })?;
+                if section != Section::Acknowledgments {
+                    return Ok(negotiation);
+                }
+                in_acks = true;
+                continue;
+            }
+            match fetch::parse_ack_line(&line) {
+                Ok(Ack::Common(oid)) => negotiation.common.push(oid),
+                Ok(Ack::Nak) => {}
+                Ok(Ack::Ready) => {
+                    negotiation.ready = true;
+                    return Ok(negotiation);
+                }
+                Err(source) => {
+                    return Err(Error::FetchResponse {
+                        repo: self.repo.clone(),
+                        source,
+                    })
                 }
             }
         }

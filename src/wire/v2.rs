@@ -156,6 +156,18 @@ impl FetchRequest<'_> {
     /// the acknowledgments section and sends the pack right away
     /// (gitprotocol-v2.txt, "fetch", `done`).
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_round(true)
+    }
+
+    /// A negotiation round without `done`: the server answers with an
+    /// `acknowledgments` section (`ACK` for each have it has, and `ready`
+    /// once every want reaches a common have), and sends a pack only after
+    /// `ready`. Used to ask whether objects exist and how they relate.
+    pub fn encode_negotiation(&self) -> Vec<u8> {
+        self.encode_round(false)
+    }
+
+    fn encode_round(&self, done: bool) -> Vec<u8> {
         let mut out = Vec::new();
         encode_command_header("fetch", self.agent, self.object_format, &mut out);
         for (wanted, arg) in [
@@ -173,7 +185,9 @@ impl FetchRequest<'_> {
         for have in self.haves {
             encode_text(&format!("have {have}"), &mut out);
         }
-        encode_text("done", &mut out);
+        if done {
+            encode_text("done", &mut out);
+        }
         out.extend_from_slice(FLUSH);
         out
     }

@@ -1,0 +1,82 @@
+//! The `git-remote-kalandra` remote helper: `kalandra::UP=>DOWN` URLs.
+//!
+//! Reads go to UP (a v2 proxy, or `list`/`fetch` as the v0 fallback);
+//! pushes make DOWN's refs match the local refspecs with the objects
+//! relayed from UP, through the same [`crate::relay`] as `kalandra sync`.
+//! [`command`] parses git's lines and holds every reply string.
+
+pub mod command;
+pub mod fetch;
+pub mod local;
+pub mod options;
+pub mod pair;
+pub mod proxy;
+pub mod push;
+
+use crate::oid::ObjectFormat;
+use crate::relay;
+use crate::url::RepoUrl;
+
+/// A ref list for `list` or `list for-push`, ready to print.
+#[derive(Debug, Clone)]
+pub struct RefList {
+    pub object_format: ObjectFormat,
+    /// `(oid, name)`; symbolic refs as `("@<target>", name)`.
+    pub lines: Vec<(String, String)>,
+}
+
+impl RefList {
+    /// The reply to `list`: optional `:object-format`, one line per ref,
+    /// then a blank line.
+    pub fn render(&self, with_object_format: bool) -> String {
+        let mut out = String::new();
+        if with_object_format {
+            out.push_str(&format!(":object-format {}\n", self.object_format));
+        }
+        for (value, name) in &self.lines {
+            out.push_str(&format!("{value} {name}\n"));
+        }
+        out.push('\n');
+        out
+    }
+}
+
+/// `list`: UP's refs and where its HEAD points.
+pub async fn list_upstream(upstream: &RepoUrl) -> Result<RefList, relay::Error> {
+    let mut session = relay::connect_upstream(upstream).await?;
+    let refs = session.list_refs(&["refs/".to_owned()]).await;
+    let object_format = session.object_format();
+    session.close().await;
+    let refs = refs?;
+    let mut lines: Vec<(String, String)> = refs
+        .refs
+        .into_iter()
+        .map(|(name, oid)| (oid.to_string(), name))
+        .collect();
+    if let Some(target) = refs.head_target {
+        lines.push((format!("@{target}"), "HEAD".to_owned()));
+    }
+    Ok(RefList {
+        object_format,
+        lines,
+    })
+}
+
+/// `list for-push`: DOWN's refs, without HEAD, since git would otherwise
+/// send `push :HEAD` for `--mirror` (receive-pack cannot update HEAD).
+pub async fn list_downstream(downstream: &RepoUrl) -> Result<RefList, relay::Error> {
+    let session = relay::connect_downstream(downstream).await?;
+    let object_format = session.object_format();
+    let lines = session
+        .advertisement()
+        .refs
+        .iter()
+        .filter(|r| r.name != "HEAD")
+        .map(|r| (r.oid.to_string(), r.name.clone()))
+        .collect();
+    session.close().await;
+    Ok(RefList {
+        object_format,
+        lines,
+    })
+}

@@ -1,0 +1,276 @@
+//! `push` through the pair: DOWN's refs move to what the local refspecs
+//! name, and the objects come from UP. The local repository only resolves
+//! names; it sends nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::helper::command::{PushReply, PushSpec, Refusal};
+use crate::helper::local::LocalRepo;
+use crate::helper::options::Options;
+use crate::helper::pair::Pair;
+use crate::oid::ObjectId;
+use crate::plan::RefUpdate;
+use crate::progress::Progress;
+use crate::relay::{self, PushOptions, RefStatus, Relay};
+use crate::session::upload_pack;
+
+/// What was decided for one refspec before anything is pushed.
+enum Decision {
+    Push(RefUpdate),
+    Reply(PushReply),
+}
+
+/// Runs one push batch and returns a reply per refspec, in order.
+pub async fn push(
+    pair: &Pair,
+    specs: &[PushSpec],
+    options: &Options,
+    progress: &Progress,
+) -> Result<Vec<(String, PushReply)>, relay::Error> {
+    let relay = Relay::connect(&pair.upstream, &pair.downstream).await?;
+    let down: BTreeMap<String, ObjectId> = relay.downstream_refs().into_iter().collect();
+    let down_has: BTreeSet<ObjectId> = down.values().cloned().collect();
+    let local = LocalRepo;
+
+    // First pass: what git itself would check, from names alone.
+    let mut decisions = Vec::with_capacity(specs.len());
+    let mut needs_ancestry = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let old = down.get(&spec.dst).cloned();
+        let leased = options.lease(&spec.dst);
+        if let Some(expected) = leased {
+            if expected.as_deref() != old.as_ref().map(ObjectId::as_str) {
+                decisions.push(Decision::Reply(PushReply::Refused(Refusal::StaleInfo)));
+                continue;
+            }
+        }
+        // A lease that holds allows a non-fast-forward, as --force-with-lease does.
+        let forced = spec.force || leased.is_some();
+        if spec.is_delete() {
+            decisions.push(match old {
+                Some(old) => Decision::Push(RefUpdate {
+                    name: spec.dst.clone(),
+                    old: Some(old),
+                    new: None,
+                }),
+                None => Decision::Reply(PushReply::UpToDate),
+            });
+            continue;
+        }
+        let Some(new) = local.resolve(&spec.src).await else {
+            decisions.push(Decision::Reply(PushReply::Error(format!(
+                "cannot resolve {:?} in the local repository",
+                spec.src
+            ))));
+            continue;
+        };
+        match &old {
+            Some(old) if *old == new => {
+                decisions.push(Decision::Reply(PushReply::UpToDate));
+                continue;
+            }
+            Some(_) if !forced && spec.dst.starts_with("refs/tags/") => {
+                decisions.push(Decision::Reply(PushReply::Refused(Refusal::AlreadyExists)));
+                continue;
+            }
+            Some(_) if !forced => needs_ancestry.push(i),
+            _ => {}
+        }
+        decisions.push(Decision::Push(RefUpdate {
+            name: spec.dst.clone(),
+            old,
+            new: Some(new),
+        }));
+    }
+
+    // Second pass: every new object must exist on UP, unless DOWN has it.
+    let wanted: BTreeSet<ObjectId> = decisions
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Push(u) => u.new.clone(),
+            Decision::Reply(_) => None,
+        })
+        .filter(|oid| !down_has.contains(oid))
+        .collect();
+    let missing = missing_upstream(pair, wanted.into_iter().collect()).await?;
+    for decision in &mut decisions {
+        if let Decision::Push(RefUpdate { new: Some(new), .. }) = decision {
+            if missing.contains(new) {
+                *decision = Decision::Reply(PushReply::Error(format!(
+                    "object {new} is not in upstream {}; push it to UP first",
+                    pair.upstream
+                )));
+            }
+        }
+    }
+
+    // Third pass: non-forced updates must be fast-forwards.
+    for i in needs_ancestry {
+        let Decision::Push(RefUpdate {
+            old: Some(old),
+            new: Some(new),
+            ..
+        }) = &decisions[i]
+        else {
+            continue;
+        };
+        if let Some(refusal) = fast_forward_refusal(pair, &local, old, new).await? {
+            decisions[i] = Decision::Reply(PushReply::Refused(refusal));
+        }
+    }
+
+    let refused = decisions
+        .iter()
+        .any(|d| matches!(d, Decision::Reply(r) if !r.is_success()));
+    if options.atomic && refused {
+        relay.close().await;
+        return Ok(specs
+            .iter()
+            .zip(decisions)
+            .map(|(spec, d)| {
+                let reply = match d {
+                    Decision::Reply(reply) if !reply.is_success() => reply,
+                    _ => PushReply::Error("atomic push failed".into()),
+                };
+                (spec.dst.clone(), reply)
+            })
+            .collect());
+    }
+
+    let updates: Vec<RefUpdate> = decisions
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Push(u) => Some(u.clone()),
+            Decision::Reply(_) => None,
+        })
+        .collect();
+    let results: BTreeMap<String, PushReply> = if options.dry_run || updates.is_empty() {
+        relay.close().await;
+        updates
+            .iter()
+            .map(|u| (u.name.clone(), PushReply::Ok))
+            .collect()
+    } else {
+        let push_options = PushOptions {
+            atomic: options.atomic,
+            progress: options.progress,
+            push_options: options.push_options.clone(),
+        };
+        let result = relay.push(&updates, &push_options, progress).await?;
+        for message in &result.downstream_messages {
+            if result.rejected() > 0 {
+                eprintln!("downstream: {message}");
+            }
+        }
+        result
+            .refs
+            .into_iter()
+            .map(|r| {
+                let reply = match r.status {
+                    RefStatus::Ok | RefStatus::Planned => PushReply::Ok,
+                    RefStatus::Rejected => {
+                        PushReply::Error(r.reason.unwrap_or_else(|| "rejected".into()))
+                    }
+                };
+                (r.name, reply)
+            })
+            .collect()
+    };
+    Ok(specs
+        .iter()
+        .zip(decisions)
+        .map(|(spec, d)| {
+            let reply = match d {
+                Decision::Reply(reply) => reply,
+                Decision::Push(u) => results
+                    .get(&u.name)
+                    .cloned()
+                    .unwrap_or_else(|| PushReply::Error("no result from downstream".into())),
+            };
+            (spec.dst.clone(), reply)
+        })
+        .collect())
+}
+
+/// Which of `wants` upstream does not have. Each round asks upstream for
+/// all remaining wants without `done`; a missing one makes upload-pack
+/// fail with `not our ref <oid>`, naming exactly one, so it is set aside
+/// and the rest asked again.
+async fn missing_upstream(
+    pair: &Pair,
+    mut wants: Vec<ObjectId>,
+) -> Result<BTreeSet<ObjectId>, relay::Error> {
+    let mut missing = BTreeSet::new();
+    while !wants.is_empty() {
+        let upstream = relay::connect_upstream(&pair.upstream).await?;
+        if !upstream.is_v2() {
+            // v0 cannot be asked; the fetch itself will report a missing object.
+            upstream.close().await;
+            break;
+        }
+        match upstream.negotiate(&wants, &[]).await {
+            Ok(_) => break,
+            Err(upload_pack::Error::Server { message, .. }) => {
+                let named = wants
+                    .iter()
+                    .position(|w| message.contains("not our ref") && message.contains(w.as_str()));
+                match named {
+                    Some(i) => {
+                        missing.insert(wants.remove(i));
+                    }
+                    None => {
+                        return Err(upload_pack::Error::Server {
+                            repo: pair.upstream.to_string(),
+                            message,
+                        }
+                        .into())
+                    }
+                }
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(missing)
+}
+
+/// Why a non-forced update from `old` to `new` must be refused, if it must.
+/// The local repository answers when it can; otherwise upstream, which has
+/// `new`'s whole history, is asked whether `old` is an ancestor of it (a
+/// shallow CI checkout usually lacks `old`).
+async fn fast_forward_refusal(
+    pair: &Pair,
+    local: &LocalRepo,
+    old: &ObjectId,
+    new: &ObjectId,
+) -> Result<Option<Refusal>, relay::Error> {
+    if local.is_ancestor(old, new).await == Some(true) {
+        return Ok(None);
+    }
+    let old_type = local.object_type(old).await;
+    let new_type = local.object_type(new).await;
+    if old_type.is_some()
+        && new_type.is_some()
+        && (old_type.as_deref() != Some("commit") || new_type.as_deref() != Some("commit"))
+    {
+        return Ok(Some(Refusal::NeedsForce));
+    }
+    let upstream = relay::connect_upstream(&pair.upstream).await?;
+    if !upstream.is_v2() {
+        upstream.close().await;
+        return Ok(Some(if old_type.is_some() {
+            Refusal::NonFastForward
+        } else {
+            Refusal::FetchFirst
+        }));
+    }
+    let answer = upstream
+        .negotiate(std::slice::from_ref(new), std::slice::from_ref(old))
+        .await?;
+    Ok(if answer.ready {
+        None
+    } else if answer.common.contains(old) || old_type.is_some() {
+        Some(Refusal::NonFastForward)
+    } else {
+        Some(Refusal::FetchFirst)
+    })
+}
