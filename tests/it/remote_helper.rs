@@ -1196,3 +1196,45 @@ fn sha256_pair_clone_and_push() {
     assert_down(&w, &down, &expected, "sha256 DOWN after the push");
     assert_eq!(w.git(&down, &["cat-file", "-t", "refs/tags/v1"]), "tag");
 }
+
+#[test]
+fn configured_remote_by_name() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let down = fx.empty.clone();
+    // git runs the helper as `git-remote-kalandra pair UP=>DOWN`.
+    w.git(&local, &["remote", "add", "pair", &pair_url(&fx.up, &down)]);
+
+    w.helper_git(&local, &["fetch", "-q", "pair"]);
+    let fetched: Refs = w
+        .refs(&local)
+        .into_iter()
+        .filter_map(|(n, o)| {
+            n.strip_prefix("refs/remotes/pair/")
+                .map(|b| (format!("refs/heads/{b}"), o))
+        })
+        .collect();
+    let up_branches: Refs = w
+        .refs(&fx.up)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("refs/heads/"))
+        .collect();
+    assert_refs_eq(
+        &fetched,
+        &up_branches,
+        "branches fetched from the named remote",
+    );
+
+    w.helper_git(
+        &local,
+        &["push", "-q", "pair", "origin/main:refs/heads/named"],
+    );
+    let expected: Refs = [("refs/heads/named".to_owned(), fx.up_rev("main"))].into();
+    assert_down(
+        w,
+        &down,
+        &expected,
+        "DOWN after pushing to the named remote",
+    );
+}
