@@ -832,8 +832,6 @@ fn shallow_clone_publishes_full_history() {
     );
 
     // The next CI run: UP moved on, the shallow clone pulls and publishes a fast-forward.
-    // (git itself requires DOWN's old tip to be in the local repository to call an update a
-    // fast-forward, so the shallow clone pulls rather than being cloned afresh.)
     let next = w.commit_file(&fx.up, "src/dev.txt", "dev 4\n", "dev 4");
     w.git(&work, &["pull", "-q", "--ff-only"]);
     assert_eq!(w.rev(&work, "HEAD"), next);
@@ -848,6 +846,53 @@ fn shallow_clone_publishes_full_history() {
         &down,
         &expected,
         "DOWN after a fast-forward from the shallow clone",
+    );
+}
+
+/// A fresh depth-1 clone does not have DOWN's old tip, so git cannot tell a fast-forward
+/// itself (it would say "fetch first"): the helper asks UP, which knows the history.
+#[test]
+fn fresh_shallow_clone_fast_forwards_and_is_refused_non_fast_forwards() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let (down, _) = fx.seeded_down();
+    let behind = fx.up_rev("develop~2");
+    w.git(&down, &["update-ref", "refs/heads/develop", &behind]);
+    let before = w.refs(&down);
+    let work = fx.root().join("work");
+    w.git(
+        fx.root(),
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &file_url(&fx.up),
+            path_arg(&work),
+        ],
+    );
+    let missing = w.try_git(&work, &["cat-file", "-e", &format!("{behind}^{{commit}}")]);
+    assert!(
+        !missing.status.success(),
+        "precondition: the shallow clone lacks DOWN's old tip"
+    );
+    let url = pair_url(&fx.up, &down);
+
+    // release/1.x is not an ancestor of develop.
+    let run = push(w, &work, &[&url, "HEAD:refs/heads/release/1.x"]);
+    run.assert_failed()
+        .assert_stderr_has(&["[rejected]", "non-fast-forward"]);
+    assert_down(w, &down, &before, "DOWN after a refused non-fast-forward");
+
+    push(w, &work, &[&url, "HEAD:refs/heads/develop"]).assert_ok();
+    assert_down(
+        w,
+        &down,
+        &with_changes(
+            &before,
+            &[("refs/heads/develop", Some(&fx.up_rev("develop")))],
+        ),
+        "DOWN after a fast-forward from a fresh shallow clone",
     );
 }
 
