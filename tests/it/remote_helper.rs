@@ -388,6 +388,20 @@ fn object_missing_upstream_is_refused_with_advice() {
     run.assert_failed().assert_stderr_has(&["push it to"]);
     assert_down(w, &down, &before, "DOWN after the refused local tag");
 
+    // Only that ref fails: another ref of the same push, on UP's objects, goes through.
+    let run = push(
+        w,
+        &local,
+        &[
+            &url,
+            "HEAD:refs/heads/brand-new",
+            "origin/main:refs/heads/also",
+        ],
+    );
+    run.assert_failed().assert_stderr_has(&["push it to"]);
+    let before = with_changes(&before, &[("refs/heads/also", Some(&fx.up_rev("main")))]);
+    assert_down(w, &down, &before, "DOWN after a push with one ref UP lacks");
+
     // Following the advice: once UP has the commit, the same push goes through.
     w.git(
         &local,
