@@ -909,3 +909,248 @@ pub fn random_hex_lines(seed: u64, lines: usize) -> String {
     }
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// The remote helper, `git-remote-kalandra`, driven through the real `git`.
+
+/// How long one git (or helper) process driving the remote helper may take.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The directory holding the `git-remote-kalandra` under test, which goes first on git's PATH:
+/// `KALANDRA_HELPER_DIR` if set (to run this suite against another build), else the directory
+/// of the one cargo built for this package.
+pub fn helper_dir() -> PathBuf {
+    match std::env::var_os("KALANDRA_HELPER_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_BIN_EXE_git-remote-kalandra"))
+            .parent()
+            .expect("the helper binary lives in a directory")
+            .to_path_buf(),
+    }
+}
+
+/// The `git-remote-kalandra` binary under test (in [`helper_dir`]).
+pub fn helper_bin() -> PathBuf {
+    helper_dir().join("git-remote-kalandra")
+}
+
+/// A `kalandra::UP=>DOWN` URL naming the two repositories by path.
+pub fn pair_url(up: &Path, down: &Path) -> String {
+    format!("kalandra::{}=>{}", path_arg(up), path_arg(down))
+}
+
+/// A `kalandra::UP=>DOWN` URL naming the two repositories by `file://` URL.
+pub fn pair_file_url(up: &Path, down: &Path) -> String {
+    format!("kalandra::{}=>{}", file_url(up), file_url(down))
+}
+
+/// `file://<absolute path>`.
+pub fn file_url(path: &Path) -> String {
+    assert!(path.is_absolute(), "file URLs need absolute paths");
+    format!("file://{}", path_arg(path))
+}
+
+/// The outcome of one git (or helper) process.
+pub struct GitRun {
+    pub what: String,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for GitRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "\n--- {} exited with {}\n--- stdout:\n{}\n--- stderr:\n{}\n---",
+            self.what, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl GitRun {
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Fail unless it exited 0.
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Self {
+        assert!(self.success(), "expected success{self}");
+        self
+    }
+
+    /// Fail unless it exited non-zero.
+    #[track_caller]
+    pub fn assert_failed(&self) -> &Self {
+        assert!(!self.success(), "expected a failure{self}");
+        self
+    }
+
+    /// Fail unless stderr contains every one of `needles` (case-sensitive).
+    #[track_caller]
+    pub fn assert_stderr_has(&self, needles: &[&str]) -> &Self {
+        for needle in needles {
+            assert!(
+                self.stderr.contains(needle),
+                "stderr should contain {needle:?}{self}"
+            );
+        }
+        self
+    }
+
+    /// Fail unless stderr contains at least one of `needles` (case-sensitive).
+    #[track_caller]
+    pub fn assert_stderr_has_any(&self, needles: &[&str]) -> &Self {
+        assert!(
+            needles.iter().any(|n| self.stderr.contains(n)),
+            "stderr should contain one of {needles:?}{self}"
+        );
+        self
+    }
+}
+
+/// `PATH` with `dir` first.
+pub fn path_with_first(dir: &Path) -> std::ffi::OsString {
+    let mut path = dir.as_os_str().to_owned();
+    if let Some(old) = std::env::var_os("PATH") {
+        path.push(":");
+        path.push(old);
+    }
+    path
+}
+
+/// Run `cmd` (stdout and stderr captured, `stdin` fed) in its own process group; after
+/// [`HELPER_TIMEOUT`] the whole group (git and the helper it started) is killed and the test
+/// fails.
+fn run_timed(mut cmd: Command, what: String, stdin: Option<Vec<u8>>) -> GitRun {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run {what}: {err}"));
+    let writer = stdin.map(|input| {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        // The helper may exit before reading everything; a broken pipe is its business.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        })
+    });
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        stdout.read_to_end(&mut buf).map(|_| buf)
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        stderr.read_to_end(&mut buf).map(|_| buf)
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("can wait for the child") {
+            break status;
+        }
+        if start.elapsed() > HELPER_TIMEOUT {
+            // Kill the whole group: a helper left behind would keep our pipes open.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            child.kill().ok();
+            child.wait().ok();
+            panic!("{what} did not finish within {HELPER_TIMEOUT:?}; killed it");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if let Some(writer) = writer {
+        writer.join().expect("writer thread");
+    }
+    let stdout = out_reader
+        .join()
+        .expect("reader thread")
+        .expect("can read stdout");
+    let stderr = err_reader
+        .join()
+        .expect("reader thread")
+        .expect("can read stderr");
+    let code = status
+        .code()
+        .unwrap_or_else(|| panic!("{what} was killed by a signal: {status}"));
+    GitRun {
+        what,
+        code,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+impl World {
+    /// `git -C <dir> <args>` in the isolated environment with the helper's directory first on
+    /// PATH (so `kalandra::` URLs reach the helper under test), plus `env`; any exit status.
+    pub fn try_helper_git_env(
+        &self,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, std::ffi::OsString)],
+    ) -> GitRun {
+        let mut cmd = self.git_command(dir, args);
+        cmd.env("PATH", path_with_first(&helper_dir()));
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        run_timed(cmd, format!("git -C {} {args:?}", dir.display()), None)
+    }
+
+    /// Like [`World::try_helper_git_env`] without extra environment.
+    pub fn try_helper_git(&self, dir: &Path, args: &[&str]) -> GitRun {
+        self.try_helper_git_env(dir, args, &[])
+    }
+
+    /// Like [`World::try_helper_git`], failing the test unless git succeeds.
+    #[track_caller]
+    pub fn helper_git(&self, dir: &Path, args: &[&str]) -> GitRun {
+        let run = self.try_helper_git(dir, args);
+        run.assert_ok();
+        run
+    }
+
+    /// Run the helper binary itself, as git would (`git-remote-kalandra <remote> <url>`, in
+    /// `cwd`), with `stdin` as its input and `env` on top of the isolated environment.
+    pub fn run_helper(
+        &self,
+        cwd: &Path,
+        args: &[&str],
+        stdin: &[u8],
+        env: &[(&str, std::ffi::OsString)],
+    ) -> GitRun {
+        let bin = helper_bin();
+        let mut cmd = Command::new(&bin);
+        cmd.args(args).current_dir(cwd);
+        self.isolate(&mut cmd, &self.global_config());
+        cmd.env("PATH", path_with_first(&helper_dir()));
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        run_timed(
+            cmd,
+            format!("{} {args:?}", bin.display()),
+            Some(stdin.to_vec()),
+        )
+    }
+
+    /// `git symbolic-ref HEAD` in `repo`, or None when HEAD is detached.
+    pub fn head_target(&self, repo: &Path) -> Option<String> {
+        let out = self.try_git(repo, &["symbolic-ref", "-q", "HEAD"]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+    }
+}

@@ -12,4 +12,5 @@ mod hooks;
 mod mirror;
 mod pack;
 mod plan;
+mod remote_helper;
 mod scope;

@@ -1,0 +1,1299 @@
+//! The remote helper `git-remote-kalandra`, driven through the real `git` with the helper's
+//! directory first on PATH.
+//!
+//! A `kalandra::UP=>DOWN` remote reads like UP (ls-remote, clone, fetch and pull give what
+//! the same command gives against UP) and a push into it makes DOWN's refs name objects that
+//! come from UP, the local repository sending none. Push rules (fast-forward, tags, deletes,
+//! `--mirror`, `--atomic`, leases, options) are git's.
+//!
+//! After every push, DOWN passes `git fsck --connectivity-only` and holds exactly the refs
+//! the test expects, including the ones that must not change.
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::{
+    assert_refs_eq, file_url, pair_file_url, pair_url, path_arg, GitRun, Refs, World,
+};
+
+/// `-c protocol.version=0`: git speaks v0 to the helper, which falls back to its v0 path.
+const V0: &[&str] = &["-c", "protocol.version=0"];
+/// Protocol v2, git's default.
+const V2: &[&str] = &[];
+
+/// `args` with git's `-c` options `proto` first.
+fn with_proto<'a>(proto: &[&'a str], args: &[&'a str]) -> Vec<&'a str> {
+    proto.iter().chain(args).copied().collect()
+}
+
+/// A world with the `mirror.sh` fixture: UP is its `upstream` (HEAD -> develop).
+struct Fx {
+    w: World,
+    up: PathBuf,
+    /// The empty bare repository.
+    empty: PathBuf,
+    /// A bare repository holding only refs outside branches and tags, whose objects UP lacks.
+    extra: PathBuf,
+}
+
+impl Fx {
+    fn new() -> Self {
+        let w = World::new();
+        let fx = w.fixture("mirror.sh");
+        Fx {
+            up: fx.join("upstream"),
+            empty: fx.join("empty.git"),
+            extra: fx.join("down-extra.git"),
+            w,
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.w.root()
+    }
+
+    /// Push UP's branches and tags into `down` with plain git (not the helper).
+    fn seed(&self, down: &Path) {
+        self.w.git(
+            &self.up,
+            &[
+                "push",
+                "-q",
+                path_arg(down),
+                "refs/heads/*:refs/heads/*",
+                "refs/tags/*:refs/tags/*",
+            ],
+        );
+    }
+
+    /// The empty DOWN, seeded with UP's branches and tags; its refs.
+    fn seeded_down(&self) -> (PathBuf, Refs) {
+        self.seed(&self.empty);
+        let refs = self.w.refs(&self.empty);
+        assert_eq!(
+            refs,
+            branches_and_tags(&self.w.refs(&self.up)),
+            "precondition: DOWN seeded with UP's branches and tags"
+        );
+        (self.empty.clone(), refs)
+    }
+
+    /// A plain, non-bare clone of UP at `<root>/local` (its own objects: all of UP's).
+    fn local(&self) -> PathBuf {
+        let local = self.root().join("local");
+        self.w.git(
+            self.root(),
+            &["clone", "-q", path_arg(&self.up), path_arg(&local)],
+        );
+        local
+    }
+
+    /// `rev` in UP.
+    fn up_rev(&self, rev: &str) -> String {
+        self.w.rev(&self.up, rev)
+    }
+}
+
+fn branches_and_tags(refs: &Refs) -> Refs {
+    refs.iter()
+        .filter(|(n, _)| n.starts_with("refs/heads/") || n.starts_with("refs/tags/"))
+        .map(|(n, o)| (n.clone(), o.clone()))
+        .collect()
+}
+
+/// `refs` with `changes` applied: `Some(oid)` sets, `None` deletes.
+fn with_changes(refs: &Refs, changes: &[(&str, Option<&str>)]) -> Refs {
+    let mut out = refs.clone();
+    for (name, oid) in changes {
+        match oid {
+            Some(oid) => out.insert(name.to_string(), oid.to_string()),
+            None => out.remove(*name),
+        };
+    }
+    out
+}
+
+/// DOWN passes fsck and holds exactly `expected`.
+#[track_caller]
+fn assert_down(w: &World, down: &Path, expected: &Refs, what: &str) {
+    assert_refs_eq(&w.refs(down), expected, what);
+    w.assert_fsck(down);
+}
+
+/// `git push <args>` from `local` through the helper.
+fn push(w: &World, local: &Path, args: &[&str]) -> GitRun {
+    let mut all = vec!["push"];
+    all.extend_from_slice(args);
+    w.try_helper_git(local, &all)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads go to UP.
+
+fn ls_remote_matches_upstream(proto: &[&str]) {
+    let fx = Fx::new();
+    let w = &fx.w;
+    // DOWN has refs UP lacks: none of them may show up.
+    let down = &fx.extra;
+    for flags in [&[][..], &["--symref"][..]] {
+        let mut direct_args = vec!["ls-remote"];
+        direct_args.extend_from_slice(flags);
+        direct_args.push(path_arg(&fx.up));
+        let direct = w.git(fx.root(), &with_proto(proto, &direct_args));
+        assert!(
+            direct.contains("refs/tags/v1.0^{}") && direct.contains("refs/heads/develop"),
+            "precondition: UP's advertisement: {direct}"
+        );
+        for url in [pair_url(&fx.up, down), pair_file_url(&fx.up, down)] {
+            let mut args = vec!["ls-remote"];
+            args.extend_from_slice(flags);
+            args.push(&url);
+            let run = w.try_helper_git(fx.root(), &with_proto(proto, &args));
+            run.assert_ok();
+            assert_eq!(
+                run.stdout.trim_end(),
+                direct,
+                "ls-remote {flags:?} through {url} differs from ls-remote of UP{run}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ls_remote_matches_upstream_v2() {
+    ls_remote_matches_upstream(V2);
+}
+
+#[test]
+fn ls_remote_matches_upstream_v0() {
+    ls_remote_matches_upstream(V0);
+}
+
+/// A clone through the helper and a direct clone of UP: same refs, same HEAD branch, same
+/// checked-out tree, clean work tree.
+fn assert_clones_equal(w: &World, via: &Path, direct: &Path, url: &str) {
+    assert_refs_eq(
+        &w.refs(via),
+        &w.refs(direct),
+        "refs of the clone via the helper",
+    );
+    assert_eq!(
+        w.head_target(via),
+        w.head_target(direct),
+        "HEAD branch of the clone via the helper"
+    );
+    assert_eq!(
+        w.rev(via, "HEAD^{tree}"),
+        w.rev(direct, "HEAD^{tree}"),
+        "checked-out tree"
+    );
+    assert_eq!(
+        w.git(via, &["status", "--porcelain"]),
+        "",
+        "clean work tree"
+    );
+    assert_eq!(w.git(via, &["config", "remote.origin.url"]), url);
+    w.assert_fsck(via);
+}
+
+fn clone_matches_direct_clone(proto: &[&str], file_urls: bool) {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let url = if file_urls {
+        pair_file_url(&fx.up, &fx.extra)
+    } else {
+        pair_url(&fx.up, &fx.extra)
+    };
+    let via = fx.root().join("via");
+    let direct = fx.root().join("direct");
+    w.try_helper_git(
+        fx.root(),
+        &with_proto(proto, &["clone", "-q", &url, path_arg(&via)]),
+    )
+    .assert_ok();
+    w.git(
+        fx.root(),
+        &with_proto(proto, &["clone", "-q", path_arg(&fx.up), path_arg(&direct)]),
+    );
+    assert_eq!(
+        w.head_target(&direct).as_deref(),
+        Some("refs/heads/develop"),
+        "precondition: UP's HEAD is develop"
+    );
+    assert_clones_equal(w, &via, &direct, &url);
+    let refs = w.refs(&via);
+    assert!(
+        refs.keys().all(|n| !n.starts_with("refs/keep/")),
+        "DOWN's refs leaked into the clone: {refs:?}"
+    );
+}
+
+#[test]
+fn clone_matches_direct_clone_v2() {
+    clone_matches_direct_clone(V2, true);
+}
+
+#[test]
+fn clone_matches_direct_clone_v0() {
+    clone_matches_direct_clone(V0, false);
+}
+
+/// Clone through the helper and directly; UP changes (new commits, a new branch and tag, a
+/// forced rewind, a deleted branch); `fetch`, `fetch --prune` and `pull` give the same
+/// results in both clones.
+fn fetch_and_pull_follow_upstream(proto: &[&str]) {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let url = pair_url(&fx.up, &fx.empty);
+    let via = fx.root().join("via");
+    let direct = fx.root().join("direct");
+    w.helper_git(
+        fx.root(),
+        &with_proto(proto, &["clone", "-q", &url, path_arg(&via)]),
+    );
+    w.git(
+        fx.root(),
+        &with_proto(proto, &["clone", "-q", path_arg(&fx.up), path_arg(&direct)]),
+    );
+    assert_clones_equal(w, &via, &direct, &url);
+
+    // UP moves on.
+    let up = &fx.up;
+    w.checkout(up, "fresh", Some("main"));
+    w.commit_file(up, "fresh.txt", "fresh\n", "fresh branch");
+    w.git(up, &["tag", "-a", "-m", "fresh tag", "v9"]);
+    let rewound = fx.up_rev("v1.0^{commit}");
+    w.git(up, &["update-ref", "refs/heads/release/1.x", &rewound]);
+    w.git(up, &["branch", "-q", "-D", "feature/a"]);
+    w.checkout(up, "develop", None);
+    let develop = w.commit_file(up, "src/dev.txt", "dev 4\n", "dev 4");
+
+    for args in [&["fetch", "-q"][..], &["fetch", "-q", "--prune"][..]] {
+        w.helper_git(&via, &with_proto(proto, args));
+        w.git(&direct, &with_proto(proto, args));
+        assert_refs_eq(
+            &w.refs(&via),
+            &w.refs(&direct),
+            &format!("refs after {args:?} via the helper"),
+        );
+    }
+    let refs = w.refs(&via);
+    assert_eq!(refs["refs/remotes/origin/develop"], develop);
+    assert_eq!(refs["refs/remotes/origin/release/1.x"], rewound);
+    assert_eq!(refs["refs/tags/v9"], fx.up_rev("refs/tags/v9"));
+    assert!(!refs.contains_key("refs/remotes/origin/feature/a"));
+
+    // Another commit, then pull (fetch + fast-forward) in both.
+    let develop = w.commit_file(up, "src/dev.txt", "dev 5\n", "dev 5");
+    w.helper_git(&via, &with_proto(proto, &["pull", "-q", "--ff-only"]));
+    w.git(&direct, &with_proto(proto, &["pull", "-q", "--ff-only"]));
+    assert_eq!(w.rev(&via, "HEAD"), develop, "pull through the helper");
+    assert_clones_equal(w, &via, &direct, &url);
+    assert_eq!(
+        std::fs::read_to_string(via.join("src/dev.txt")).expect("pulled file"),
+        "dev 5\n"
+    );
+    assert_eq!(w.refs(&fx.empty), Refs::new(), "reads never write DOWN");
+}
+
+#[test]
+fn fetch_and_pull_follow_upstream_v2() {
+    fetch_and_pull_follow_upstream(V2);
+}
+
+#[test]
+fn fetch_and_pull_follow_upstream_v0() {
+    fetch_and_pull_follow_upstream(V0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pushes write UP's objects into DOWN.
+
+#[test]
+fn push_creates_refs_from_upstreams_objects() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let down = fx.empty.clone();
+    let url = pair_url(&fx.up, &down);
+    push(
+        w,
+        &local,
+        &[
+            &url,
+            "origin/feature/a:refs/heads/published",
+            "refs/tags/v1.0:refs/tags/v1.0",
+            "refs/tags/blob-tag:refs/tags/blob-tag",
+        ],
+    )
+    .assert_ok();
+    let expected: Refs = [
+        ("refs/heads/published", fx.up_rev("feature/a")),
+        ("refs/tags/v1.0", fx.up_rev("refs/tags/v1.0")),
+        ("refs/tags/blob-tag", fx.up_rev("refs/tags/blob-tag")),
+    ]
+    .into_iter()
+    .map(|(n, o)| (n.to_owned(), o))
+    .collect();
+    assert_down(w, &down, &expected, "DOWN after the push");
+    assert_eq!(w.git(&down, &["cat-file", "-t", "refs/tags/v1.0"]), "tag");
+    assert_eq!(
+        w.git(&down, &["rev-list", "--count", "refs/heads/published"]),
+        w.git(&fx.up, &["rev-list", "--count", "feature/a"]),
+        "the whole history arrived"
+    );
+    assert_eq!(
+        w.refs(&local)["refs/remotes/origin/feature/a"],
+        fx.up_rev("feature/a"),
+        "the local repository is untouched"
+    );
+}
+
+#[test]
+fn push_with_file_urls_and_head_as_source() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let down = fx.empty.clone();
+    let url = pair_file_url(&fx.up, &down);
+    push(w, &local, &[&url, "HEAD:refs/heads/from-head"]).assert_ok();
+    let expected: Refs = [("refs/heads/from-head".to_owned(), fx.up_rev("develop"))].into();
+    assert_down(w, &down, &expected, "DOWN after pushing HEAD");
+}
+
+#[test]
+fn object_missing_upstream_is_refused_with_advice() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, before) = fx.seeded_down();
+    let url = pair_url(&fx.up, &down);
+
+    // A commit only the local repository has: a fast-forward of develop, and a new branch.
+    let local_only = w.commit_file(&local, "local.txt", "local only\n", "local only");
+    for spec in ["HEAD:refs/heads/develop", "HEAD:refs/heads/brand-new"] {
+        let run = push(w, &local, &[&url, spec]);
+        run.assert_failed().assert_stderr_has(&["push it to"]);
+        assert_down(w, &down, &before, &format!("DOWN after refused {spec}"));
+    }
+    // A tag object only the local repository has, on a commit UP has.
+    w.git(
+        &local,
+        &["tag", "-a", "-m", "local tag", "local-tag", "origin/main"],
+    );
+    let run = push(
+        w,
+        &local,
+        &[&url, "refs/tags/local-tag:refs/tags/local-tag"],
+    );
+    run.assert_failed().assert_stderr_has(&["push it to"]);
+    assert_down(w, &down, &before, "DOWN after the refused local tag");
+
+    // Only that ref fails: another ref of the same push, on UP's objects, goes through.
+    let run = push(
+        w,
+        &local,
+        &[
+            &url,
+            "HEAD:refs/heads/brand-new",
+            "origin/main:refs/heads/also",
+        ],
+    );
+    run.assert_failed().assert_stderr_has(&["push it to"]);
+    let before = with_changes(&before, &[("refs/heads/also", Some(&fx.up_rev("main")))]);
+    assert_down(w, &down, &before, "DOWN after a push with one ref UP lacks");
+
+    // Following the advice: once UP has the commit, the same push goes through.
+    w.git(
+        &local,
+        &["push", "-q", path_arg(&fx.up), "HEAD:refs/heads/from-local"],
+    );
+    push(w, &local, &[&url, "HEAD:refs/heads/develop"]).assert_ok();
+    assert_down(
+        w,
+        &down,
+        &with_changes(&before, &[("refs/heads/develop", Some(&local_only))]),
+        "DOWN after pushing once UP has the commit",
+    );
+}
+
+#[test]
+fn non_fast_forward_needs_force() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, before) = fx.seeded_down();
+    let url = pair_file_url(&fx.up, &down);
+    let release = fx.up_rev("release/1.x");
+    let feature_a = fx.up_rev("feature/a");
+
+    let run = push(w, &local, &[&url, "origin/release/1.x:refs/heads/main"]);
+    run.assert_failed()
+        .assert_stderr_has(&["[rejected]"])
+        .assert_stderr_has_any(&["non-fast-forward", "fetch first"]);
+    assert_down(w, &down, &before, "DOWN after a rejected non-fast-forward");
+
+    push(w, &local, &[&url, "+origin/release/1.x:refs/heads/main"]).assert_ok();
+    let after_plus = with_changes(&before, &[("refs/heads/main", Some(&release))]);
+    assert_down(w, &down, &after_plus, "DOWN after +src:dst");
+
+    push(
+        w,
+        &local,
+        &["--force", &url, "origin/feature/a:refs/heads/release/1.x"],
+    )
+    .assert_ok();
+    assert_down(
+        w,
+        &down,
+        &with_changes(&after_plus, &[("refs/heads/release/1.x", Some(&feature_a))]),
+        "DOWN after --force",
+    );
+}
+
+#[test]
+fn fast_forward_needs_no_force_and_unknown_tips_need_fetch_first() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, _) = fx.seeded_down();
+    // DOWN's develop is behind; DOWN's `theirs` names a commit neither UP nor local has.
+    let behind = fx.up_rev("develop~2");
+    w.git(&down, &["update-ref", "refs/heads/develop", &behind]);
+    let scratch = fx.root().join("scratch");
+    w.git(fx.root(), &["init", "-q", path_arg(&scratch)]);
+    w.commit_file(&scratch, "theirs.txt", "theirs\n", "only DOWN has this");
+    w.git(
+        &scratch,
+        &["push", "-q", path_arg(&down), "HEAD:refs/heads/theirs"],
+    );
+    let before = w.refs(&down);
+    let url = pair_url(&fx.up, &down);
+
+    push(w, &local, &[&url, "origin/develop:refs/heads/develop"]).assert_ok();
+    let after_ff = with_changes(
+        &before,
+        &[("refs/heads/develop", Some(&fx.up_rev("develop")))],
+    );
+    assert_down(w, &down, &after_ff, "DOWN after a fast-forward");
+
+    let run = push(w, &local, &[&url, "origin/main:refs/heads/theirs"]);
+    run.assert_failed()
+        .assert_stderr_has(&["[rejected]"])
+        .assert_stderr_has_any(&["fetch first", "non-fast-forward"]);
+    assert_down(
+        w,
+        &down,
+        &after_ff,
+        "DOWN after a rejected update of an unknown tip",
+    );
+
+    push(w, &local, &[&url, "+origin/main:refs/heads/theirs"]).assert_ok();
+    assert_down(
+        w,
+        &down,
+        &with_changes(
+            &after_ff,
+            &[("refs/heads/theirs", Some(&fx.up_rev("main")))],
+        ),
+        "DOWN after forcing over an unknown tip",
+    );
+}
+
+#[test]
+fn existing_tag_needs_force() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, before) = fx.seeded_down();
+    let url = pair_url(&fx.up, &down);
+
+    let run = push(w, &local, &[&url, "origin/main:refs/tags/v1.0"]);
+    run.assert_failed()
+        .assert_stderr_has(&["[rejected]", "already exists"]);
+    assert_down(w, &down, &before, "DOWN after a rejected tag update");
+
+    push(w, &local, &[&url, "+origin/main:refs/tags/v1.0"]).assert_ok();
+    assert_down(
+        w,
+        &down,
+        &with_changes(&before, &[("refs/tags/v1.0", Some(&fx.up_rev("main")))]),
+        "DOWN after a forced tag update",
+    );
+}
+
+#[test]
+fn deletes() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, before) = fx.seeded_down();
+    let url = pair_file_url(&fx.up, &down);
+
+    push(w, &local, &[&url, ":refs/heads/feature/a"]).assert_ok();
+    let after_one = with_changes(&before, &[("refs/heads/feature/a", None)]);
+    assert_down(w, &down, &after_one, "DOWN after :dst");
+
+    push(
+        w,
+        &local,
+        &["--delete", &url, "refs/heads/feature/b", "refs/tags/light"],
+    )
+    .assert_ok();
+    assert_down(
+        w,
+        &down,
+        &with_changes(
+            &after_one,
+            &[("refs/heads/feature/b", None), ("refs/tags/light", None)],
+        ),
+        "DOWN after --delete",
+    );
+}
+
+#[test]
+fn push_tags() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let down = fx.empty.clone();
+    w.git(
+        &fx.up,
+        &["push", "-q", path_arg(&down), "main:refs/heads/main"],
+    );
+    let before = w.refs(&down);
+    // A new lightweight tag, on a commit UP has.
+    w.git(&local, &["tag", "ci-1", "origin/feature/b"]);
+    let url = pair_url(&fx.up, &down);
+
+    push(w, &local, &["--tags", &url]).assert_ok();
+    let mut expected = before.clone();
+    expected.extend(
+        w.refs(&local)
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("refs/tags/")),
+    );
+    assert_eq!(expected.len(), 7, "main and 6 tags");
+    assert_down(w, &down, &expected, "DOWN after --tags");
+}
+
+#[test]
+fn push_mirror() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    // The local repository: only branches and tags, all on UP's objects, then changed.
+    let local = fx.root().join("local.git");
+    w.git(fx.root(), &["init", "-q", "--bare", path_arg(&local)]);
+    w.git(
+        &local,
+        &[
+            "fetch",
+            "-q",
+            path_arg(&fx.up),
+            "+refs/heads/*:refs/heads/*",
+            "+refs/tags/*:refs/tags/*",
+        ],
+    );
+    w.git(&local, &["branch", "-q", "-D", "feature/a"]);
+    w.git(&local, &["tag", "-d", "light"]);
+    w.git(
+        &local,
+        &[
+            "update-ref",
+            "refs/heads/release/1.x",
+            &fx.up_rev("v1.0^{commit}"),
+        ],
+    );
+    w.git(
+        &local,
+        &[
+            "update-ref",
+            "refs/heads/extra",
+            &fx.up_rev("feature/deep/nested"),
+        ],
+    );
+    let local_refs = w.refs(&local);
+    assert_eq!(
+        branches_and_tags(&local_refs),
+        local_refs,
+        "precondition: only branches and tags locally"
+    );
+
+    // DOWN: UP's branches and tags, a ref outside them, HEAD on develop.
+    let (down, _) = fx.seeded_down();
+    w.git(&fx.up, &["push", "-q", path_arg(&down), "main:refs/keep/x"]);
+    w.git(&down, &["symbolic-ref", "HEAD", "refs/heads/develop"]);
+    let url = pair_url(&fx.up, &down);
+
+    let run = push(w, &local, &["--mirror", &url]);
+    run.assert_ok();
+    assert!(
+        !run.stderr.lines().any(|l| l.trim_end().ends_with("HEAD")),
+        "git tried to push HEAD{run}"
+    );
+    assert_down(w, &down, &local_refs, "DOWN after --mirror");
+    assert_eq!(
+        w.head_target(&down).as_deref(),
+        Some("refs/heads/develop"),
+        "DOWN's HEAD is untouched"
+    );
+}
+
+/// An `update` hook declining `refs/heads/frozen`.
+const DECLINE_FROZEN: &str = r#"#!/bin/sh
+if [ "$1" = refs/heads/frozen ]; then
+  echo "kalandra-test: frozen is frozen" >&2
+  exit 1
+fi
+exit 0
+"#;
+
+#[test]
+fn atomic_push_refused_by_a_hook_changes_nothing() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, before) = fx.seeded_down();
+    w.install_hook(&down, "update", DECLINE_FROZEN);
+    let url = pair_url(&fx.up, &down);
+    let specs = [
+        "origin/develop:refs/heads/brand-new",
+        "origin/main:refs/heads/frozen",
+    ];
+
+    let mut args = vec!["--atomic", url.as_str()];
+    args.extend(specs);
+    let run = push(w, &local, &args);
+    run.assert_failed();
+    assert_down(w, &down, &before, "DOWN after a refused atomic push");
+
+    // The same push without --atomic: the other ref goes through.
+    let mut args = vec![url.as_str()];
+    args.extend(specs);
+    let run = push(w, &local, &args);
+    run.assert_failed().assert_stderr_has(&["frozen"]);
+    assert_down(
+        w,
+        &down,
+        &with_changes(
+            &before,
+            &[("refs/heads/brand-new", Some(&fx.up_rev("develop")))],
+        ),
+        "DOWN after the same push, not atomic",
+    );
+}
+
+#[test]
+fn dry_run_reports_and_changes_nothing() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, _) = fx.seeded_down();
+    w.git(
+        &down,
+        &["update-ref", "refs/heads/main", &fx.up_rev("main~1")],
+    );
+    let before = w.refs(&down);
+    let url = pair_url(&fx.up, &down);
+
+    let run = push(
+        w,
+        &local,
+        &[
+            "--dry-run",
+            &url,
+            "origin/main:refs/heads/main",
+            "origin/main:refs/heads/dry",
+            ":refs/heads/feature/a",
+        ],
+    );
+    run.assert_ok().assert_stderr_has(&[
+        "[new branch]",
+        "-> dry",
+        "-> main",
+        "[deleted]",
+        "feature/a",
+    ]);
+    assert_down(w, &down, &before, "DOWN after --dry-run");
+}
+
+#[test]
+fn force_with_lease() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, before) = fx.seeded_down();
+    let url = pair_url(&fx.up, &down);
+    let main = fx.up_rev("main");
+    let release = fx.up_rev("release/1.x");
+    let lease = format!("--force-with-lease=refs/heads/main:{main}");
+
+    push(
+        w,
+        &local,
+        &[&lease, &url, "origin/release/1.x:refs/heads/main"],
+    )
+    .assert_ok();
+    let after = with_changes(&before, &[("refs/heads/main", Some(&release))]);
+    assert_down(w, &down, &after, "DOWN after a push with a matching lease");
+
+    // DOWN's main is no longer what the lease expects.
+    let run = push(
+        w,
+        &local,
+        &[&lease, &url, "origin/feature/a:refs/heads/main"],
+    );
+    run.assert_failed()
+        .assert_stderr_has(&["[rejected]", "stale info"]);
+    assert_down(w, &down, &after, "DOWN after a push with a stale lease");
+}
+
+#[test]
+fn push_options_reach_downstream_hooks() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, before) = fx.seeded_down();
+    w.git(&down, &["config", "receive.advertisePushOptions", "true"]);
+    let seen = fx.root().join("push-options.txt");
+    w.install_hook(
+        &down,
+        "pre-receive",
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\n{{\n  echo \"count=${{GIT_PUSH_OPTION_COUNT-unset}}\"\n  \
+             echo \"0=${{GIT_PUSH_OPTION_0-unset}}\"\n  echo \"1=${{GIT_PUSH_OPTION_1-unset}}\"\n\
+             }} >'{}'\n",
+            path_arg(&seen)
+        ),
+    );
+    let url = pair_url(&fx.up, &down);
+
+    push(
+        w,
+        &local,
+        &[
+            "-o",
+            "foo",
+            "-o",
+            "bar",
+            &url,
+            "origin/main:refs/heads/opts",
+        ],
+    )
+    .assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(&seen).expect("the pre-receive hook ran"),
+        "count=2\n0=foo\n1=bar\n"
+    );
+    assert_down(
+        w,
+        &down,
+        &with_changes(&before, &[("refs/heads/opts", Some(&fx.up_rev("main")))]),
+        "DOWN after a push with options",
+    );
+}
+
+#[test]
+fn shallow_clone_publishes_full_history() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let down = fx.empty.clone();
+    let work = fx.root().join("work");
+    w.git(
+        fx.root(),
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &file_url(&fx.up),
+            path_arg(&work),
+        ],
+    );
+    assert_eq!(
+        w.git(&work, &["rev-parse", "--is-shallow-repository"]),
+        "true"
+    );
+    assert_eq!(w.git(&work, &["rev-list", "--count", "HEAD"]), "1");
+
+    // Plain git cannot: DOWN lacks the history the shallow clone does not have.
+    let plain = w.try_helper_git(
+        &work,
+        &["push", path_arg(&down), "HEAD:refs/heads/published2"],
+    );
+    plain
+        .assert_failed()
+        .assert_stderr_has(&["shallow update not allowed"]);
+    assert_down(w, &down, &Refs::new(), "DOWN after the plain push");
+
+    let url = pair_url(&fx.up, &down);
+    push(w, &work, &[&url, "HEAD:refs/heads/published"]).assert_ok();
+    let develop = fx.up_rev("develop");
+    let expected: Refs = [("refs/heads/published".to_owned(), develop.clone())].into();
+    assert_down(
+        w,
+        &down,
+        &expected,
+        "DOWN after publishing from the shallow clone",
+    );
+    assert_eq!(
+        w.git(&down, &["rev-list", "--count", "refs/heads/published"]),
+        w.git(&fx.up, &["rev-list", "--count", "develop"]),
+        "DOWN has the full history"
+    );
+    assert!(
+        !down.join("shallow").exists(),
+        "DOWN must not become shallow"
+    );
+
+    // The next CI run: UP moved on, the shallow clone pulls and publishes a fast-forward.
+    let next = w.commit_file(&fx.up, "src/dev.txt", "dev 4\n", "dev 4");
+    w.git(&work, &["pull", "-q", "--ff-only"]);
+    assert_eq!(w.rev(&work, "HEAD"), next);
+    assert_eq!(
+        w.git(&work, &["rev-parse", "--is-shallow-repository"]),
+        "true"
+    );
+    push(w, &work, &[&url, "HEAD:refs/heads/published"]).assert_ok();
+    let expected: Refs = [("refs/heads/published".to_owned(), next)].into();
+    assert_down(
+        w,
+        &down,
+        &expected,
+        "DOWN after a fast-forward from the shallow clone",
+    );
+}
+
+/// A fresh depth-1 clone does not have DOWN's old tip, so git cannot tell a fast-forward
+/// itself (it would say "fetch first"): the helper asks UP, which knows the history.
+#[test]
+fn fresh_shallow_clone_fast_forwards_and_is_refused_non_fast_forwards() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let (down, _) = fx.seeded_down();
+    let behind = fx.up_rev("develop~2");
+    w.git(&down, &["update-ref", "refs/heads/develop", &behind]);
+    let before = w.refs(&down);
+    let work = fx.root().join("work");
+    w.git(
+        fx.root(),
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &file_url(&fx.up),
+            path_arg(&work),
+        ],
+    );
+    let missing = w.try_git(&work, &["cat-file", "-e", &format!("{behind}^{{commit}}")]);
+    assert!(
+        !missing.status.success(),
+        "precondition: the shallow clone lacks DOWN's old tip"
+    );
+    let url = pair_url(&fx.up, &down);
+
+    // release/1.x is not an ancestor of develop.
+    let run = push(w, &work, &[&url, "HEAD:refs/heads/release/1.x"]);
+    run.assert_failed()
+        .assert_stderr_has(&["[rejected]", "non-fast-forward"]);
+    assert_down(w, &down, &before, "DOWN after a refused non-fast-forward");
+
+    push(w, &work, &[&url, "HEAD:refs/heads/develop"]).assert_ok();
+    assert_down(
+        w,
+        &down,
+        &with_changes(
+            &before,
+            &[("refs/heads/develop", Some(&fx.up_rev("develop")))],
+        ),
+        "DOWN after a fast-forward from a fresh shallow clone",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad URLs and missing repositories.
+
+#[test]
+fn malformed_urls_show_the_expected_form() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    for url in ["kalandra::nothing-here", "kalandra::a=>b=>c"] {
+        let run = w.try_helper_git(fx.root(), &["ls-remote", url]);
+        run.assert_failed()
+            .assert_stderr_has(&["kalandra::UP=>DOWN"]);
+        let dir = fx.root().join("clone");
+        let run = w.try_helper_git(fx.root(), &["clone", "-q", url, path_arg(&dir)]);
+        run.assert_failed()
+            .assert_stderr_has(&["kalandra::UP=>DOWN"]);
+        assert!(!dir.exists(), "a failed clone leaves no directory");
+    }
+    let local = fx.local();
+    let run = push(
+        w,
+        &local,
+        &["kalandra::nothing-here", "origin/main:refs/heads/x"],
+    );
+    run.assert_failed()
+        .assert_stderr_has(&["kalandra::UP=>DOWN"]);
+}
+
+#[test]
+fn missing_repositories_are_named() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let missing_up = fx.root().join("no-such-up");
+    let missing_down = fx.root().join("no-such-down.git");
+
+    let run = w.try_helper_git(fx.root(), &["ls-remote", &pair_url(&missing_up, &fx.empty)]);
+    run.assert_failed().assert_stderr_has(&["no-such-up"]);
+
+    let local = fx.local();
+    let (down, before) = fx.seeded_down();
+    let run = push(
+        w,
+        &local,
+        &[&pair_url(&missing_up, &down), "origin/main:refs/heads/x"],
+    );
+    run.assert_failed().assert_stderr_has(&["no-such-up"]);
+    assert_down(w, &down, &before, "DOWN after a push with UP missing");
+
+    let run = push(
+        w,
+        &local,
+        &[&pair_url(&fx.up, &missing_down), "origin/main:refs/heads/x"],
+    );
+    run.assert_failed().assert_stderr_has(&["no-such-down.git"]);
+    assert!(!missing_down.exists(), "the helper must not create DOWN");
+    assert!(!missing_up.exists(), "the helper must not create UP");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The helper's own protocol: stdout carries only protocol lines.
+
+/// A capability line: a name, maybe `*`-prefixed (mandatory), maybe with an argument.
+fn is_capability_line(line: &str) -> bool {
+    let line = line.strip_prefix('*').unwrap_or(line);
+    let name = line.split(' ').next().unwrap_or_default();
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// One parsed line of a `list` reply.
+#[derive(Debug, PartialEq, Eq)]
+enum ListLine {
+    Ref { oid: String, name: String },
+    Symref { target: String, name: String },
+    ObjectFormat(String),
+}
+
+fn parse_list_line(line: &str, hex_len: usize) -> Option<ListLine> {
+    if let Some(algo) = line.strip_prefix(":object-format ") {
+        return matches!(algo, "sha1" | "sha256").then(|| ListLine::ObjectFormat(algo.into()));
+    }
+    let (first, name) = line.split_once(' ')?;
+    if name.is_empty() || name.contains(' ') {
+        return None;
+    }
+    if let Some(target) = first.strip_prefix('@') {
+        return (target.starts_with("refs/") && name == "HEAD").then(|| ListLine::Symref {
+            target: target.into(),
+            name: name.into(),
+        });
+    }
+    let hex = first.len() == hex_len
+        && first
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    hex.then(|| ListLine::Ref {
+        oid: first.into(),
+        name: name.into(),
+    })
+}
+
+/// Split the helper's stdout for `capabilities` (+ one `list`) into its blocks, failing the
+/// test on anything that is not a protocol line.
+fn parse_helper_stdout(run: &GitRun, hex_len: usize, with_list: bool) -> Vec<ListLine> {
+    let lines: Vec<&str> = run.stdout.split('\n').collect();
+    assert_eq!(
+        lines.last(),
+        Some(&""),
+        "stdout must end with a newline{run}"
+    );
+    let lines = &lines[..lines.len() - 1];
+    let caps_end = lines
+        .iter()
+        .position(|l| l.is_empty())
+        .unwrap_or_else(|| panic!("the capabilities reply has no closing blank line{run}"));
+    assert!(caps_end > 0, "no capabilities{run}");
+    for cap in &lines[..caps_end] {
+        assert!(
+            is_capability_line(cap),
+            "not a capability line on stdout: {cap:?}{run}"
+        );
+    }
+    let rest = &lines[caps_end + 1..];
+    if !with_list {
+        assert!(
+            rest.is_empty(),
+            "stdout goes on after the capabilities{run}"
+        );
+        return Vec::new();
+    }
+    assert_eq!(
+        rest.last(),
+        Some(&""),
+        "the list reply has no closing blank line{run}"
+    );
+    let list = &rest[..rest.len() - 1];
+    list.iter()
+        .map(|l| {
+            parse_list_line(l, hex_len)
+                .unwrap_or_else(|| panic!("not a protocol line on stdout: {l:?}{run}"))
+        })
+        .collect()
+}
+
+fn trace_env() -> Vec<(&'static str, std::ffi::OsString)> {
+    vec![("KALANDRA_LOG", "trace".into())]
+}
+
+#[test]
+fn stdout_carries_only_protocol_lines_when_tracing() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let up_refs = w.refs(&fx.up);
+    let arg = format!("{}=>{}", path_arg(&fx.up), path_arg(&fx.extra));
+    let args = ["origin", arg.as_str()];
+
+    let caps = w.run_helper(fx.root(), &args, b"capabilities\n\n", &trace_env());
+    caps.assert_ok();
+    parse_helper_stdout(&caps, 40, false);
+
+    let list = w.run_helper(fx.root(), &args, b"capabilities\nlist\n\n", &trace_env());
+    list.assert_ok();
+    assert!(
+        !list.stderr.trim().is_empty(),
+        "KALANDRA_LOG=trace logged nothing on stderr{list}"
+    );
+    let lines = parse_helper_stdout(&list, 40, true);
+    let listed: Refs = lines
+        .iter()
+        .filter_map(|l| match l {
+            ListLine::Ref { oid, name } if name.starts_with("refs/") && !name.ends_with("^{}") => {
+                Some((name.clone(), oid.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_refs_eq(&listed, &up_refs, "refs `list` gives (UP's)");
+    for line in &lines {
+        match line {
+            ListLine::Symref { target, name } if name == "HEAD" => {
+                assert_eq!(target, "refs/heads/develop", "HEAD in `list`{list}")
+            }
+            ListLine::Ref { oid, name } if name == "HEAD" => {
+                assert_eq!(oid, &up_refs["refs/heads/develop"], "HEAD in `list`{list}")
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn verbose_git_through_the_helper_with_tracing() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let down = fx.empty.clone();
+    let url = pair_url(&fx.up, &down);
+    let env = trace_env();
+
+    let run = w.try_helper_git_env(fx.root(), &["ls-remote", &url], &env);
+    run.assert_ok();
+    assert_eq!(
+        run.stdout.trim_end(),
+        w.git(fx.root(), &["ls-remote", path_arg(&fx.up)]),
+        "ls-remote with tracing on{run}"
+    );
+
+    let via = fx.root().join("via");
+    w.try_helper_git_env(fx.root(), &["clone", "-v", &url, path_arg(&via)], &env)
+        .assert_ok();
+    assert_clones_equal(w, &via, &local, &url);
+
+    let new = w.commit_file(&fx.up, "src/dev.txt", "dev 4\n", "dev 4");
+    w.try_helper_git_env(&via, &["fetch", "-v"], &env)
+        .assert_ok();
+    assert_eq!(w.refs(&via)["refs/remotes/origin/develop"], new);
+
+    w.try_helper_git_env(
+        &local,
+        &["push", "-v", &url, "origin/main:refs/heads/v"],
+        &env,
+    )
+    .assert_ok();
+    let expected: Refs = [("refs/heads/v".to_owned(), fx.up_rev("main"))].into();
+    assert_down(w, &down, &expected, "DOWN after push -v with tracing");
+}
+
+#[test]
+fn list_for_push_gives_downstreams_refs() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let (down, _) = fx.seeded_down();
+    w.git(&fx.up, &["push", "-q", path_arg(&down), "main:refs/keep/x"]);
+    w.git(&down, &["symbolic-ref", "HEAD", "refs/heads/develop"]);
+    let down_refs = w.refs(&down);
+    let arg = format!("{}=>{}", path_arg(&fx.up), path_arg(&down));
+
+    let run = w.run_helper(
+        fx.root(),
+        &["origin", &arg],
+        b"capabilities\nlist for-push\n\n",
+        &trace_env(),
+    );
+    run.assert_ok();
+    let lines = parse_helper_stdout(&run, 40, true);
+    assert_eq!(
+        lines.first(),
+        Some(&ListLine::ObjectFormat("sha1".into())),
+        ":object-format first{run}"
+    );
+    let mut listed = Refs::new();
+    for line in &lines[1..] {
+        match line {
+            ListLine::Ref { oid, name } => {
+                assert!(name != "HEAD", "`list for-push` lists HEAD{run}");
+                assert!(
+                    listed.insert(name.clone(), oid.clone()).is_none(),
+                    "{name} listed twice{run}"
+                );
+            }
+            other => panic!("unexpected line {other:?} in `list for-push`{run}"),
+        }
+    }
+    assert_refs_eq(&listed, &down_refs, "refs `list for-push` gives (DOWN's)");
+
+    // An empty DOWN: only the object format.
+    let fx2 = fx.root().join("empty2.git");
+    w.git(fx.root(), &["init", "-q", "--bare", path_arg(&fx2)]);
+    let arg = format!("{}=>{}", path_arg(&fx.up), path_arg(&fx2));
+    let run = w.run_helper(
+        fx.root(),
+        &["origin", &arg],
+        b"capabilities\nlist for-push\n\n",
+        &[],
+    );
+    run.assert_ok();
+    assert_eq!(
+        parse_helper_stdout(&run, 40, true),
+        vec![ListLine::ObjectFormat("sha1".into())],
+        "`list for-push` of an empty DOWN{run}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// sha256.
+
+#[test]
+fn sha256_pair_clone_and_push() {
+    let w = World::new();
+    let fx = w.fixture("sha256.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    let url = pair_url(&up, &down);
+
+    let run = w.try_helper_git(w.root(), &["ls-remote", &url]);
+    run.assert_ok();
+    assert_eq!(
+        run.stdout.trim_end(),
+        w.git(w.root(), &["ls-remote", path_arg(&up)]),
+        "ls-remote of a sha256 pair{run}"
+    );
+
+    let via = w.root().join("via");
+    let direct = w.root().join("direct");
+    w.helper_git(w.root(), &["clone", "-q", &url, path_arg(&via)]);
+    w.git(w.root(), &["clone", "-q", path_arg(&up), path_arg(&direct)]);
+    assert_eq!(
+        w.git(&via, &["rev-parse", "--show-object-format"]),
+        "sha256"
+    );
+    assert_eq!(w.head_target(&via).as_deref(), Some("refs/heads/topic"));
+    assert_clones_equal(&w, &via, &direct, &url);
+
+    let arg = format!("{}=>{}", path_arg(&up), path_arg(&down));
+    let run = w.run_helper(
+        w.root(),
+        &["origin", &arg],
+        b"capabilities\nlist for-push\n\n",
+        &[],
+    );
+    run.assert_ok();
+    assert_eq!(
+        parse_helper_stdout(&run, 64, true),
+        vec![ListLine::ObjectFormat("sha256".into())],
+        "`list for-push` of an empty sha256 DOWN{run}"
+    );
+
+    push(
+        &w,
+        &via,
+        &[
+            &url,
+            "origin/main:refs/heads/main",
+            "refs/tags/v1:refs/tags/v1",
+        ],
+    )
+    .assert_ok();
+    let expected: Refs = [
+        ("refs/heads/main".to_owned(), w.rev(&up, "main")),
+        ("refs/tags/v1".to_owned(), w.rev(&up, "refs/tags/v1")),
+    ]
+    .into();
+    assert_down(&w, &down, &expected, "sha256 DOWN after the push");
+    assert_eq!(w.git(&down, &["cat-file", "-t", "refs/tags/v1"]), "tag");
+}
+
+#[test]
+fn configured_remote_by_name() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let down = fx.empty.clone();
+    // git runs the helper as `git-remote-kalandra pair UP=>DOWN`.
+    w.git(&local, &["remote", "add", "pair", &pair_url(&fx.up, &down)]);
+
+    w.helper_git(&local, &["fetch", "-q", "pair"]);
+    let fetched: Refs = w
+        .refs(&local)
+        .into_iter()
+        .filter_map(|(n, o)| {
+            n.strip_prefix("refs/remotes/pair/")
+                .map(|b| (format!("refs/heads/{b}"), o))
+        })
+        .collect();
+    let up_branches: Refs = w
+        .refs(&fx.up)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("refs/heads/"))
+        .collect();
+    assert_refs_eq(
+        &fetched,
+        &up_branches,
+        "branches fetched from the named remote",
+    );
+
+    w.helper_git(
+        &local,
+        &["push", "-q", "pair", "origin/main:refs/heads/named"],
+    );
+    let expected: Refs = [("refs/heads/named".to_owned(), fx.up_rev("main"))].into();
+    assert_down(
+        w,
+        &down,
+        &expected,
+        "DOWN after pushing to the named remote",
+    );
+}
