@@ -48,13 +48,23 @@ pub async fn list_upstream(upstream: &RepoUrl) -> Result<RefList, relay::Error> 
     let object_format = session.object_format();
     session.close().await;
     let refs = refs?;
-    let mut lines: Vec<(String, String)> = refs
-        .refs
-        .into_iter()
-        .map(|(name, oid)| (oid.to_string(), name))
-        .collect();
-    if let Some(target) = refs.head_target {
-        lines.push((format!("@{target}"), "HEAD".to_owned()));
+    // HEAD first and a `^{}` line after each annotated tag, as upload-pack
+    // advertises them: git follows tags during fetch only when it sees
+    // what they peel to.
+    let mut lines = Vec::new();
+    match (refs.head_target, refs.head) {
+        (Some(target), _) => lines.push((format!("@{target}"), "HEAD".to_owned())),
+        (None, Some(oid)) => lines.push((oid.to_string(), "HEAD".to_owned())),
+        (None, None) => {}
+    }
+    let peeled: std::collections::BTreeMap<String, crate::oid::ObjectId> =
+        refs.peeled.into_iter().collect();
+    for (name, oid) in refs.refs {
+        let peel = peeled
+            .get(&name)
+            .map(|p| (p.to_string(), format!("{name}^{{}}")));
+        lines.push((oid.to_string(), name));
+        lines.extend(peel);
     }
     Ok(RefList {
         object_format,

@@ -96,6 +96,10 @@ pub struct UpstreamRefs {
     pub refs: Vec<(String, ObjectId)>,
     /// The branch HEAD points at, if the server said.
     pub head_target: Option<String>,
+    /// HEAD's value (also when it is detached).
+    pub head: Option<ObjectId>,
+    /// For annotated tags: the object each one finally points to (`^{}`).
+    pub peeled: Vec<(String, ObjectId)>,
 }
 
 /// What one negotiation round revealed.
@@ -231,13 +235,21 @@ impl UploadPack {
                     .capabilities
                     .symref_target("HEAD")
                     .map(str::to_owned);
-                let refs = advertisement
-                    .refs
-                    .iter()
-                    .filter(|r| prefixes.iter().any(|p| r.name.starts_with(p.as_str())))
-                    .map(|r| (r.name.clone(), r.oid.clone()))
-                    .collect();
-                Ok(UpstreamRefs { refs, head_target })
+                let in_prefixes =
+                    |name: &str| prefixes.iter().any(|p| name.starts_with(p.as_str()));
+                let listed = || advertisement.refs.iter().filter(|r| in_prefixes(&r.name));
+                Ok(UpstreamRefs {
+                    refs: listed().map(|r| (r.name.clone(), r.oid.clone())).collect(),
+                    head_target,
+                    head: advertisement
+                        .refs
+                        .iter()
+                        .find(|r| r.name == "HEAD")
+                        .map(|r| r.oid.clone()),
+                    peeled: listed()
+                        .filter_map(|r| Some((r.name.clone(), r.peeled.clone()?)))
+                        .collect(),
+                })
             }
             Protocol::V2 { .. } => {
                 let mut wanted = prefixes.to_vec();
@@ -248,7 +260,7 @@ impl UploadPack {
                     agent: &agent,
                     prefixes: &wanted,
                     symrefs: true,
-                    peel: false,
+                    peel: true,
                     unborn: false,
                 }
                 .encode();
@@ -274,18 +286,26 @@ impl UploadPack {
                 }
                 self.check(result, |repo, source| Error::V2 { repo, source })
                     .await?;
-                let mut refs = Vec::new();
-                let mut head_target = None;
+                let mut listed = UpstreamRefs {
+                    refs: Vec::new(),
+                    head_target: None,
+                    head: None,
+                    peeled: Vec::new(),
+                };
                 for line in lines {
                     if line.name == "HEAD" {
-                        head_target = line.symref_target;
+                        listed.head_target = line.symref_target;
+                        listed.head = line.oid;
                     } else if let Some(oid) = line.oid {
                         if prefixes.iter().any(|p| line.name.starts_with(p.as_str())) {
-                            refs.push((line.name, oid));
+                            if let Some(peeled) = line.peeled {
+                                listed.peeled.push((line.name.clone(), peeled));
+                            }
+                            listed.refs.push((line.name, oid));
                         }
                     }
                 }
-                Ok(UpstreamRefs { refs, head_target })
+                Ok(listed)
             }
         }
     }
