@@ -117,10 +117,7 @@ impl ReceivePack {
         let parsed = match read {
             Ok(parsed) => parsed,
             Err(source) => {
-                let detail = match &mut session_process {
-                    Some(p) => p.failure_detail().await,
-                    None => None,
-                };
+                let detail = crate::transport::failure_detail(&mut session_process).await;
                 return Err(match source {
                     pkt_io::Error::Truncated { .. } => Error::Closed {
                         repo,
@@ -255,10 +252,7 @@ impl ReceivePack {
     }
 
     async fn failure_detail(&mut self) -> Option<String> {
-        match &mut self.process {
-            Some(process) => process.failure_detail().await,
-            None => None,
-        }
+        crate::transport::failure_detail(&mut self.process).await
     }
 }
 
@@ -412,10 +406,7 @@ impl ReportReader {
     }
 
     async fn failure_detail(&mut self) -> Option<String> {
-        match &mut self.process {
-            Some(process) => process.failure_detail().await,
-            None => None,
-        }
+        crate::transport::failure_detail(&mut self.process).await
     }
 
     async fn closed(&mut self, when: &'static str) -> Error {

@@ -502,10 +502,7 @@ impl UploadPack {
     }
 
     async fn failure_detail(&mut self) -> Option<String> {
-        match &mut self.process {
-            Some(process) => process.failure_detail().await,
-            None => None,
-        }
+        crate::transport::failure_detail(&mut self.process).await
     }
 
     async fn closed(&mut self, when: &'static str) -> Error {

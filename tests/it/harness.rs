@@ -345,56 +345,23 @@ impl World {
     ) -> Run {
         let bin = kalandra_bin();
         let mut cmd = Command::new(&bin);
-        cmd.args(args)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(args).current_dir(cwd);
         self.isolate(&mut cmd, global_config);
         for (name, value) in env {
             cmd.env(name, value);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|err| {
-            panic!("cannot run {} (the kalandra binary): {err}", bin.display())
-        });
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        let out_reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            stdout.read_to_end(&mut buf).map(|_| buf)
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            stderr.read_to_end(&mut buf).map(|_| buf)
-        });
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("can wait for kalandra") {
-                break status;
-            }
-            if start.elapsed() > KALANDRA_TIMEOUT {
-                child.kill().ok();
-                child.wait().ok();
-                panic!("kalandra {args:?} did not finish within {KALANDRA_TIMEOUT:?}; killed it");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let stdout = out_reader
-            .join()
-            .expect("reader thread")
-            .expect("can read stdout");
-        let stderr = err_reader
-            .join()
-            .expect("reader thread")
-            .expect("can read stderr");
-        let code = status
-            .code()
-            .unwrap_or_else(|| panic!("kalandra {args:?} was killed by a signal: {status}"));
+        let out = run_timed(
+            cmd,
+            format!("kalandra {args:?} ({})", bin.display()),
+            None,
+            KALANDRA_TIMEOUT,
+        );
+        let (code, stdout, stderr) = (out.code, out.stdout, out.stderr);
         Run {
             args: args.iter().map(|a| a.to_string()).collect(),
             code,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stdout,
+            stderr,
         }
     }
 
@@ -1023,7 +990,7 @@ pub fn path_with_first(dir: &Path) -> std::ffi::OsString {
 /// Run `cmd` (stdout and stderr captured, `stdin` fed) in its own process group; after
 /// [`HELPER_TIMEOUT`] the whole group (git and the helper it started) is killed and the test
 /// fails.
-fn run_timed(mut cmd: Command, what: String, stdin: Option<Vec<u8>>) -> GitRun {
+fn run_timed(mut cmd: Command, what: String, stdin: Option<Vec<u8>>, timeout: Duration) -> GitRun {
     use std::io::Write;
     use std::os::unix::process::CommandExt;
     cmd.process_group(0)
@@ -1059,14 +1026,14 @@ fn run_timed(mut cmd: Command, what: String, stdin: Option<Vec<u8>>) -> GitRun {
         if let Some(status) = child.try_wait().expect("can wait for the child") {
             break status;
         }
-        if start.elapsed() > HELPER_TIMEOUT {
+        if start.elapsed() > timeout {
             // Kill the whole group: a helper left behind would keep our pipes open.
             let _ = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{}", child.id())])
                 .status();
             child.kill().ok();
             child.wait().ok();
-            panic!("{what} did not finish within {HELPER_TIMEOUT:?}; killed it");
+            panic!("{what} did not finish within {timeout:?}; killed it");
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -1106,7 +1073,12 @@ impl World {
         for (name, value) in env {
             cmd.env(name, value);
         }
-        run_timed(cmd, format!("git -C {} {args:?}", dir.display()), None)
+        run_timed(
+            cmd,
+            format!("git -C {} {args:?}", dir.display()),
+            None,
+            HELPER_TIMEOUT,
+        )
     }
 
     /// Like [`World::try_helper_git_env`] without extra environment.
@@ -1143,6 +1115,7 @@ impl World {
             cmd,
             format!("{} {args:?}", bin.display()),
             Some(stdin.to_vec()),
+            HELPER_TIMEOUT,
         )
     }
 
