@@ -73,18 +73,23 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
             }
             Command::List { for_push } => {
                 let list = if for_push {
-                    list_downstream(&pair.downstream).await?
+                    list_downstream(&pair.downstream, &pair.settings).await?
                 } else {
-                    list_upstream(&pair.upstream).await?
+                    list_upstream(&pair.upstream, &pair.settings).await?
                 };
                 // git needs :object-format for a push to a sha256 pair even
                 // when it did not ask; it accepts the line either way.
                 reply_with(&mut stdout, &list.render(options.object_format || for_push)).await?;
             }
             Command::StatelessConnect { service } if service == "git-upload-pack" => {
-                let outcome = proxy::stateless_connect(&pair.upstream, &mut stdin, &mut stdout)
-                    .await
-                    .context("proxying to upstream")?;
+                let outcome = proxy::stateless_connect(
+                    &pair.upstream,
+                    &pair.settings,
+                    &mut stdin,
+                    &mut stdout,
+                )
+                .await
+                .context("proxying to upstream")?;
                 match outcome {
                     proxy::Outcome::Done => return Ok(()),
                     proxy::Outcome::Fallback => {
@@ -111,7 +116,14 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
                     .map(|w| ObjectId::from_hex(w.as_bytes()))
                     .collect::<Result<Vec<_>, _>>()?;
                 let progress = progress_for(&options);
-                fetch::fetch(&pair.upstream, wants, &progress, options.progress).await?;
+                fetch::fetch(
+                    &pair.upstream,
+                    &pair.settings,
+                    wants,
+                    &progress,
+                    options.progress,
+                )
+                .await?;
                 progress.finish();
                 reply_with(&mut stdout, "\n").await?;
             }

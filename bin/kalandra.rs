@@ -2,12 +2,14 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kalandra::plan::{PlanOptions, Scope};
 use kalandra::progress::{human_bytes, Progress};
 use kalandra::relay::{self, PushOptions, RefOutcome, RefStatus, SyncOptions, SyncReport};
+use kalandra::transport::TransportSettings;
 use kalandra::url::RepoUrl;
 use kalandra::{plan, transport};
 
@@ -71,6 +73,14 @@ struct SyncArgs {
     /// (all-or-nothing) pushes.
     #[arg(long)]
     no_atomic: bool,
+    /// Give up on reaching a server after this many seconds [default: 30,
+    /// or KALANDRA_CONNECT_TIMEOUT].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    connect_timeout: Option<u64>,
+    /// Fail a connection on which nothing moves for this many seconds
+    /// [default: 300, or KALANDRA_IDLE_TIMEOUT].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: Option<u64>,
     /// Print one JSON object on stdout (schema: docs/json.md).
     #[arg(long)]
     json: bool,
@@ -161,6 +171,7 @@ async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
             push_options: Vec::new(),
         },
         dry_run,
+        transport: transport_settings(args),
     };
     let progress = if show_progress {
         Progress::new(true)
@@ -170,6 +181,17 @@ async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
     let result = relay::sync(&upstream, &downstream, &options, &progress).await;
     progress.finish();
     Ok(result?)
+}
+
+fn transport_settings(args: &SyncArgs) -> TransportSettings {
+    let mut settings = TransportSettings::from_env();
+    if let Some(secs) = args.connect_timeout {
+        settings.connect_timeout = Duration::from_secs(secs);
+    }
+    if let Some(secs) = args.idle_timeout {
+        settings.idle_timeout = Duration::from_secs(secs);
+    }
+    settings
 }
 
 /// Maps a failure to its documented exit code. Only this binary decides

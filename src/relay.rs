@@ -14,7 +14,7 @@ use crate::plan::{self, Action, PlanOptions, RefUpdate};
 use crate::progress::{Progress, Side};
 use crate::session::receive_pack::{self, PackWriter, PushArgs, ReceivePack};
 use crate::session::upload_pack::{self, FetchArgs, PackStream, UploadPack, UpstreamRefs};
-use crate::transport::{self, ConnectOptions, Service};
+use crate::transport::{self, ConnectOptions, Service, TransportSettings};
 use crate::url::RepoUrl;
 use crate::wire::commands::Command;
 use crate::wire::report::RefResult;
@@ -100,11 +100,17 @@ impl PushResult {
 
 /// Connects to upstream's upload-pack (protocol v2 requested) and reads
 /// its first response.
-pub async fn connect_upstream(url: &RepoUrl) -> Result<UploadPack, Error> {
+pub async fn connect_upstream(
+    url: &RepoUrl,
+    settings: &TransportSettings,
+) -> Result<UploadPack, Error> {
     let connection = transport::connect(
         url,
         Service::UploadPack,
-        ConnectOptions { protocol_v2: true },
+        ConnectOptions {
+            protocol_v2: true,
+            settings: settings.clone(),
+        },
     )
     .await
     .map_err(|source| Error::Connect {
@@ -116,11 +122,17 @@ pub async fn connect_upstream(url: &RepoUrl) -> Result<UploadPack, Error> {
 }
 
 /// Connects to downstream's receive-pack and reads its advertisement.
-pub async fn connect_downstream(url: &RepoUrl) -> Result<ReceivePack, Error> {
+pub async fn connect_downstream(
+    url: &RepoUrl,
+    settings: &TransportSettings,
+) -> Result<ReceivePack, Error> {
     let connection = transport::connect(
         url,
         Service::ReceivePack,
-        ConnectOptions { protocol_v2: false },
+        ConnectOptions {
+            protocol_v2: false,
+            settings: settings.clone(),
+        },
     )
     .await
     .map_err(|source| Error::Connect {
@@ -150,9 +162,13 @@ pub struct PushOptions {
 
 impl Relay {
     /// Connects to both sides at once and reads their advertisements.
-    pub async fn connect(upstream: &RepoUrl, downstream: &RepoUrl) -> Result<Self, Error> {
-        let up = connect_upstream(upstream);
-        let down = connect_downstream(downstream);
+    pub async fn connect(
+        upstream: &RepoUrl,
+        downstream: &RepoUrl,
+        settings: &TransportSettings,
+    ) -> Result<Self, Error> {
+        let up = connect_upstream(upstream, settings);
+        let down = connect_downstream(downstream, settings);
         let (upstream, downstream) = tokio::try_join!(up, down)?;
         if upstream.object_format() != downstream.object_format() {
             return Err(Error::ObjectFormatMismatch {
@@ -409,6 +425,7 @@ pub struct SyncOptions {
     pub push: PushOptions,
     /// Plan only: change nothing.
     pub dry_run: bool,
+    pub transport: TransportSettings,
 }
 
 /// The result of [`sync`].
@@ -432,7 +449,7 @@ pub async fn sync(
     progress: &Progress,
 ) -> Result<SyncReport, Error> {
     let started = Instant::now();
-    let mut relay = Relay::connect(upstream, downstream).await?;
+    let mut relay = Relay::connect(upstream, downstream, &options.transport).await?;
     let object_format = relay.object_format();
     let up_refs = relay
         .upstream_refs(&options.plan.scope.ref_prefixes())

@@ -12,6 +12,7 @@ use crate::oid::ObjectId;
 use crate::progress::Progress;
 use crate::relay;
 use crate::session::upload_pack::{self, FetchArgs};
+use crate::transport::TransportSettings;
 use crate::url::RepoUrl;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +30,12 @@ pub enum Error {
 /// Fetches `wants` from `upstream` into the local repository.
 pub async fn fetch(
     upstream: &RepoUrl,
+    settings: &TransportSettings,
     wants: Vec<ObjectId>,
     progress: &Progress,
     show_progress: bool,
 ) -> Result<(), Error> {
-    let mut session = relay::connect_upstream(upstream).await?;
+    let mut session = relay::connect_upstream(upstream, settings).await?;
     let haves = LocalRepo.ref_tips().await;
     let args = FetchArgs {
         wants,

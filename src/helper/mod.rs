@@ -15,6 +15,7 @@ pub mod push;
 
 use crate::oid::ObjectFormat;
 use crate::relay;
+use crate::transport::TransportSettings;
 use crate::url::RepoUrl;
 
 /// A ref list for `list` or `list for-push`, ready to print.
@@ -42,8 +43,11 @@ impl RefList {
 }
 
 /// `list`: UP's refs and where its HEAD points.
-pub async fn list_upstream(upstream: &RepoUrl) -> Result<RefList, relay::Error> {
-    let mut session = relay::connect_upstream(upstream).await?;
+pub async fn list_upstream(
+    upstream: &RepoUrl,
+    settings: &TransportSettings,
+) -> Result<RefList, relay::Error> {
+    let mut session = relay::connect_upstream(upstream, settings).await?;
     let refs = session.list_refs(&["refs/".to_owned()]).await;
     let object_format = session.object_format();
     session.close().await;
@@ -74,8 +78,11 @@ pub async fn list_upstream(upstream: &RepoUrl) -> Result<RefList, relay::Error> 
 
 /// `list for-push`: DOWN's refs, without HEAD, since git would otherwise
 /// send `push :HEAD` for `--mirror` (receive-pack cannot update HEAD).
-pub async fn list_downstream(downstream: &RepoUrl) -> Result<RefList, relay::Error> {
-    let session = relay::connect_downstream(downstream).await?;
+pub async fn list_downstream(
+    downstream: &RepoUrl,
+    settings: &TransportSettings,
+) -> Result<RefList, relay::Error> {
+    let session = relay::connect_downstream(downstream, settings).await?;
     let object_format = session.object_format();
     let lines = session
         .advertisement()

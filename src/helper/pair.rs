@@ -1,5 +1,6 @@
 //! The `UP=>DOWN` pair in a `kalandra::UP=>DOWN` URL.
 
+use crate::transport::TransportSettings;
 use crate::url::{self, RepoUrl};
 
 /// The expected shape, shown in every error.
@@ -20,11 +21,12 @@ pub enum Error {
     },
 }
 
-/// Upstream (read from) and downstream (written to).
+/// Upstream (read from) and downstream (written to), and how to reach them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pair {
     pub upstream: RepoUrl,
     pub downstream: RepoUrl,
+    pub settings: TransportSettings,
 }
 
 impl Pair {
@@ -48,6 +50,7 @@ impl Pair {
         Ok(Self {
             upstream,
             downstream,
+            settings: TransportSettings::from_env(),
         })
     }
 }

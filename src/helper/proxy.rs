@@ -9,7 +9,7 @@
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::pkt_io::{self, PacketReader};
-use crate::transport::{self, ConnectOptions, Service};
+use crate::transport::{self, ConnectOptions, Service, TransportSettings};
 use crate::url::RepoUrl;
 use crate::wire::pkt::{self, Packet};
 use crate::wire::v2;
@@ -47,6 +47,7 @@ pub enum Outcome {
 /// Proxies git (`from_git`/`to_git`) to UP's upload-pack until git ends.
 pub async fn stateless_connect<R, W>(
     upstream: &RepoUrl,
+    settings: &TransportSettings,
     from_git: R,
     mut to_git: W,
 ) -> Result<Outcome, Error>
@@ -58,7 +59,10 @@ where
     let connection = transport::connect(
         upstream,
         Service::UploadPack,
-        ConnectOptions { protocol_v2: true },
+        ConnectOptions {
+            protocol_v2: true,
+            settings: settings.clone(),
+        },
     )
     .await
     .map_err(|source| Error::Connect {

@@ -27,7 +27,7 @@ pub async fn push(
     options: &Options,
     progress: &Progress,
 ) -> Result<Vec<(String, PushReply)>, relay::Error> {
-    let relay = Relay::connect(&pair.upstream, &pair.downstream).await?;
+    let relay = Relay::connect(&pair.upstream, &pair.downstream, &pair.settings).await?;
     let down: BTreeMap<String, ObjectId> = relay.downstream_refs().into_iter().collect();
     let down_has: BTreeSet<ObjectId> = down.values().cloned().collect();
     let local = LocalRepo;
@@ -202,7 +202,7 @@ async fn missing_upstream(
 ) -> Result<BTreeSet<ObjectId>, relay::Error> {
     let mut missing = BTreeSet::new();
     while !wants.is_empty() {
-        let upstream = relay::connect_upstream(&pair.upstream).await?;
+        let upstream = relay::connect_upstream(&pair.upstream, &pair.settings).await?;
         if !upstream.is_v2() {
             // v0 cannot be asked; the fetch itself will report a missing object.
             upstream.close().await;
@@ -254,7 +254,7 @@ async fn fast_forward_refusal(
     {
         return Ok(Some(Refusal::NeedsForce));
     }
-    let upstream = relay::connect_upstream(&pair.upstream).await?;
+    let upstream = relay::connect_upstream(&pair.upstream, &pair.settings).await?;
     if !upstream.is_v2() {
         upstream.close().await;
         return Ok(Some(if old_type.is_some() {

@@ -9,7 +9,7 @@ use super::{process::ServerProcess, ConnectOptions, Connection, Error, Service};
 pub(super) fn connect(
     path: &Path,
     service: Service,
-    options: ConnectOptions,
+    options: &ConnectOptions,
 ) -> Result<Connection, Error> {
     // Checked here for a clear message; git's own would only come on stderr
     // once the process has already failed.

@@ -3,9 +3,11 @@
 //! a reader/writer pair, and the sessions in [`crate::session`] do the rest.
 
 mod file;
+mod idle;
 mod process;
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -75,24 +77,72 @@ pub async fn failure_detail(process: &mut Option<ServerProcess>) -> Option<Strin
     }
 }
 
+/// How long to wait, for every transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportSettings {
+    /// Giving up on reaching a server.
+    pub connect_timeout: Duration,
+    /// Giving up on a connection on which nothing moves.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl TransportSettings {
+    /// The defaults, overridden by `KALANDRA_CONNECT_TIMEOUT` and
+    /// `KALANDRA_IDLE_TIMEOUT` (seconds) when they hold a number.
+    pub fn from_env() -> Self {
+        let seconds = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|&s| s > 0)
+                .map(Duration::from_secs)
+        };
+        let defaults = Self::default();
+        Self {
+            connect_timeout: seconds("KALANDRA_CONNECT_TIMEOUT")
+                .unwrap_or(defaults.connect_timeout),
+            idle_timeout: seconds("KALANDRA_IDLE_TIMEOUT").unwrap_or(defaults.idle_timeout),
+        }
+    }
+}
+
 /// Options that shape how a connection is opened.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnectOptions {
     /// Ask for protocol v2 (upload-pack only; receive-pack speaks v0).
     pub protocol_v2: bool,
+    pub settings: TransportSettings,
 }
 
-/// Opens a connection to `service` at `url`.
+/// Opens a connection to `service` at `url`. Whatever the transport, the
+/// streams fail with a timeout once nothing has moved for the idle limit.
 pub async fn connect(
     url: &RepoUrl,
     service: Service,
     options: ConnectOptions,
 ) -> Result<Connection, Error> {
-    match url {
-        RepoUrl::Local { path } => file::connect(path, service, options),
-        other => Err(Error::Unsupported {
-            scheme: other.scheme(),
-            repo: other.to_string(),
-        }),
-    }
+    let idle = options.settings.idle_timeout;
+    let connection = match url {
+        RepoUrl::Local { path } => file::connect(path, service, &options)?,
+        other => {
+            return Err(Error::Unsupported {
+                scheme: other.scheme(),
+                repo: other.to_string(),
+            })
+        }
+    };
+    Ok(Connection {
+        reader: Box::pin(idle::Idle::new(connection.reader, idle, "received")),
+        writer: Box::pin(idle::Idle::new(connection.writer, idle, "accepted")),
+        process: connection.process,
+    })
 }

@@ -14,7 +14,7 @@ use super::{Connection, Error};
 const STDERR_TAIL: usize = 8 * 1024;
 
 /// How long a failing server gets to finish its last words on stderr.
-const DYING_GRACE: Duration = Duration::from_secs(5);
+const DYING_GRACE: Duration = Duration::from_secs(2);
 
 /// git's `local_repo_env`: variables that point git at a repository. The
 /// caller (a remote helper runs inside `git push`) may have them set, and
@@ -105,10 +105,17 @@ impl ServerProcess {
 
     /// The server's stderr, once it has exited or had time to.
     pub async fn failure_detail(&mut self) -> Option<String> {
-        let _ = tokio::time::timeout(DYING_GRACE, self.child.wait()).await;
-        if let Some(task) = self.stderr_task.take() {
-            let _ = tokio::time::timeout(DYING_GRACE, task).await;
-        }
+        // One deadline for both: a stalled server neither exits nor closes
+        // stderr, and its error must not wait on it.
+        let task = self.stderr_task.take();
+        let child = &mut self.child;
+        let _ = tokio::time::timeout(DYING_GRACE, async move {
+            let _ = child.wait().await;
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+        })
+        .await;
         let tail = self
             .stderr
             .lock()

@@ -121,6 +121,50 @@ fn upstream_dying_mid_pack_on_initial_mirror_leaves_downstream_empty() {
     w.assert_fsck(&down);
 }
 
+/// An upstream whose pack-objects sends part of the pack, then goes silent without closing.
+#[test]
+fn stalled_upstream_hits_the_idle_timeout_and_changes_nothing() {
+    let b = mirrored_with_big_change_pending();
+    let hook = b.w.root().join("stall-pack.sh");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\n\"$@\" | head -c {CUT_AFTER}\nsleep 60\n"),
+    )
+    .expect("can write the hook");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("can chmod");
+    }
+    let config = b.w.global_config_with(
+        "stalling.gitconfig",
+        &format!("[uploadpack]\n\tpackObjectsHook = {}\n", path_arg(&hook)),
+    );
+    let started = std::time::Instant::now();
+    let run = b.w.kalandra_with(
+        b.w.root(),
+        &[
+            "sync",
+            "--idle-timeout",
+            "2",
+            path_arg(&b.up),
+            path_arg(&b.down),
+        ],
+        &config,
+    );
+    run.assert_code(4);
+    run.assert_stderr_mentions(&["idle timeout"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(45),
+        "kalandra must give up on its own long before the stalled server wakes up{run}"
+    );
+    assert_eq!(
+        b.w.refs(&b.down),
+        b.before,
+        "downstream refs must be unchanged"
+    );
+    b.w.assert_fsck(&b.down);
+}
+
 #[test]
 fn missing_upstream_is_a_connection_failure_naming_it() {
     let w = World::new();
