@@ -5,6 +5,7 @@
 mod file;
 mod idle;
 mod process;
+pub mod ssh;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -49,8 +50,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Ssh(Box<ssh::Error>),
     #[error("{scheme}:// repositories are not supported yet ({repo})")]
     Unsupported { scheme: &'static str, repo: String },
+}
+
+impl From<ssh::Error> for Error {
+    fn from(error: ssh::Error) -> Self {
+        Self::Ssh(Box::new(error))
+    }
 }
 
 /// A connected service: bytes from the server on `reader`, bytes to it on
@@ -133,6 +142,12 @@ pub async fn connect(
     let idle = options.settings.idle_timeout;
     let connection = match url {
         RepoUrl::Local { path } => file::connect(path, service, &options)?,
+        RepoUrl::Ssh {
+            user,
+            host,
+            port,
+            path,
+        } => ssh::connect(user.as_deref(), host, *port, path, service, &options).await?,
         other => {
             return Err(Error::Unsupported {
                 scheme: other.scheme(),
