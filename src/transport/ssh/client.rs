@@ -278,6 +278,20 @@ pub async fn connect(
     start(handle, command, protocol_v2, &target).await
 }
 
+/// The public half of an identity: `<file>.pub`, or the public part that an
+/// OpenSSH private key file keeps unencrypted.
+fn public_key_of(path: &Path) -> Option<russh::keys::PublicKey> {
+    let mut pub_path = path.as_os_str().to_owned();
+    pub_path.push(".pub");
+    russh::keys::load_public_key(PathBuf::from(pub_path))
+        .ok()
+        .or_else(|| {
+            let text = std::fs::read_to_string(path).ok()?;
+            let key = russh::keys::ssh_key::PrivateKey::from_openssh(text).ok()?;
+            Some(key.public_key().clone())
+        })
+}
+
 fn scan_hint(target: &Target) -> String {
     let file = target
         .known_hosts
@@ -301,11 +315,31 @@ async fn authenticate(handle: &mut Handle<Checker>, target: &Target) -> Result<(
         .ok()
         .flatten()
         .flatten();
-    let agent_in_use = !target.identities_only && std::env::var_os("SSH_AUTH_SOCK").is_some();
+    let agent_in_use = std::env::var_os("SSH_AUTH_SOCK").is_some();
+    // With IdentitiesOnly, OpenSSH offers only the agent's keys that match a
+    // configured IdentityFile (an encrypted key unlocked in the agent).
+    let allowed: Option<Vec<russh::keys::PublicKey>> = target.identities_only.then(|| {
+        target
+            .identity_files
+            .iter()
+            .filter_map(|p| public_key_of(p))
+            .collect()
+    });
     if agent_in_use {
         match AgentClient::connect_env().await {
             Ok(mut agent) => {
-                let identities = agent.request_identities().await.unwrap_or_default();
+                let identities: Vec<_> = agent
+                    .request_identities()
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|identity| match &allowed {
+                        Some(allowed) => allowed
+                            .iter()
+                            .any(|k| k.key_data() == identity.public_key().key_data()),
+                        None => true,
+                    })
+                    .collect();
                 tried.push(format!("ssh-agent ({} keys)", identities.len()));
                 for identity in identities {
                     let key = identity.public_key().into_owned();
