@@ -521,9 +521,30 @@ fn encrypted_key_without_agent_says_to_use_ssh_add() {
         run.stderr.contains("ssh-add"),
         "stderr should suggest ssh-add{run}"
     );
+}
 
-    // Following the advice works: the key in an agent, the same sync goes through.
+/// The usual deploy-key setup: an encrypted IdentityFile with `IdentitiesOnly yes`, unlocked
+/// in an agent. As with OpenSSH, the agent signs for the configured key (IdentitiesOnly only
+/// keeps the agent's *other* keys out).
+#[test]
+fn encrypted_identity_file_is_used_through_the_agent_even_with_identities_only() {
+    let s = SshWorld::new(Protocol::V2);
+    s.trust_host();
+    let locked = sshd::keygen(
+        &s.w.root().join("keys").join("locked"),
+        "correct horse battery staple",
+        "locked",
+    );
+    s.sshd.authorize(&locked);
+    // The agent also holds a key the server refuses, which IdentitiesOnly keeps out.
+    let stranger = sshd::keygen(&s.w.root().join("keys").join("stranger"), "", "stranger");
+    s.write_ssh_config(&format!(
+        "Host 127.0.0.1\n    IdentityFile {}\n    IdentitiesOnly yes\n",
+        locked.display()
+    ));
+    let (up, down) = mirror_fixture(&s.w);
     let agent = Agent::start(&s.w.root().join("agent.sock"));
+    agent.add(&stranger);
     let askpass = s.w.root().join("askpass.sh");
     write_script(&askpass, "#!/bin/sh\necho 'correct horse battery staple'\n");
     let out = std::process::Command::new("ssh-add")
@@ -703,6 +724,96 @@ fn hashed_known_hosts_entry_is_accepted() {
     );
     let (up, down) = mirror_fixture(&s.w);
     s.sync_ok(&up, &down, &s.url(&up), &s.url(&down), &[]);
+}
+
+/// `StrictHostKeyChecking no`: an unknown host is let in.
+#[test]
+fn strict_host_key_checking_no_lets_an_unknown_host_in() {
+    let s = SshWorld::new(Protocol::V2);
+    s.write_ssh_config(&format!(
+        "Host 127.0.0.1\n    IdentityFile {}\n    IdentitiesOnly yes\n    \
+         StrictHostKeyChecking no\n",
+        s.key.display()
+    ));
+    let (up, down) = mirror_fixture(&s.w);
+    s.sync_ok(&up, &down, &s.url(&up), &s.url(&down), &[]);
+}
+
+/// known_hosts as people have them: comments, blank lines, other hosts, several names on
+/// one line, and a marker line (`@cert-authority`) that is not a plain entry.
+#[test]
+fn known_hosts_with_comments_and_name_lists() {
+    let s = SshWorld::new(Protocol::V2);
+    let other = sshd::keygen(&s.w.root().join("keys").join("other-host"), "", "other");
+    std::fs::write(
+        s.default_known_hosts(),
+        format!(
+            "# hosts we trust\n\n\
+             @cert-authority *.example.invalid {other}\n\
+             other.example.invalid,192.0.2.1 {other}\n\
+             mirror.example.invalid,[127.0.0.1]:{port} {key} the test server\n",
+            other = sshd::public_key(&other),
+            port = s.sshd.port(),
+            key = s.sshd.host_public_key(),
+        ),
+    )
+    .expect("can write known_hosts");
+    s.write_ssh_config(&format!(
+        "Host 127.0.0.1\n    IdentityFile {}\n    IdentitiesOnly yes\n",
+        s.key.display()
+    ));
+    let (up, down) = mirror_fixture(&s.w);
+    s.sync_ok(&up, &down, &s.url(&up), &s.url(&down), &[]);
+}
+
+/// ssh_config(5) syntax: keywords in any case, `keyword=value`, `~/` paths, and the user
+/// from `User` when the URL names none.
+#[test]
+fn config_syntax_tilde_paths_and_user_from_config() {
+    let s = SshWorld::new(Protocol::V2);
+    let ssh_dir = s.ssh_dir();
+    std::fs::copy(&s.key, ssh_dir.join("deploy")).expect("can copy the key");
+    std::fs::copy(sshd::pub_path(&s.key), ssh_dir.join("deploy.pub")).expect("can copy");
+    std::fs::write(ssh_dir.join("hosts_custom"), s.sshd.known_hosts_line())
+        .expect("can write known_hosts");
+    s.write_ssh_config(&format!(
+        "HOST mirror-host\n\
+         \x20   hostname=127.0.0.1\n\
+         \x20   PORT {port}\n\
+         \x20   user = {user}\n\
+         \x20   identityFile ~/.ssh/deploy\n\
+         \x20   IdentitiesOnly=yes\n\
+         \x20   userknownhostsfile ~/.ssh/hosts_custom\n",
+        port = s.sshd.port(),
+        user = s.sshd.user(),
+    ));
+    let (up, down) = mirror_fixture(&s.w);
+    let up_arg = format!("ssh://mirror-host{}", path_arg(&up));
+    let down_arg = format!("mirror-host:{}", path_arg(&down));
+    s.sync_ok(&up, &down, &up_arg, &down_arg, &[]);
+}
+
+/// Paths with a space and a single quote reach the server intact (the remote command quotes
+/// them as git does: `git-upload-pack '/a/it'\''s here/up stream'`).
+#[test]
+fn paths_with_space_and_quote() {
+    let s = SshWorld::new(Protocol::V2);
+    s.trust_host();
+    let (up, down) = mirror_fixture(&s.w);
+    let odd_dir = s.w.root().join("it's here");
+    std::fs::create_dir_all(&odd_dir).expect("can mkdir");
+    let (odd_up, odd_down) = (odd_dir.join("up stream"), odd_dir.join("down's.git"));
+    std::fs::rename(&up, &odd_up).expect("can move upstream");
+    std::fs::rename(&down, &odd_down).expect("can move downstream");
+    // scp-like form (no port): reach the server through a Host entry for 127.0.0.1.
+    s.write_ssh_config(&format!(
+        "Host 127.0.0.1\n    Port {}\n    IdentityFile {}\n    IdentitiesOnly yes\n",
+        s.sshd.port(),
+        s.key.display()
+    ));
+    let up_arg = format!("{}@127.0.0.1:{}", s.sshd.user(), path_arg(&odd_up));
+    let down_arg = format!("{}@127.0.0.1:{}", s.sshd.user(), path_arg(&odd_down));
+    s.sync_ok(&odd_up, &odd_down, &up_arg, &down_arg, &[]);
 }
 
 // ---------------------------------------------------------------------------------------------
