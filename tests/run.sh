@@ -11,6 +11,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # (e.g. [sshd]=openssh-server [nginx]=nginx [fcgiwrap]=fcgiwrap); only missing ones are installed.
 declare -A NEEDED=(
   [git]=git
+  [sshd]=openssh-server
+  [ssh]=openssh-client
+  [ssh-keygen]=openssh-client
+  [ssh-agent]=openssh-client
+  [ssh-add]=openssh-client
 )
 
 have() {
@@ -21,6 +26,10 @@ missing=()
 for cmd in "${!NEEDED[@]}"; do
   have "$cmd" || missing+=("${NEEDED[$cmd]}")
 done
+# One package may provide several commands: install each once.
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+fi
 if ((${#missing[@]})); then
   echo "tests/run.sh: installing ${missing[*]}" >&2
   sudo=()

@@ -14,3 +14,5 @@ mod pack;
 mod plan;
 mod remote_helper;
 mod scope;
+mod ssh;
+mod sshd;
