@@ -75,7 +75,7 @@ pub fn for_host(text: &str, host: &str) -> HostConfig {
                     set_once(&mut config.port, port);
                 }
             }
-            "identityfile" => config.identity_files.push(first),
+            "identityfile" => config.identity_files.push(value.clone()),
             "identitiesonly" => {
                 set_once(&mut config.identities_only, yes_no(&first));
             }
