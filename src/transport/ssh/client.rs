@@ -152,7 +152,7 @@ impl client::Handler for Checker {
                 self.record(HostKeyProblem::Unknown { fingerprint });
                 Ok(false)
             }
-            StrictHostKeyChecking::AcceptNew => {
+            StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No => {
                 let file = self.target.known_hosts.first().cloned().unwrap_or_default();
                 if let Some(dir) = file.parent() {
                     let _ = std::fs::create_dir_all(dir);
@@ -172,13 +172,6 @@ impl client::Handler for Checker {
                         tracing::warn!("could not record the host key in {}: {e}", file.display())
                     }
                 }
-                Ok(true)
-            }
-            StrictHostKeyChecking::No => {
-                tracing::warn!(
-                    "trusting the unknown host key {fingerprint} of {} (StrictHostKeyChecking no)",
-                    self.target.host_port()
-                );
                 Ok(true)
             }
         }

@@ -13,7 +13,9 @@ pub enum StrictHostKeyChecking {
     Yes,
     /// Trust and record an unknown key; refuse a changed one.
     AcceptNew,
-    /// Trust unknown keys without recording them; still refuse a changed one.
+    /// As `AcceptNew` (OpenSSH records the key too). Unlike OpenSSH, a
+    /// changed key is still refused: a mirror has no password to protect
+    /// by degrading, only data to protect.
     No,
 }
 
