@@ -350,6 +350,10 @@ impl Sshd {
     pub fn killer(&self) -> Killer {
         Killer {
             pid: self.child.id(),
+            marker: format!(
+                "GIT_CONFIG_GLOBAL={}",
+                self.dir.join("server.gitconfig").display()
+            ),
         }
     }
 }
@@ -364,10 +368,13 @@ impl Drop for Sshd {
 
 /// Kills an sshd and every process below it (its connection handlers, their shells, the git
 /// processes they run, hooks of those): sshd puts each in a session of its own, so a process
-/// group kill would miss them; the parent links in /proc do not.
-#[derive(Clone, Copy, Debug)]
+/// group kill would miss them; the parent links in /proc do not. Processes orphaned when a
+/// session ended (a hook still sleeping after its upload-pack died) are found by the
+/// `GIT_CONFIG_GLOBAL=<this server's config>` that sshd's `SetEnv` put in their environment.
+#[derive(Clone, Debug)]
 pub struct Killer {
     pid: u32,
+    marker: String,
 }
 
 impl Killer {
@@ -375,6 +382,11 @@ impl Killer {
     pub fn kill(&self) {
         for _round in 0..20 {
             let mut pids = descendants(self.pid);
+            for pid in with_environment(&self.marker) {
+                if !pids.contains(&pid) {
+                    pids.push(pid);
+                }
+            }
             if Path::new(&format!("/proc/{}", self.pid)).exists() {
                 pids.push(self.pid);
             }
@@ -388,11 +400,34 @@ impl Killer {
                 .status();
             std::thread::sleep(Duration::from_millis(20));
             // Our own child stays as a zombie until waited for; do not count it again.
-            if descendants(self.pid).is_empty() {
+            if descendants(self.pid).is_empty() && with_environment(&self.marker).is_empty() {
                 return;
             }
         }
     }
+}
+
+/// Every process whose environment holds the entry `entry` (`NAME=value`).
+fn with_environment(entry: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|&b| b == 0)
+            .any(|var| var == entry.as_bytes())
+        {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 /// Every live process below `root`, by the parent links in /proc (zombies excluded).
@@ -471,7 +506,19 @@ impl Agent {
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start ssh-agent: {err}"));
         let start = Instant::now();
-        while !sock.exists() {
+        // The socket file appears at bind(), a moment before the agent listens: wait until
+        // `ssh-add -l` reaches it (exit 0: keys, 1: no keys; 2: cannot connect).
+        let reachable = || {
+            Command::new("ssh-add")
+                .arg("-l")
+                .env("SSH_AUTH_SOCK", sock)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|st| matches!(st.code(), Some(0 | 1)))
+        };
+        while !(sock.exists() && reachable()) {
             if let Some(status) = child.try_wait().expect("can wait for ssh-agent") {
                 let mut err = String::new();
                 if let Some(mut e) = child.stderr.take() {
