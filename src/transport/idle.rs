@@ -4,27 +4,51 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// Wraps a reader or writer; an operation that makes no progress for
-/// `limit` fails with [`io::ErrorKind::TimedOut`].
+/// When a connection last moved, shared by its reader and writer: while a
+/// pack uploads, a quiet server sends nothing back for minutes, and that is
+/// not a stall.
+#[derive(Clone, Debug)]
+pub struct Activity(Arc<Mutex<Instant>>);
+
+impl Activity {
+    pub fn new() -> Self {
+        Self(Arc::new(Mutex::new(Instant::now())))
+    }
+
+    fn touch(&self) {
+        *self.0.lock().expect("because the lock is never poisoned") = Instant::now();
+    }
+
+    fn last(&self) -> Instant {
+        *self.0.lock().expect("because the lock is never poisoned")
+    }
+}
+
+/// Wraps a reader or writer; when neither it nor its partner (sharing the
+/// same [`Activity`]) makes progress for `limit`, a pending operation fails
+/// with [`io::ErrorKind::TimedOut`].
 pub struct Idle<T> {
     inner: T,
     limit: Duration,
     deadline: Pin<Box<Sleep>>,
+    activity: Activity,
     what: &'static str,
 }
 
 impl<T> Idle<T> {
-    pub fn new(inner: T, limit: Duration, what: &'static str) -> Self {
+    pub fn new(inner: T, limit: Duration, activity: Activity, what: &'static str) -> Self {
         Self {
             inner,
             limit,
             deadline: Box::pin(tokio::time::sleep(limit)),
+            activity,
             what,
         }
     }
@@ -44,12 +68,22 @@ impl<T> Idle<T> {
     fn check<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
         match poll {
             Poll::Ready(result) => {
+                self.activity.touch();
                 self.deadline.as_mut().reset(Instant::now() + self.limit);
                 Poll::Ready(result)
             }
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(self.timed_out())),
-                Poll::Pending => Poll::Pending,
+            Poll::Pending => loop {
+                match self.deadline.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => {
+                        let deadline = self.activity.last() + self.limit;
+                        if deadline <= Instant::now() {
+                            return Poll::Ready(Err(self.timed_out()));
+                        }
+                        // The partner moved meanwhile: wait from there.
+                        self.deadline.as_mut().reset(deadline);
+                    }
+                }
             },
         }
     }
@@ -99,7 +133,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_reader_times_out() {
         let (_keep_open, silent) = tokio::io::duplex(64);
-        let mut reader = Idle::new(silent, Duration::from_secs(5), "received");
+        let mut reader = Idle::new(silent, Duration::from_secs(5), Activity::new(), "received");
         let mut buf = [0u8; 8];
         let err = reader.read(&mut buf).await.expect_err("stalls");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
@@ -107,9 +141,38 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_busy_writer_keeps_a_silent_reader_alive() {
+        let activity = Activity::new();
+        let (_keep_open, silent) = tokio::io::duplex(64);
+        let mut reader = Idle::new(silent, Duration::from_secs(5), activity.clone(), "received");
+        let (sink, mut drain) = tokio::io::duplex(64);
+        let mut writer = Idle::new(sink, Duration::from_secs(5), activity, "accepted");
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut buf = [0u8; 8];
+            for _ in 0..4 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                writer.write_all(b"pack").await.expect("open");
+                let _ = drain.read(&mut buf).await;
+            }
+        });
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        let err = reader
+            .read(&mut buf)
+            .await
+            .expect_err("stalls once the writer stops");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            started.elapsed() >= Duration::from_secs(12 + 5),
+            "the writer's progress kept the reader alive"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn data_keeps_it_alive() {
         let (mut tx, rx) = tokio::io::duplex(64);
-        let mut reader = Idle::new(rx, Duration::from_secs(5), "received");
+        let mut reader = Idle::new(rx, Duration::from_secs(5), Activity::new(), "received");
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
             for _ in 0..3 {

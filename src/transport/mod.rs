@@ -155,9 +155,20 @@ pub async fn connect(
             })
         }
     };
+    let activity = idle::Activity::new();
     Ok(Connection {
-        reader: Box::pin(idle::Idle::new(connection.reader, idle, "received")),
-        writer: Box::pin(idle::Idle::new(connection.writer, idle, "accepted")),
+        reader: Box::pin(idle::Idle::new(
+            connection.reader,
+            idle,
+            activity.clone(),
+            "received",
+        )),
+        writer: Box::pin(idle::Idle::new(
+            connection.writer,
+            idle,
+            activity,
+            "accepted",
+        )),
         process: connection.process,
     })
 }
