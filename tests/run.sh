@@ -14,6 +14,11 @@ declare -A NEEDED=(
   [nginx]=nginx
   [fcgiwrap]=fcgiwrap
   [openssl]=openssl
+  [sshd]=openssh-server
+  [ssh]=openssh-client
+  [ssh-keygen]=openssh-client
+  [ssh-agent]=openssh-client
+  [ssh-add]=openssh-client
 )
 
 have() {
@@ -24,6 +29,10 @@ missing=()
 for cmd in "${!NEEDED[@]}"; do
   have "$cmd" || missing+=("${NEEDED[$cmd]}")
 done
+# One package may provide several commands: install each once.
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+fi
 if ((${#missing[@]})); then
   echo "tests/run.sh: installing ${missing[*]}" >&2
   sudo=()

@@ -6,6 +6,7 @@ mod file;
 mod http;
 mod idle;
 mod process;
+pub mod ssh;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -52,8 +53,16 @@ pub enum Error {
     },
     #[error(transparent)]
     Http(#[from] http::Error),
+    #[error(transparent)]
+    Ssh(Box<ssh::Error>),
     #[error("{scheme}:// repositories are not supported yet ({repo})")]
     Unsupported { scheme: &'static str, repo: String },
+}
+
+impl From<ssh::Error> for Error {
+    fn from(error: ssh::Error) -> Self {
+        Self::Ssh(Box::new(error))
+    }
 }
 
 /// A connected service: bytes from the server on `reader`, bytes to it on
@@ -137,6 +146,12 @@ pub async fn connect(
     let connection = match url {
         RepoUrl::Local { path } => file::connect(path, service, &options)?,
         RepoUrl::Http { url } => http::connect(url, service, &options).await?,
+        RepoUrl::Ssh {
+            user,
+            host,
+            port,
+            path,
+        } => ssh::connect(user.as_deref(), host, *port, path, service, &options).await?,
         other => {
             return Err(Error::Unsupported {
                 scheme: other.scheme(),

@@ -38,9 +38,11 @@ const REPO_ENV: &[&str] = &[
     "GIT_PROTOCOL",
 ];
 
-/// The child process behind a [`Connection`]. Killed when dropped.
+/// The server behind a [`Connection`]: a child process (killed when
+/// dropped), or a remote session kept alive by `keep`.
 pub struct ServerProcess {
-    child: Child,
+    child: Option<Child>,
+    keep: Option<Box<dyn std::any::Any + Send>>,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_task: Option<JoinHandle<()>>,
 }
@@ -96,11 +98,27 @@ impl ServerProcess {
             reader: Box::pin(stdout),
             writer: Box::pin(stdin),
             process: Some(Self {
-                child,
+                child: Some(child),
+                keep: None,
                 stderr,
                 stderr_task: Some(stderr_task),
             }),
         })
+    }
+
+    /// A server on the other end of a session: `keep` holds the session
+    /// open, `pump` ends when the server is done, `stderr` fills meanwhile.
+    pub fn remote(
+        keep: Box<dyn std::any::Any + Send>,
+        stderr: Arc<Mutex<Vec<u8>>>,
+        pump: JoinHandle<()>,
+    ) -> Self {
+        Self {
+            child: None,
+            keep: Some(keep),
+            stderr,
+            stderr_task: Some(pump),
+        }
     }
 
     /// The server's stderr, once it has exited or had time to.
@@ -110,7 +128,9 @@ impl ServerProcess {
         let task = self.stderr_task.take();
         let child = &mut self.child;
         let _ = tokio::time::timeout(DYING_GRACE, async move {
-            let _ = child.wait().await;
+            if let Some(child) = child {
+                let _ = child.wait().await;
+            }
             if let Some(task) = task {
                 let _ = task.await;
             }
@@ -125,7 +145,17 @@ impl ServerProcess {
     }
 
     /// Waits for a server that has finished its work to exit.
-    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
-        self.child.wait().await
+    pub async fn wait(&mut self) {
+        match &mut self.child {
+            Some(child) => {
+                let _ = child.wait().await;
+            }
+            None => {
+                if let Some(pump) = self.stderr_task.take() {
+                    let _ = tokio::time::timeout(DYING_GRACE, pump).await;
+                }
+                self.keep = None;
+            }
+        }
     }
 }

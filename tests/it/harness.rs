@@ -91,6 +91,11 @@ impl World {
         self.tmp.path()
     }
 
+    /// The private HOME every process of this test sees.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
     /// The global git config file used unless a test passes its own.
     pub fn global_config(&self) -> PathBuf {
         self.home.join(".gitconfig")
@@ -343,12 +348,30 @@ impl World {
         global_config: &Path,
         env: &[(&str, std::ffi::OsString)],
     ) -> Run {
+        let env: Vec<(&str, Option<std::ffi::OsString>)> = env
+            .iter()
+            .map(|(name, value)| (*name, Some(value.clone())))
+            .collect();
+        self.kalandra_env(cwd, args, global_config, &env)
+    }
+
+    /// Like [`World::kalandra_with_env`], where `None` removes a variable instead of setting it.
+    pub fn kalandra_env(
+        &self,
+        cwd: &Path,
+        args: &[&str],
+        global_config: &Path,
+        env: &[(&str, Option<std::ffi::OsString>)],
+    ) -> Run {
         let bin = kalandra_bin();
         let mut cmd = Command::new(&bin);
         cmd.args(args).current_dir(cwd);
         self.isolate(&mut cmd, global_config);
         for (name, value) in env {
-            cmd.env(name, value);
+            match value {
+                Some(value) => cmd.env(name, value),
+                None => cmd.env_remove(name),
+            };
         }
         let out = run_timed(
             cmd,
@@ -386,6 +409,20 @@ impl World {
         down_arg: &str,
         extra: &[&str],
     ) -> Report {
+        self.sync_ok_env(up, down, up_arg, down_arg, extra, &[]).0
+    }
+
+    /// Like [`World::sync_ok_as`], with environment changes on top of the isolated environment
+    /// (`Some` sets a variable, `None` removes it); also returns the run (for its stderr).
+    pub fn sync_ok_env(
+        &self,
+        up: &Path,
+        down: &Path,
+        up_arg: &str,
+        down_arg: &str,
+        extra: &[&str],
+        env: &[(&str, Option<std::ffi::OsString>)],
+    ) -> (Report, Run) {
         let scope = Scope::from_args(extra);
         let prune = !extra.contains(&"--no-prune");
         let up_refs = self.refs(up);
@@ -395,7 +432,7 @@ impl World {
         args.extend_from_slice(extra);
         args.push(up_arg);
         args.push(down_arg);
-        let run = self.kalandra(&args);
+        let run = self.kalandra_env(self.root(), &args, &self.global_config(), env);
         run.assert_code(0);
         let report = run.report();
         assert!(report.ok(), "sync reported ok=false: {run}");
@@ -411,7 +448,7 @@ impl World {
         let down_after = self.refs(down);
         self.assert_mirrored(&up_refs, &down_before, &down_after, &scope, prune);
         self.assert_fsck(down);
-        report
+        (report, run)
     }
 
     /// The downstream state after a successful sync is what the contract says.
@@ -1068,10 +1105,27 @@ impl World {
         args: &[&str],
         env: &[(&str, std::ffi::OsString)],
     ) -> GitRun {
+        let env: Vec<(&str, Option<std::ffi::OsString>)> = env
+            .iter()
+            .map(|(name, value)| (*name, Some(value.clone())))
+            .collect();
+        self.try_helper_git_env_opt(dir, args, &env)
+    }
+
+    /// Like [`World::try_helper_git_env`], where `None` removes a variable instead of setting it.
+    pub fn try_helper_git_env_opt(
+        &self,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, Option<std::ffi::OsString>)],
+    ) -> GitRun {
         let mut cmd = self.git_command(dir, args);
         cmd.env("PATH", path_with_first(&helper_dir()));
         for (name, value) in env {
-            cmd.env(name, value);
+            match value {
+                Some(value) => cmd.env(name, value),
+                None => cmd.env_remove(name),
+            };
         }
         run_timed(
             cmd,

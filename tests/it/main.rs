@@ -16,3 +16,5 @@ mod pack;
 mod plan;
 mod remote_helper;
 mod scope;
+mod ssh;
+mod sshd;

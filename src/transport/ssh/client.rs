@@ -1,0 +1,470 @@
+//! The built-in ssh client (russh): host key checking against
+//! `known_hosts`, public-key authentication in OpenSSH's order, and one
+//! session channel running the git service.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::ChannelMsg;
+use tokio::io::AsyncWriteExt;
+
+use super::config::{self, HostConfig, StrictHostKeyChecking};
+use super::Error;
+use crate::transport::{Connection, ServerProcess};
+
+/// The environment variable that overrides `StrictHostKeyChecking`.
+pub const STRICT_ENV: &str = "KALANDRA_SSH_STRICT_HOST_KEY_CHECKING";
+
+/// Pack data waiting between the ssh channel and the session.
+const PIPE_BUFFER: usize = 64 * 1024;
+
+/// Where and how to connect, after `~/.ssh/config` is applied.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The name actually dialled and looked up in `known_hosts`.
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_files: Vec<PathBuf>,
+    pub identities_only: bool,
+    pub known_hosts: Vec<PathBuf>,
+    pub strict: StrictHostKeyChecking,
+    pub connect_timeout: Duration,
+}
+
+impl Target {
+    /// Resolves a URL's user, host and port through `~/.ssh/config`.
+    pub fn resolve(
+        user: Option<&str>,
+        alias: &str,
+        port: Option<u16>,
+        default_timeout: Duration,
+    ) -> Self {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let text =
+            std::fs::read_to_string(Path::new(&home).join(".ssh/config")).unwrap_or_default();
+        let cfg: HostConfig = config::for_host(&text, alias);
+        let local_user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "root".to_owned());
+        let host = cfg
+            .host_name
+            .as_deref()
+            .map(|h| h.replace("%h", alias))
+            .unwrap_or_else(|| alias.to_owned());
+        let user = user
+            .map(str::to_owned)
+            .or(cfg.user.clone())
+            .unwrap_or_else(|| local_user.clone());
+        let expand =
+            |raw: &str| PathBuf::from(config::expand_path(raw, &home, &host, &user, &local_user));
+        let identity_files = if cfg.identity_files.is_empty() {
+            ["id_ed25519", "id_ecdsa", "id_rsa"]
+                .iter()
+                .map(|name| Path::new(&home).join(".ssh").join(name))
+                .collect()
+        } else {
+            cfg.identity_files.iter().map(|f| expand(f)).collect()
+        };
+        let known_hosts = match &cfg.user_known_hosts_files {
+            Some(files) => files.iter().map(|f| expand(f)).collect(),
+            None => vec![
+                Path::new(&home).join(".ssh/known_hosts"),
+                Path::new(&home).join(".ssh/known_hosts2"),
+            ],
+        };
+        let strict = std::env::var(STRICT_ENV)
+            .ok()
+            .and_then(|v| StrictHostKeyChecking::parse(&v))
+            .or(cfg.strict_host_key_checking)
+            .unwrap_or(StrictHostKeyChecking::Yes);
+        Self {
+            host,
+            port: port.or(cfg.port).unwrap_or(22),
+            user,
+            identity_files,
+            identities_only: cfg.identities_only.unwrap_or(false),
+            known_hosts,
+            strict,
+            connect_timeout: cfg
+                .connect_timeout
+                .map(Duration::from_secs)
+                .unwrap_or(default_timeout),
+        }
+    }
+
+    fn host_port(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Why the server's host key was not trusted.
+#[derive(Debug, Clone)]
+enum HostKeyProblem {
+    Unknown { fingerprint: String },
+    Changed { file: PathBuf, line: usize },
+}
+
+struct Checker {
+    target: Target,
+    problem: Arc<Mutex<Option<HostKeyProblem>>>,
+}
+
+impl client::Handler for Checker {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            self.record(HostKeyProblem::Unknown {
+                fingerprint: "(a host certificate, which is not supported)".into(),
+            });
+            return Ok(false);
+        };
+        for file in &self.target.known_hosts {
+            match russh::keys::check_known_hosts_path(
+                &self.target.host,
+                self.target.port,
+                key,
+                file,
+            ) {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(russh::keys::Error::KeyChanged { line }) => {
+                    self.record(HostKeyProblem::Changed {
+                        file: file.clone(),
+                        line,
+                    });
+                    return Ok(false);
+                }
+                Err(e) => tracing::debug!("skipping {}: {e}", file.display()),
+            }
+        }
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        match self.target.strict {
+            StrictHostKeyChecking::Yes => {
+                self.record(HostKeyProblem::Unknown { fingerprint });
+                Ok(false)
+            }
+            StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No => {
+                let file = self.target.known_hosts.first().cloned().unwrap_or_default();
+                if let Some(dir) = file.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                match russh::keys::known_hosts::learn_known_hosts_path(
+                    &self.target.host,
+                    self.target.port,
+                    key,
+                    &file,
+                ) {
+                    Ok(()) => tracing::warn!(
+                        "added {} ({fingerprint}) to {}",
+                        self.target.host_port(),
+                        file.display()
+                    ),
+                    Err(e) => {
+                        tracing::warn!("could not record the host key in {}: {e}", file.display())
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
+}
+
+impl Checker {
+    fn record(&self, problem: HostKeyProblem) {
+        *self
+            .problem
+            .lock()
+            .expect("because the lock is never poisoned") = Some(problem);
+    }
+}
+
+/// Connects, authenticates and starts `command` on a session channel.
+pub async fn connect(
+    target: Target,
+    command: &str,
+    protocol_v2: bool,
+) -> Result<Connection, Error> {
+    let host_port = target.host_port();
+    let socket = tokio::time::timeout(
+        target.connect_timeout,
+        tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    .map_err(|_| Error::ConnectTimeout {
+        host_port: host_port.clone(),
+        secs: target.connect_timeout.as_secs(),
+    })?
+    .map_err(|source| Error::Connect {
+        host_port: host_port.clone(),
+        source,
+    })?;
+    let _ = socket.set_nodelay(true);
+
+    let problem = Arc::new(Mutex::new(None));
+    let checker = Checker {
+        target: target.clone(),
+        problem: Arc::clone(&problem),
+    };
+    let config = Arc::new(client::Config {
+        keepalive_interval: Some(Duration::from_secs(30)),
+        // Packs are already compressed; what costs is the cipher. AES-GCM
+        // runs on the CPU's AES instructions, ahead of ChaCha20.
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(&[
+                russh::cipher::AES_128_GCM,
+                russh::cipher::AES_256_GCM,
+                russh::cipher::CHACHA20_POLY1305,
+                russh::cipher::AES_256_CTR,
+                russh::cipher::AES_128_CTR,
+            ]),
+            ..Default::default()
+        },
+        window_size: 8 * 1024 * 1024,
+        ..Default::default()
+    });
+    let handshake = tokio::time::timeout(
+        target.connect_timeout,
+        client::connect_stream(config, socket, checker),
+    )
+    .await
+    .map_err(|_| Error::ConnectTimeout {
+        host_port: host_port.clone(),
+        secs: target.connect_timeout.as_secs(),
+    })?;
+    let mut handle = match handshake {
+        Ok(handle) => handle,
+        Err(source) => {
+            let problem = problem
+                .lock()
+                .expect("because the lock is never poisoned")
+                .clone();
+            return Err(match problem {
+                Some(HostKeyProblem::Unknown { fingerprint }) => Error::UnknownHostKey {
+                    host_port,
+                    fingerprint,
+                    known_hosts: target
+                        .known_hosts
+                        .first()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    scan: scan_hint(&target),
+                },
+                Some(HostKeyProblem::Changed { file, line }) => Error::HostKeyChanged {
+                    host_port,
+                    file: file.display().to_string(),
+                    line,
+                },
+                None => Error::Session { host_port, source },
+            });
+        }
+    };
+    authenticate(&mut handle, &target).await?;
+    start(handle, command, protocol_v2, &target).await
+}
+
+/// The public half of an identity: `<file>.pub`, or the public part that an
+/// OpenSSH private key file keeps unencrypted.
+fn public_key_of(path: &Path) -> Option<russh::keys::PublicKey> {
+    let mut pub_path = path.as_os_str().to_owned();
+    pub_path.push(".pub");
+    russh::keys::load_public_key(PathBuf::from(pub_path))
+        .ok()
+        .or_else(|| {
+            let text = std::fs::read_to_string(path).ok()?;
+            let key = russh::keys::ssh_key::PrivateKey::from_openssh(text).ok()?;
+            Some(key.public_key().clone())
+        })
+}
+
+fn scan_hint(target: &Target) -> String {
+    let file = target
+        .known_hosts
+        .first()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "~/.ssh/known_hosts".into());
+    if target.port == 22 {
+        format!("ssh-keyscan {} >> {file}", target.host)
+    } else {
+        format!("ssh-keyscan -p {} {} >> {file}", target.port, target.host)
+    }
+}
+
+/// Public-key authentication in OpenSSH's order: the agent's keys, then
+/// the identity files. Key material never reaches a message.
+async fn authenticate(handle: &mut Handle<Checker>, target: &Target) -> Result<(), Error> {
+    let mut tried = Vec::new();
+    let rsa_hash = handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten();
+    let agent_in_use = std::env::var_os("SSH_AUTH_SOCK").is_some();
+    // With IdentitiesOnly, OpenSSH offers only the agent's keys that match a
+    // configured IdentityFile (an encrypted key unlocked in the agent).
+    let allowed: Option<Vec<russh::keys::PublicKey>> = target.identities_only.then(|| {
+        target
+            .identity_files
+            .iter()
+            .filter_map(|p| public_key_of(p))
+            .collect()
+    });
+    if agent_in_use {
+        match AgentClient::connect_env().await {
+            Ok(mut agent) => {
+                let identities: Vec<_> = agent
+                    .request_identities()
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|identity| match &allowed {
+                        Some(allowed) => allowed
+                            .iter()
+                            .any(|k| k.key_data() == identity.public_key().key_data()),
+                        None => true,
+                    })
+                    .collect();
+                tried.push(format!("ssh-agent ({} keys)", identities.len()));
+                for identity in identities {
+                    let key = identity.public_key().into_owned();
+                    let hash = if key.algorithm().is_rsa() {
+                        rsa_hash
+                    } else {
+                        None
+                    };
+                    match handle
+                        .authenticate_publickey_with(&target.user, key, hash, &mut agent)
+                        .await
+                    {
+                        Ok(result) if result.success() => return Ok(()),
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!("agent key refused: {e:?}"),
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("no usable ssh-agent: {e}"),
+        }
+    }
+    let mut encrypted = None;
+    for path in &target.identity_files {
+        if !path.exists() {
+            continue;
+        }
+        let key = match russh::keys::load_secret_key(path, None) {
+            Ok(key) => key,
+            Err(russh::keys::Error::KeyIsEncrypted) => {
+                tried.push(format!("{} (encrypted)", path.display()));
+                encrypted.get_or_insert_with(|| path.clone());
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!("cannot load {}: {e}", path.display());
+                tried.push(format!("{} (unreadable)", path.display()));
+                continue;
+            }
+        };
+        tried.push(path.display().to_string());
+        let key = PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash);
+        match handle.authenticate_publickey(&target.user, key).await {
+            Ok(result) if result.success() => return Ok(()),
+            Ok(_) => {}
+            Err(source) => {
+                return Err(Error::Session {
+                    host_port: target.host_port(),
+                    source,
+                })
+            }
+        }
+    }
+    if let Some(path) = encrypted {
+        if !agent_in_use {
+            return Err(Error::EncryptedKey {
+                path: path.display().to_string(),
+            });
+        }
+    }
+    Err(Error::AuthFailed {
+        user: target.user.clone(),
+        host_port: target.host_port(),
+        tried: if tried.is_empty() {
+            "no key found (no ssh-agent, no IdentityFile, no ~/.ssh/id_* file)".into()
+        } else {
+            tried.join(", ")
+        },
+    })
+}
+
+/// Opens a session channel, asks for protocol v2 with an environment
+/// request (a server without `AcceptEnv GIT_PROTOCOL` ignores it and the
+/// service speaks v0), runs the command and turns the channel into a
+/// reader/writer pair. Band data is copied into a bounded pipe; stderr
+/// (extended data 1) is kept for error messages.
+async fn start(
+    handle: Handle<Checker>,
+    command: &str,
+    protocol_v2: bool,
+    target: &Target,
+) -> Result<Connection, Error> {
+    let session_error = |source| Error::Session {
+        host_port: target.host_port(),
+        source,
+    };
+    let channel = handle.channel_open_session().await.map_err(session_error)?;
+    if protocol_v2 {
+        channel
+            .set_env(false, "GIT_PROTOCOL", "version=2")
+            .await
+            .map_err(session_error)?;
+    }
+    channel.exec(false, command).await.map_err(session_error)?;
+    let (mut read_half, write_half) = channel.split();
+    let writer = write_half.make_writer();
+    let (mut pipe_in, pipe_out) = tokio::io::duplex(PIPE_BUFFER);
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&stderr);
+    let repo = format!("{}@{}", target.user, target.host_port());
+    let pump = tokio::spawn(async move {
+        let mut open = true;
+        while let Some(message) = read_half.wait().await {
+            match message {
+                ChannelMsg::Data { data } if open => {
+                    // The session went away: keep draining for stderr.
+                    open = pipe_in.write_all(&data).await.is_ok();
+                }
+                ChannelMsg::ExtendedData { data, ext: 1 } => {
+                    tracing::debug!(target: "kalandra::server", "{repo}: {}", String::from_utf8_lossy(&data).trim_end());
+                    sink.lock()
+                        .expect("because the lock is never poisoned")
+                        .extend_from_slice(&data);
+                }
+                ChannelMsg::Eof => {
+                    let _ = pipe_in.shutdown().await;
+                    open = false;
+                }
+                ChannelMsg::ExitStatus { exit_status } if exit_status != 0 => {
+                    tracing::debug!("{repo}: the remote command exited with {exit_status}");
+                }
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+    });
+    Ok(Connection {
+        reader: Box::pin(pipe_out),
+        writer: Box::pin(writer),
+        process: Some(ServerProcess::remote(
+            Box::new((handle, write_half)),
+            stderr,
+            pump,
+        )),
+    })
+}

@@ -1,0 +1,115 @@
+//! `ssh://` and scp-like locations: the git service runs on the remote host
+//! behind an ssh session, either with the built-in client ([`client`]) or,
+//! when `GIT_SSH_COMMAND` / `GIT_SSH` is set, with that command, as git
+//! does.
+
+mod client;
+pub mod config;
+mod external;
+
+use super::{ConnectOptions, Connection, Service};
+
+pub use client::STRICT_ENV;
+
+/// Reaching a repository over ssh failed. Messages name the user, host and
+/// port; they never contain key material.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot connect to {host_port}")]
+    Connect {
+        host_port: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connecting to {host_port} timed out after {secs} s")]
+    ConnectTimeout { host_port: String, secs: u64 },
+    #[error("the host key of {host_port} is not known (fingerprint {fingerprint}); refusing to connect. If the fingerprint is right, add the key to {known_hosts} (e.g. `{scan}`), or set StrictHostKeyChecking accept-new in ~/.ssh/config or {}=accept-new", client::STRICT_ENV)]
+    UnknownHostKey {
+        host_port: String,
+        fingerprint: String,
+        known_hosts: String,
+        scan: String,
+    },
+    #[error("WARNING: the host key of {host_port} has CHANGED since it was recorded in {file} line {line}; someone may be intercepting the connection. Refusing to connect. If the change is legitimate, remove that line and trust the new key")]
+    HostKeyChanged {
+        host_port: String,
+        file: String,
+        line: usize,
+    },
+    #[error("{user}@{host_port}: publickey authentication failed; tried {tried}")]
+    AuthFailed {
+        user: String,
+        host_port: String,
+        tried: String,
+    },
+    #[error("the ssh key {path} is encrypted and no ssh-agent is available to use it; run `ssh-add {path}` in a session with an agent (SSH_AUTH_SOCK), or use an unencrypted deploy key")]
+    EncryptedKey { path: String },
+    #[error("the ssh session with {host_port} failed")]
+    Session {
+        host_port: String,
+        #[source]
+        source: russh::Error,
+    },
+    #[error("cannot run the ssh command from {variable}")]
+    External {
+        variable: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{variable} uses the \"simple\" ssh variant, which cannot take a port; set GIT_SSH_VARIANT=ssh if it accepts -p")]
+    PortUnsupported { variable: &'static str },
+}
+
+/// Connects to `service` for `path` on `host`.
+pub(super) async fn connect(
+    user: Option<&str>,
+    host: &str,
+    port: Option<u16>,
+    path: &str,
+    service: Service,
+    options: &ConnectOptions,
+) -> Result<Connection, Error> {
+    let protocol_v2 = options.protocol_v2 && service == Service::UploadPack;
+    let command = format!("{} {}", service.name(), sq_quote(path));
+    let repo = match user {
+        Some(user) => format!("{user}@{host}:{path}"),
+        None => format!("{host}:{path}"),
+    };
+    if let Some(external) = external::from_env() {
+        return external.connect(user, host, port, &command, protocol_v2, &repo);
+    }
+    let target = client::Target::resolve(user, host, port, options.settings.connect_timeout);
+    client::connect(target, &command, protocol_v2).await
+}
+
+/// Quotes a path for the remote shell the way git does (`sq_quote_buf`):
+/// inside single quotes, with `'` and `!` taken out of them.
+pub fn sq_quote(text: &str) -> String {
+    let mut out = String::from("'");
+    for c in text.chars() {
+        match c {
+            '\'' | '!' => {
+                out.push('\'');
+                out.push('\\');
+                out.push(c);
+                out.push('\'');
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_like_git() {
+        assert_eq!(sq_quote("/srv/repo.git"), "'/srv/repo.git'");
+        assert_eq!(sq_quote("it's"), "'it'\\''s'");
+        assert_eq!(sq_quote("wow!"), "'wow'\\!''");
+        assert_eq!(sq_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+}
