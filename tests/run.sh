@@ -11,6 +11,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # (e.g. [sshd]=openssh-server [nginx]=nginx [fcgiwrap]=fcgiwrap); only missing ones are installed.
 declare -A NEEDED=(
   [git]=git
+  [nginx]=nginx
+  [fcgiwrap]=fcgiwrap
+  [openssl]=openssl
   [sshd]=openssh-server
   [ssh]=openssh-client
   [ssh-keygen]=openssh-client

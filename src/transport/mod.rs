@@ -3,6 +3,7 @@
 //! a reader/writer pair, and the sessions in [`crate::session`] do the rest.
 
 mod file;
+mod http;
 mod idle;
 mod process;
 pub mod ssh;
@@ -50,6 +51,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Http(#[from] http::Error),
     #[error(transparent)]
     Ssh(Box<ssh::Error>),
     #[error("{scheme}:// repositories are not supported yet ({repo})")]
@@ -142,6 +145,7 @@ pub async fn connect(
     let idle = options.settings.idle_timeout;
     let connection = match url {
         RepoUrl::Local { path } => file::connect(path, service, &options)?,
+        RepoUrl::Http { url } => http::connect(url, service, &options).await?,
         RepoUrl::Ssh {
             user,
             host,

@@ -1,0 +1,456 @@
+//! `http://` and `https://`: git's smart HTTP protocol over reqwest.
+//!
+//! Smart HTTP is stateless RPC: a `GET info/refs?service=...` returns the
+//! advertisement, and every request after it is a POST whose response is the
+//! server's answer. The sessions do not know: [`stateless`] turns each
+//! flushed request into a POST for upload-pack, and [`streaming`] turns the
+//! whole receive-pack conversation into one POST whose body is streamed as
+//! the pack arrives. Credentials, retries, TLS and proxies live here, the
+//! protocol stays in the sessions.
+
+mod config;
+mod credential;
+mod netrc;
+mod retry;
+mod smart;
+mod stateless;
+mod streaming;
+mod tls;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Client, RequestBuilder, Response};
+use url::Url;
+
+use self::credential::{Credentials, Source};
+use super::{ConnectOptions, Connection, Service};
+
+/// Talking to an HTTP server failed. Messages name the URL without its
+/// credentials and never hold a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Tls(#[from] tls::Error),
+    #[error("cannot set up the HTTP client")]
+    Client(#[source] reqwest::Error),
+    #[error("cannot use the proxy {proxy:?} (http.proxy)")]
+    Proxy {
+        proxy: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{method} {url} failed")]
+    Request {
+        method: &'static str,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url} did not answer within {seconds} s (idle timeout)")]
+    Stalled { url: String, seconds: u64 },
+    #[error("{url} answered HTTP {status}{detail}")]
+    Status {
+        url: String,
+        status: u16,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{host} asks for credentials (HTTP 401) and none were found: give them in the URL, in ${token}, in the netrc file or through a git credential helper")]
+    AuthRequired { host: String, token: &'static str },
+    #[error("authentication to {host} failed: it refused the credentials from {from} (HTTP 401)")]
+    AuthRejected { host: String, from: Source },
+    #[error("unexpected answer from {url}")]
+    Smart {
+        url: String,
+        #[source]
+        source: smart::Error,
+    },
+}
+
+/// Connects to `service` at an http(s) URL: fetches and checks the ref
+/// advertisement, settles authentication, and returns a connection whose
+/// reader starts with the advertisement as a direct connection shows it.
+pub(super) async fn connect(
+    url: &Url,
+    service: Service,
+    options: &ConnectOptions,
+) -> Result<Connection, Error> {
+    let v2 = options.protocol_v2 && service == Service::UploadPack;
+    let mut remote = Remote::new(url, service, options).await?;
+    let advertisement = remote.advertisement(v2).await?;
+    let remote = Arc::new(remote);
+    Ok(match service {
+        Service::UploadPack => stateless::connection(remote, advertisement, v2),
+        Service::ReceivePack => {
+            // As git does before a large push (remote-curl's probe_rpc):
+            // a 401 must come now, not after pack bytes have been sent.
+            remote.probe().await?;
+            streaming::connection(remote, advertisement)
+        }
+    })
+}
+
+/// One repository on one server, shared by a connection's reader and
+/// writer.
+struct Remote {
+    client: Client,
+    service: Service,
+    /// The repository URL without credentials; after a redirect of
+    /// `info/refs`, the URL it was redirected to.
+    base: Url,
+    /// The URL as given, with its username (for credential lookups).
+    given: Url,
+    credentials: Mutex<Auth>,
+    retry: retry::Policy,
+    idle: Duration,
+}
+
+#[derive(Default)]
+struct Auth {
+    current: Option<Credentials>,
+    /// Reported to git's credential helpers as working.
+    approved: bool,
+}
+
+impl Remote {
+    async fn new(url: &Url, service: Service, options: &ConnectOptions) -> Result<Self, Error> {
+        let config = config::HttpConfig::load(url).await;
+        let base = without_credentials(url);
+        if config.no_verify && url.scheme() == "https" {
+            tracing::warn!(
+                "TLS certificate verification is off for {} (GIT_SSL_NO_VERIFY or http.sslVerify=false)",
+                base
+            );
+        }
+        let tls = tls::client_config(config.ca_info.as_deref(), config.no_verify)?;
+        let mut builder = Client::builder()
+            .user_agent(concat!("kalandra/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(options.settings.connect_timeout)
+            .tls_backend_preconfigured(tls)
+            .http1_only()
+            // git follows redirects of the first request (http.followRedirects=initial).
+            .redirect(reqwest::redirect::Policy::limited(10));
+        if let Some(proxy) = &config.proxy {
+            let proxy = reqwest::Proxy::all(proxy.as_str())
+                .map_err(|source| Error::Proxy {
+                    proxy: proxy.clone(),
+                    source,
+                })?
+                .no_proxy(reqwest::NoProxy::from_env());
+            builder = builder.proxy(proxy);
+        }
+        let mut given = url.clone();
+        let _ = given.set_password(None);
+        Ok(Self {
+            client: builder.build().map_err(Error::Client)?,
+            service,
+            base,
+            given,
+            credentials: Mutex::new(Auth {
+                current: credential::explicit(url, service),
+                approved: false,
+            }),
+            retry: retry::Policy::from_env(),
+            idle: options.settings.idle_timeout,
+        })
+    }
+
+    fn host(&self) -> String {
+        self.base.host_str().unwrap_or_default().to_owned()
+    }
+
+    /// `<base>/<path>`.
+    fn endpoint(&self, path: &str) -> Url {
+        let mut url = self.base.clone();
+        let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        url
+    }
+
+    fn auth(&self) -> std::sync::MutexGuard<'_, Auth> {
+        self.credentials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// GET `info/refs`: the advertisement, with any `# service=` preamble
+    /// removed. Follows redirects, and later requests go where it ended.
+    async fn advertisement(&mut self, v2: bool) -> Result<Bytes, Error> {
+        let service = self.service.name();
+        let mut url = self.endpoint("info/refs");
+        url.set_query(Some(&format!("service={service}")));
+        let response = self
+            .send("GET", &url, || {
+                let request = self.client.get(url.clone());
+                if v2 {
+                    request.header("Git-Protocol", "version=2")
+                } else {
+                    request
+                }
+            })
+            .await?;
+        if response.url() != &url {
+            match base_after_redirect(response.url()) {
+                Some(base) => {
+                    tracing::info!("{} redirects to {base}", self.base);
+                    self.base = base;
+                }
+                None => tracing::debug!("redirected to {}, keeping {}", response.url(), self.base),
+            }
+        }
+        let smart = |source| Error::Smart {
+            url: url.to_string(),
+            source,
+        };
+        smart::check_content_type(
+            response.headers().get(CONTENT_TYPE).map(|v| v.as_bytes()),
+            &smart::content_type(service, "advertisement"),
+        )
+        .map_err(smart)?;
+        let body = read_body(response, &url, self.idle).await?;
+        let stripped = smart::strip_service_preamble(&body, service).map_err(smart)?;
+        Ok(body.slice_ref(stripped))
+    }
+
+    /// A receive-pack request holding only a flush: the server does
+    /// nothing, but asks for credentials if it wants them.
+    async fn probe(&self) -> Result<(), Error> {
+        let url = self.endpoint(self.service.name());
+        let response = self
+            .send("POST", &url, || {
+                self.rpc_request(&url).body(Bytes::from_static(b"0000"))
+            })
+            .await?;
+        read_body(response, &url, self.idle).await?;
+        Ok(())
+    }
+
+    /// A POST to the service, with git's headers.
+    fn rpc_request(&self, url: &Url) -> RequestBuilder {
+        let service = self.service.name();
+        self.client
+            .post(url.clone())
+            .header(CONTENT_TYPE, smart::content_type(service, "request"))
+            .header(ACCEPT, smart::content_type(service, "result"))
+    }
+
+    /// Checks an RPC response's content type.
+    fn check_result(&self, response: &Response, url: &Url) -> Result<(), Error> {
+        smart::check_content_type(
+            response.headers().get(CONTENT_TYPE).map(|v| v.as_bytes()),
+            &smart::content_type(self.service.name(), "result"),
+        )
+        .map_err(|source| Error::Smart {
+            url: url.to_string(),
+            source,
+        })
+    }
+
+    /// Sends a request built by `build`, retrying spurious failures and
+    /// answering one 401 with credentials from the chain.
+    async fn send(
+        &self,
+        method: &'static str,
+        url: &Url,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, Error> {
+        let mut attempt = 0;
+        loop {
+            let credentials = self.auth().current.clone();
+            match self
+                .attempt(method, url, build(), credentials.as_ref(), true)
+                .await
+            {
+                Ok(response) => {
+                    self.approve(credentials.as_ref()).await;
+                    return Ok(response);
+                }
+                Err(Error::Status { status: 401, .. }) => {
+                    if let Some(credentials) = credentials {
+                        credential::report(&self.given, &credentials, false).await;
+                        return Err(Error::AuthRejected {
+                            host: self.host(),
+                            from: credentials.source,
+                        });
+                    }
+                    let Some(found) = credential::lookup(&self.given).await else {
+                        return Err(Error::AuthRequired {
+                            host: self.host(),
+                            token: credential::token_variable(self.service),
+                        });
+                    };
+                    self.auth().current = Some(found);
+                }
+                Err(error) => match retry::spurious(&error) {
+                    Some(retry_after) if attempt < self.retry.retries => {
+                        let delay = self.retry.delay(attempt, retry_after);
+                        tracing::warn!(
+                            "{error}; retrying in {:.1} s ({} of {})",
+                            delay.as_secs_f64(),
+                            attempt + 1,
+                            self.retry.retries
+                        );
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                    }
+                    _ => return Err(error),
+                },
+            }
+        }
+    }
+
+    /// Once, tells git's helpers that their credentials worked.
+    async fn approve(&self, credentials: Option<&Credentials>) {
+        let Some(credentials) = credentials else {
+            return;
+        };
+        {
+            let mut auth = self.auth();
+            if auth.approved {
+                return;
+            }
+            auth.approved = true;
+        }
+        credential::report(&self.given, credentials, true).await;
+    }
+
+    /// One request. Any status but 2xx is an [`Error::Status`]. Until the
+    /// response head arrives the idle limit applies, unless the body is
+    /// streamed (the head then comes only after the whole pack).
+    async fn attempt(
+        &self,
+        method: &'static str,
+        url: &Url,
+        request: RequestBuilder,
+        credentials: Option<&Credentials>,
+        bounded: bool,
+    ) -> Result<Response, Error> {
+        let request = match credentials {
+            Some(c) => request.basic_auth(&c.username, Some(&c.password)),
+            None => request,
+        };
+        let sent = if bounded {
+            tokio::time::timeout(self.idle, request.send())
+                .await
+                .map_err(|_| Error::Stalled {
+                    url: url.to_string(),
+                    seconds: self.idle.as_secs(),
+                })?
+        } else {
+            request.send().await
+        };
+        let response = sent.map_err(|source| Error::Request {
+            method,
+            url: url.to_string(),
+            source: source.without_url(),
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| retry::parse_retry_after(v.as_bytes(), SystemTime::now()));
+        let mut detail = status
+            .canonical_reason()
+            .map(|r| format!(" {r}"))
+            .unwrap_or_default();
+        if let Some(line) = error_text(response, self.idle).await {
+            detail.push_str(&format!(": {line}"));
+        }
+        Err(Error::Status {
+            url: url.to_string(),
+            status: status.as_u16(),
+            detail,
+            retry_after,
+        })
+    }
+}
+
+/// The whole body, failing if it stalls for the idle limit.
+async fn read_body(mut response: Response, url: &Url, idle: Duration) -> Result<Bytes, Error> {
+    let mut body = BytesMut::new();
+    loop {
+        let chunk = tokio::time::timeout(idle, response.chunk())
+            .await
+            .map_err(|_| Error::Stalled {
+                url: url.to_string(),
+                seconds: idle.as_secs(),
+            })?
+            .map_err(|source| Error::Request {
+                method: "GET",
+                url: url.to_string(),
+                source: source.without_url(),
+            })?;
+        match chunk {
+            Some(chunk) => body.extend_from_slice(&chunk),
+            None => return Ok(body.freeze()),
+        }
+    }
+}
+
+/// The first line of a short plain-text error body (http-backend and most
+/// forges explain a 403 or 404 there).
+async fn error_text(response: Response, idle: Duration) -> Option<String> {
+    let plain = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !plain {
+        return None;
+    }
+    let text = tokio::time::timeout(idle.min(Duration::from_secs(5)), response.text())
+        .await
+        .ok()?
+        .ok()?;
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    Some(line.chars().take(200).collect())
+}
+
+/// The URL reqwest gets and errors show: no username, no password (reqwest
+/// would turn them into a header of its own).
+fn without_credentials(url: &Url) -> Url {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url
+}
+
+/// Where the repository is after `info/refs` was redirected: the final URL
+/// less `/info/refs` and its query. Any other shape is not followed for the
+/// POSTs (git refuses it too).
+fn base_after_redirect(url: &Url) -> Option<Url> {
+    let mut base = without_credentials(url);
+    let path = base.path().strip_suffix("/info/refs")?.to_owned();
+    base.set_path(&path);
+    Some(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_base_drops_info_refs_and_query() {
+        let url =
+            Url::parse("https://u:p@new.example/team/r.git/info/refs?service=git-upload-pack")
+                .expect("url");
+        let base = base_after_redirect(&url).expect("a repository URL");
+        assert_eq!(base.as_str(), "https://new.example/team/r.git");
+        let other = Url::parse("https://new.example/login?next=x").expect("url");
+        assert_eq!(base_after_redirect(&other), None);
+    }
+
+    #[test]
+    fn secrets_never_reach_reqwest() {
+        let url = Url::parse("https://alice:s3cret@git.example/r.git").expect("url");
+        let plain = without_credentials(&url);
+        assert_eq!(plain.as_str(), "https://git.example/r.git");
+    }
+}

@@ -1,0 +1,359 @@
+//! A real smart-HTTP server for the http tests: nginx in front of fcgiwrap running
+//! `git http-backend`, on 127.0.0.1 and free ports, configured in a temporary directory.
+//!
+//! Locations, each serving every repository under the project root (the test's world):
+//! - `/v2/...`: open, `Git-Protocol` passed on (protocol v2), pushes allowed;
+//! - `/v0/...`: open, `Git-Protocol` dropped, so http-backend speaks v0;
+//! - `/auth/...`: basic auth (`alice` / [`PASSWORD`]), pushes as the authenticated user;
+//! - `/dumb/...`: the repositories as plain files (dumb HTTP).
+//!
+//! The same locations are served over TLS on [`Nginx::tls_port`], with a certificate from a
+//! CA the harness generates ([`Nginx::ca`]). If nginx or fcgiwrap cannot start, the test
+//! fails with the reason.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::World;
+
+/// The password of `alice` on `/auth/`.
+pub const PASSWORD: &str = "open-sesame-42";
+
+pub struct Nginx {
+    dir: PathBuf,
+    pub port: u16,
+    pub tls_port: u16,
+    /// The CA that signed the TLS certificate (PEM).
+    pub ca: PathBuf,
+    /// The global git config http-backend runs with (see [`Nginx::set_server_config`]).
+    server_config: PathBuf,
+    nginx: Child,
+    fcgiwrap: Child,
+}
+
+/// A command from PATH or the sbin directories Debian installs daemons into.
+fn program(name: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} is not installed: the http tests need nginx, fcgiwrap and openssl (tests/run.sh installs them)")
+        })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("can bind a free port on 127.0.0.1")
+        .port()
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a certificate for 127.0.0.1 and localhost signed by it.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let openssl = program("openssl");
+    let p = |name: &str| dir.join(name);
+    run(
+        Command::new(&openssl)
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=kalandra test CA"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .arg("-keyout")
+            .arg(p("ca.key"))
+            .arg("-out")
+            .arg(p("ca.pem")),
+        "openssl req (CA)",
+    );
+    run(
+        Command::new(&openssl)
+            .args([
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-subj", "/CN=localhost"])
+            .arg("-keyout")
+            .arg(p("server.key"))
+            .arg("-out")
+            .arg(p("server.csr")),
+        "openssl req (server)",
+    );
+    std::fs::write(
+        p("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("can write the extensions file");
+    run(
+        Command::new(&openssl)
+            .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+            .arg("-in")
+            .arg(p("server.csr"))
+            .arg("-CA")
+            .arg(p("ca.pem"))
+            .arg("-CAkey")
+            .arg(p("ca.key"))
+            .arg("-extfile")
+            .arg(p("server.ext"))
+            .arg("-out")
+            .arg(p("server.pem")),
+        "openssl x509 (sign)",
+    );
+    p("ca.pem")
+}
+
+fn htpasswd(dir: &Path) -> PathBuf {
+    let out = Command::new(program("openssl"))
+        .args(["passwd", "-apr1", PASSWORD])
+        .output()
+        .expect("can run openssl passwd");
+    assert!(out.status.success(), "openssl passwd failed");
+    let hash = String::from_utf8(out.stdout).expect("ascii");
+    let path = dir.join("htpasswd");
+    std::fs::write(&path, format!("alice:{}\n", hash.trim())).expect("can write htpasswd");
+    path
+}
+
+impl Nginx {
+    /// Starts nginx and fcgiwrap serving the repositories under `w.root()`.
+    pub fn start(w: &World) -> Self {
+        let dir = w.root().join("nginx");
+        for sub in ["", "logs", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("can create the nginx directory");
+        }
+        let ca = make_certificates(&dir);
+        let htpasswd = htpasswd(&dir);
+        let server_config = dir.join("server.gitconfig");
+        std::fs::write(&server_config, "").expect("can write the server's git config");
+        let socket = dir.join("fcgi.sock");
+        let (port, tls_port) = (free_port(), free_port());
+
+        let backend = git_exec_path().join("git-http-backend");
+        let root = w.root().display().to_string();
+        let d = dir.display();
+        let fastcgi = |extra: &str| {
+            format!(
+                "      fastcgi_param REQUEST_METHOD $request_method;
+      fastcgi_param QUERY_STRING $query_string;
+      fastcgi_param CONTENT_TYPE $content_type;
+      fastcgi_param CONTENT_LENGTH $content_length;
+      fastcgi_param REMOTE_ADDR $remote_addr;
+      fastcgi_param SERVER_PROTOCOL $server_protocol;
+      fastcgi_param HTTP_CONTENT_ENCODING $http_content_encoding;
+      fastcgi_param SCRIPT_FILENAME {backend};
+      fastcgi_param GIT_PROJECT_ROOT {root};
+      fastcgi_param GIT_HTTP_EXPORT_ALL 1;
+      fastcgi_param GIT_CONFIG_NOSYSTEM 1;
+      fastcgi_param GIT_CONFIG_GLOBAL {config};
+      fastcgi_param HOME {d};
+      fastcgi_param PATH_INFO $1;
+{extra}      fastcgi_pass unix:{sock};
+",
+                backend = backend.display(),
+                config = server_config.display(),
+                sock = socket.display(),
+            )
+        };
+        let v2 = fastcgi(
+            "      fastcgi_param GIT_PROTOCOL $http_git_protocol;\n      fastcgi_param REMOTE_USER anonymous;\n",
+        );
+        // http-backend takes GIT_PROTOCOL from the Git-Protocol header itself too.
+        let v0 = fastcgi(
+            "      fastcgi_pass_request_headers off;\n      fastcgi_param REMOTE_USER anonymous;\n",
+        );
+        let auth = fastcgi(
+            "      fastcgi_param GIT_PROTOCOL $http_git_protocol;\n      fastcgi_param REMOTE_USER $remote_user;\n",
+        );
+        let locations = format!(
+            "    location ~ ^/v2(/.*)$ {{\n{v2}    }}
+    location ~ ^/v0(/.*)$ {{\n{v0}    }}
+    location ~ ^/auth(/.*)$ {{
+      auth_basic \"kalandra test\";
+      auth_basic_user_file {htpasswd};
+{auth}    }}
+    location /dumb/ {{ alias {root}/; default_type text/plain; }}
+",
+            htpasswd = htpasswd.display(),
+        );
+        let user = if is_root() { "user root;\n" } else { "" };
+        let conf = format!(
+            "{user}worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log info;
+events {{ worker_connections 256; }}
+http {{
+  access_log {d}/logs/access.log;
+  client_body_temp_path {d}/tmp/body;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  proxy_temp_path {d}/tmp/proxy;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+  client_max_body_size 0;
+  fastcgi_read_timeout 300s;
+  server {{
+    listen 127.0.0.1:{port};
+{locations}  }}
+  server {{
+    listen 127.0.0.1:{tls_port} ssl;
+    ssl_certificate {d}/server.pem;
+    ssl_certificate_key {d}/server.key;
+{locations}  }}
+}}
+"
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("can write nginx.conf");
+
+        use std::os::unix::process::CommandExt;
+        let fcgiwrap = Command::new(program("fcgiwrap"))
+            .process_group(0)
+            .arg("-c")
+            .arg("4")
+            .arg("-s")
+            .arg(format!("unix:{}", socket.display()))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", &server_config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("logs/fcgiwrap.log")).expect("log file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start fcgiwrap: {e}"));
+        let nginx = Command::new(program("nginx"))
+            .process_group(0)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("logs/nginx.stderr")).expect("log file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start nginx: {e}"));
+        let mut server = Nginx {
+            dir,
+            port,
+            tls_port,
+            ca,
+            server_config,
+            nginx,
+            fcgiwrap,
+        };
+        server.wait_until_ready(&socket);
+        server
+    }
+
+    fn wait_until_ready(&mut self, socket: &Path) {
+        let start = Instant::now();
+        loop {
+            let logs = || {
+                ["logs/nginx.stderr", "logs/error.log", "logs/fcgiwrap.log"]
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "--- {f}:\n{}",
+                            std::fs::read_to_string(self.dir.join(f)).unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            if let Ok(Some(status)) = self.nginx.try_wait() {
+                panic!("nginx exited at startup ({status}):\n{}", logs());
+            }
+            if let Ok(Some(status)) = self.fcgiwrap.try_wait() {
+                panic!("fcgiwrap exited at startup ({status}):\n{}", logs());
+            }
+            let up = |port| TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if socket.exists() && up(self.port) && up(self.tls_port) {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                panic!(
+                    "nginx and fcgiwrap did not come up within 15 s:\n{}",
+                    logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `http://127.0.0.1:<port>/<location>/<repo relative to the world root>`.
+    pub fn url(&self, location: &str, repo: &str) -> String {
+        format!("http://127.0.0.1:{}/{location}/{repo}", self.port)
+    }
+
+    /// Like [`Nginx::url`], with `user:password@`.
+    pub fn url_as(&self, location: &str, repo: &str, user: &str, password: &str) -> String {
+        format!(
+            "http://{user}:{password}@127.0.0.1:{}/{location}/{repo}",
+            self.port
+        )
+    }
+
+    /// `https://127.0.0.1:<tls_port>/<location>/<repo>`.
+    pub fn https_url(&self, location: &str, repo: &str) -> String {
+        format!("https://127.0.0.1:{}/{location}/{repo}", self.tls_port)
+    }
+
+    /// Replaces the global git config http-backend's git processes read (hooks such as
+    /// `uploadpack.packObjectsHook` are only honoured there).
+    pub fn set_server_config(&self, text: &str) {
+        std::fs::write(&self.server_config, text).expect("can write the server's git config");
+    }
+}
+
+impl Drop for Nginx {
+    /// Each daemon leads its own process group (nginx's workers, fcgiwrap's children):
+    /// end the groups, not only the leaders, or workers would outlive the test.
+    fn drop(&mut self) {
+        for child in [&mut self.nginx, &mut self.fcgiwrap] {
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn git_exec_path() -> PathBuf {
+    let out = Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .expect("can run git --exec-path");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
