@@ -2,6 +2,7 @@
 //! [`upload_pack`] on the upstream side, [`receive_pack`] downstream. They
 //! put the pure parsers of [`crate::wire`] together with async I/O.
 
+pub mod pack_stream;
 pub mod receive_pack;
 pub mod upload_pack;
 

@@ -6,14 +6,15 @@
 
 use crate::oid::{ObjectFormat, ObjectId};
 use crate::pkt_io::{self, PacketReader};
-use crate::progress::{Progress, Side};
+use crate::progress::Progress;
+use crate::session::pack_stream::PackStream;
 use crate::session::{agent, detail_suffix};
 use crate::transport::{BoxReader, BoxWriter, Connection, ServerProcess};
 use crate::wire::advertisement::{self, Advertisement, AdvertisementParser};
 use crate::wire::capabilities::{self, Capabilities};
 use crate::wire::fetch::{self, Ack, Section};
 use crate::wire::pkt::{self, Packet};
-use crate::wire::sideband::{self, Band};
+use crate::wire::sideband;
 use crate::wire::v2::{self, FetchRequest, LsRefsRequest};
 
 use tokio::io::AsyncWriteExt;
@@ -123,8 +124,8 @@ pub struct FetchArgs {
 
 /// A connected upload-pack after its first response.
 pub struct UploadPack {
-    repo: String,
-    reader: PacketReader<BoxReader>,
+    pub(super) repo: String,
+    pub(super) reader: PacketReader<BoxReader>,
     writer: BoxWriter,
     process: Option<ServerProcess>,
     protocol: Protocol,
@@ -333,11 +334,7 @@ impl UploadPack {
                 .encode();
                 self.send(&request).await?;
                 self.skip_to_packfile_section().await?;
-                Ok(PackStream {
-                    session: self,
-                    progress,
-                    v0_preamble: false,
-                })
+                Ok(PackStream::new(self, progress, false))
             }
             Protocol::V0 { .. } => {
                 // v0 serves only advertised tips unless the server allows
@@ -345,11 +342,7 @@ impl UploadPack {
                 // server's ERR names the problem if it refuses.
                 let request = v0_fetch_request(args, &agent);
                 self.send(&request).await?;
-                Ok(PackStream {
-                    session: self,
-                    progress,
-                    v0_preamble: true,
-                })
+                Ok(PackStream::new(self, progress, true))
             }
         }
     }
@@ -505,7 +498,7 @@ impl UploadPack {
         crate::transport::failure_detail(&mut self.process).await
     }
 
-    async fn closed(&mut self, when: &'static str) -> Error {
+    pub(super) async fn closed(&mut self, when: &'static str) -> Error {
         Error::Closed {
             repo: self.repo.clone(),
             when,
@@ -513,7 +506,7 @@ impl UploadPack {
         }
     }
 
-    async fn read_error(&mut self, source: pkt_io::Error) -> Error {
+    pub(super) async fn read_error(&mut self, source: pkt_io::Error) -> Error {
         Error::Read {
             repo: self.repo.clone(),
             detail: self.failure_detail().await,
@@ -571,82 +564,4 @@ fn v0_fetch_request(args: &FetchArgs, agent: &str) -> Vec<u8> {
     }
     pkt::encode_text("done", &mut out);
     out
-}
-
-/// The pack as it arrives on side-band 1, with progress from band 2
-/// passed on and a band-3 message turned into an error.
-pub struct PackStream<'a> {
-    session: &'a mut UploadPack,
-    progress: &'a Progress,
-    v0_preamble: bool,
-}
-
-/// What one side-band packet asks of the pack stream, owned so that the
-/// reader's buffer is free again.
-enum Step {
-    Data,
-    Skip,
-    Progress(Vec<u8>),
-    Fail(Error),
-}
-
-impl PackStream<'_> {
-    /// The next piece of pack data; `None` once the server has ended the
-    /// pack cleanly with a flush-pkt. EOF before that flush is an error, so
-    /// a server that dies mid-pack is never mistaken for a finished one.
-    pub async fn next_chunk(&mut self) -> Result<Option<&[u8]>, Error> {
-        loop {
-            let session = &mut *self.session;
-            let step = match session.reader.next().await {
-                Ok(Some(Packet::Data(data))) => classify(data, self.v0_preamble, &session.repo),
-                Ok(Some(Packet::Flush)) => return Ok(None),
-                Ok(Some(other)) => Step::Fail(Error::Unexpected {
-                    repo: session.repo.clone(),
-                    expected: "side-band data",
-                    found: format!("{other:?}"),
-                }),
-                Ok(None) => return Err(session.closed("in the middle of the pack").await),
-                Err(source) => return Err(session.read_error(source).await),
-            };
-            match step {
-                Step::Data => {
-                    self.v0_preamble = false;
-                    // Skip the band byte; the payload stays in the reader's buffer.
-                    return Ok(Some(&self.session.reader.last_payload()[1..]));
-                }
-                Step::Skip => {}
-                Step::Progress(text) => {
-                    self.v0_preamble = false;
-                    self.progress.server_message(Side::Upstream, &text);
-                }
-                Step::Fail(error) => return Err(error),
-            }
-        }
-    }
-}
-
-fn classify(data: &[u8], v0_preamble: bool, repo: &str) -> Step {
-    let server_error = |message: &[u8]| {
-        Step::Fail(Error::Server {
-            repo: repo.to_owned(),
-            message: String::from_utf8_lossy(crate::wire::trim_newline(message))
-                .trim()
-                .to_owned(),
-        })
-    };
-    if let Some(message) = pkt::error_line(data) {
-        return server_error(message);
-    }
-    if v0_preamble && fetch::is_v0_negotiation_line(data) {
-        return Step::Skip;
-    }
-    match sideband::demux(data) {
-        Ok(Band::Data(_)) => Step::Data,
-        Ok(Band::Progress(text)) => Step::Progress(text.to_vec()),
-        Ok(Band::Fatal(text)) => server_error(text),
-        Err(source) => Step::Fail(Error::Sideband {
-            repo: repo.to_owned(),
-            source,
-        }),
-    }
 }
