@@ -1127,3 +1127,26 @@ fn git_push_through_the_helper_with_ssh_urls() {
         "the whole history arrived"
     );
 }
+
+/// ssh on one side and smart HTTP on the other: each side's transport is its own.
+#[test]
+fn ssh_to_http_and_http_to_ssh() {
+    let s = SshWorld::new(Protocol::V2);
+    s.standard_client();
+    let server = crate::nginx::Nginx::start(&s.w);
+    let (up, down) = mirror_fixture(&s.w);
+    let down_url = server.url("v2", "mirror/empty.git");
+    s.sync_ok(&up, &down, &s.url(&up), &down_url, &[]);
+    change_upstream(&s.w, &up);
+    s.sync_ok(&up, &down, &s.url(&up), &down_url, &[]);
+
+    let other = s.w.root().join("other.git");
+    s.w.git(s.w.root(), &["init", "-q", "--bare", path_arg(&other)]);
+    s.sync_ok(
+        &up,
+        &other,
+        &server.url("v2", "mirror/upstream"),
+        &s.url(&other),
+        &[],
+    );
+}
