@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use kalandra::plan;
 use kalandra::plan::{PlanOptions, Scope};
 use kalandra::progress::{human_bytes, Progress};
 use kalandra::relay::{self, PushOptions, RefOutcome, RefStatus, SyncOptions, SyncReport};
 use kalandra::transport::TransportSettings;
 use kalandra::url::RepoUrl;
-use kalandra::{plan, transport};
 
 /// Exit codes, documented in docs/exit-codes.md.
 mod exit {
@@ -205,10 +205,6 @@ fn exit_code(failure: &anyhow::Error) -> u8 {
     }
     match failure.downcast_ref::<relay::Error>() {
         Some(relay::Error::Refused(error)) => plan_code(error),
-        Some(relay::Error::Connect {
-            source: transport::Error::Unsupported { .. },
-            ..
-        }) => exit::USAGE,
         Some(_) => exit::CONNECTION,
         None => exit::OTHER,
     }

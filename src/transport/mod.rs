@@ -3,6 +3,7 @@
 //! a reader/writer pair, and the sessions in [`crate::session`] do the rest.
 
 mod file;
+mod git;
 mod http;
 mod idle;
 mod process;
@@ -55,8 +56,12 @@ pub enum Error {
     Http(#[from] http::Error),
     #[error(transparent)]
     Ssh(Box<ssh::Error>),
-    #[error("{scheme}:// repositories are not supported yet ({repo})")]
-    Unsupported { scheme: &'static str, repo: String },
+    #[error("cannot connect to the git daemon at {host_port}")]
+    GitConnect {
+        host_port: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<ssh::Error> for Error {
@@ -152,11 +157,8 @@ pub async fn connect(
             port,
             path,
         } => ssh::connect(user.as_deref(), host, *port, path, service, &options).await?,
-        other => {
-            return Err(Error::Unsupported {
-                scheme: other.scheme(),
-                repo: other.to_string(),
-            })
+        RepoUrl::Git { host, port, path } => {
+            git::connect(host, *port, path, service, &options).await?
         }
     };
     let activity = idle::Activity::new();

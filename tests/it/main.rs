@@ -7,6 +7,7 @@ mod harness;
 
 mod cli;
 mod failures;
+mod git_daemon;
 mod guards;
 mod hooks;
 mod http;
