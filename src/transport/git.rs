@@ -75,11 +75,11 @@ mod tests {
     fn request_line_as_git_sends_it() {
         assert_eq!(
             request(Service::UploadPack, "/r.git", "h:9418", true),
-            b"0033git-upload-pack /r.git\0host=h:9418\0\0version=2\0".to_vec()
+            b"0032git-upload-pack /r.git\0host=h:9418\0\0version=2\0".to_vec()
         );
         assert_eq!(
             request(Service::ReceivePack, "/r.git", "h:1", false),
-            b"0029git-receive-pack /r.git\0host=h:1\0".to_vec()
+            b"0025git-receive-pack /r.git\0host=h:1\0".to_vec()
         );
     }
 }
