@@ -78,14 +78,6 @@ pub struct Connection {
     pub process: Option<ServerProcess>,
 }
 
-impl Connection {
-    /// What the server said on stderr, if anything, for an error message.
-    /// Waits briefly for a dying server to finish writing it.
-    pub async fn failure_detail(&mut self) -> Option<String> {
-        failure_detail(&mut self.process).await
-    }
-}
-
 /// What a local server process said on stderr, if there is one.
 pub async fn failure_detail(process: &mut Option<ServerProcess>) -> Option<String> {
     match process {
