@@ -70,6 +70,19 @@ pub struct RefOutcome {
     pub reason: Option<String>,
 }
 
+impl RefOutcome {
+    fn new(update: &RefUpdate, status: RefStatus, reason: Option<String>) -> Self {
+        Self {
+            name: update.name.clone(),
+            action: update.action(),
+            old: update.old.clone(),
+            new: update.new.clone(),
+            status,
+            reason,
+        }
+    }
+}
+
 /// What the pack from upstream held.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct PackStats {
@@ -339,14 +352,7 @@ fn finish(
                     Some("downstream did not report on this ref".to_owned()),
                 ),
             };
-            RefOutcome {
-                name: u.name.clone(),
-                action: u.action(),
-                old: u.old.clone(),
-                new: u.new.clone(),
-                status,
-                reason,
-            }
+            RefOutcome::new(u, status, reason)
         })
         .collect();
     Ok(PushResult {
@@ -474,14 +480,7 @@ pub async fn sync(
         PushResult {
             refs: updates
                 .iter()
-                .map(|u| RefOutcome {
-                    name: u.name.clone(),
-                    action: u.action(),
-                    old: u.old.clone(),
-                    new: u.new.clone(),
-                    status: RefStatus::Planned,
-                    reason: None,
-                })
+                .map(|u| RefOutcome::new(u, RefStatus::Planned, None))
                 .collect(),
             pack: None,
             bytes_relayed: 0,
