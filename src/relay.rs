@@ -200,6 +200,15 @@ impl Relay {
         self.downstream.object_format()
     }
 
+    /// Whether downstream's receive-pack advertised `capability` (e.g.
+    /// `atomic`, `push-options`).
+    pub fn downstream_supports(&self, capability: &str) -> bool {
+        self.downstream
+            .advertisement()
+            .capabilities
+            .contains(capability)
+    }
+
     /// Downstream's advertised refs (peeled entries aside).
     pub fn downstream_refs(&self) -> Vec<(String, ObjectId)> {
         self.downstream
