@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kalandra::plan;
-use kalandra::plan::{PlanOptions, Scope};
+use kalandra::plan::{Divergence, PlanOptions, Scope, UpdateKind};
 use kalandra::progress::{human_bytes, Progress};
-use kalandra::relay::{self, PushOptions, RefOutcome, RefStatus, SyncOptions, SyncReport};
+use kalandra::relay::{self, Outcome, PushOptions, RefOutcome, RefStatus, SyncOptions, SyncReport};
 use kalandra::transport::TransportSettings;
 use kalandra::url::RepoUrl;
 
@@ -21,6 +21,25 @@ mod exit {
     pub const REJECTED: u8 = 3;
     pub const CONNECTION: u8 = 4;
     pub const REFUSED: u8 = 5;
+    pub const NOTHING_LANDED: u8 = 6;
+}
+
+/// `--divergence` values, as clap sees them.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DivergenceArg {
+    Force,
+    FfOnly,
+    Keep,
+}
+
+impl From<DivergenceArg> for Divergence {
+    fn from(arg: DivergenceArg) -> Self {
+        match arg {
+            DivergenceArg::Force => Divergence::Force,
+            DivergenceArg::FfOnly => Divergence::FfOnly,
+            DivergenceArg::Keep => Divergence::Keep,
+        }
+    }
 }
 
 #[derive(Parser)]
@@ -69,9 +88,22 @@ struct SyncArgs {
     /// scope, or that deletes everything because upstream lists no refs.
     #[arg(long)]
     allow_mass_delete: bool,
-    /// Apply each ref on its own even when downstream supports atomic
-    /// (all-or-nothing) pushes.
+    /// What to do when downstream's branch is not an ancestor of upstream's:
+    /// `force` overwrites it (as `git push --mirror`) and reports it as
+    /// forced; `ff-only` refuses the update; `keep` leaves downstream's ref
+    /// as it is.
+    #[arg(long, value_enum, default_value = "force", value_name = "POLICY")]
+    divergence: DivergenceArg,
+    /// Never move or delete a tag that downstream already has.
     #[arg(long)]
+    immutable_tags: bool,
+    /// All or nothing: if any ref is refused, no ref moves. Fails when
+    /// downstream does not support atomic pushes. By default each ref is
+    /// applied on its own, so one refused ref does not block the others.
+    #[arg(long)]
+    atomic: bool,
+    /// Apply each ref on its own (the default; kept for older scripts).
+    #[arg(long, hide = true, conflicts_with = "atomic")]
     no_atomic: bool,
     /// Give up on reaching a server after this many seconds [default: 30,
     /// or KALANDRA_CONNECT_TIMEOUT].
@@ -112,10 +144,10 @@ fn main() -> ExitCode {
     let started = std::time::Instant::now();
     match runtime.block_on(run(args, dry_run)) {
         Ok(report) => {
-            let code = if report.result.rejected() > 0 {
-                exit::REJECTED
-            } else {
-                exit::OK
+            let code = match report.result.outcome() {
+                Outcome::Complete => exit::OK,
+                Outcome::Partial => exit::REJECTED,
+                Outcome::NothingLanded => exit::NOTHING_LANDED,
             };
             if args.json {
                 print_json(&report, None);
@@ -144,6 +176,7 @@ fn main() -> ExitCode {
                     "bytes_relayed": 0,
                     "elapsed_ms": started.elapsed().as_millis() as u64,
                     "downstream_messages": [],
+                    "outcome": null,
                     "error": message,
                 });
                 println!("{value}");
@@ -164,9 +197,11 @@ async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
             scope,
             prune: !args.no_prune,
             allow_mass_delete: args.allow_mass_delete,
+            divergence: args.divergence.into(),
+            immutable_tags: args.immutable_tags,
         },
         push: PushOptions {
-            atomic: !args.no_atomic,
+            atomic: args.atomic,
             progress: show_progress,
             push_options: Vec::new(),
         },
@@ -205,6 +240,7 @@ fn exit_code(failure: &anyhow::Error) -> u8 {
     }
     match failure.downcast_ref::<relay::Error>() {
         Some(relay::Error::Refused(error)) => plan_code(error),
+        Some(relay::Error::Unsupported { .. }) => exit::REFUSED,
         Some(_) => exit::CONNECTION,
         None => exit::OTHER,
     }
@@ -224,6 +260,7 @@ fn print_json(report: &SyncReport, error: Option<&str>) {
             "ok".into(),
             serde_json::Value::Bool(report.result.rejected() == 0),
         );
+        object.insert("outcome".into(), serde_json::json!(report.result.outcome()));
         object.insert("error".into(), serde_json::json!(error));
     }
     println!("{value}");
@@ -244,22 +281,37 @@ fn print_human(report: &SyncReport) {
             eprintln!("downstream: {message}");
         }
     }
+    let result = &report.result;
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let forced = refs
+        .iter()
+        .filter(|r| r.kind == Some(UpdateKind::Forced) && r.status != RefStatus::Kept)
+        .filter(|r| r.status != RefStatus::Rejected)
+        .count();
+    let rejected = result.rejected();
+    let kept = result.count(RefStatus::Kept);
+    let mut extra = String::new();
+    if forced > 0 {
+        extra.push_str(&format!(" ({forced} forced)"));
+    }
+    if kept > 0 {
+        extra.push_str(&format!(", {kept} kept"));
+    }
+    if rejected > 0 {
+        extra.push_str(&format!(", {rejected} rejected"));
+    }
     if report.dry_run {
+        let planned = result.count(RefStatus::Planned);
         println!(
-            "{} update{} planned; nothing was changed",
-            refs.len(),
-            if refs.len() == 1 { "" } else { "s" }
+            "{planned} update{} planned{extra}; nothing was changed",
+            plural(planned)
         );
     } else {
-        let rejected = report.result.rejected();
-        let ok = refs.len() - rejected;
-        let mut summary = format!("{ok} ref{} updated", if ok == 1 { "" } else { "s" });
-        if rejected > 0 {
-            summary.push_str(&format!(", {rejected} rejected"));
-        }
+        let ok = result.count(RefStatus::Ok);
         println!(
-            "{summary}; {} relayed in {:.1} s",
-            human_bytes(report.result.bytes_relayed),
+            "{ok} ref{} updated{extra}; {} relayed in {:.1} s",
+            plural(ok),
+            human_bytes(result.bytes_relayed),
             report.elapsed_ms as f64 / 1000.0
         );
     }
@@ -272,13 +324,20 @@ fn ref_line(outcome: &RefOutcome, width: usize, dry_run: bool) -> String {
             .map(|o| o.short().to_owned())
             .unwrap_or_default()
     };
+    // git's notation: `a..b` for a fast-forward, `a...b` when b does not
+    // contain a.
+    let dots = match outcome.kind {
+        Some(UpdateKind::FastForward) => "..",
+        _ => "...",
+    };
     let change = match outcome.action {
         Action::Create => short(&outcome.new),
-        Action::Update => format!("{}..{}", short(&outcome.old), short(&outcome.new)),
+        Action::Update => format!("{}{dots}{}", short(&outcome.old), short(&outcome.new)),
         Action::Delete => format!("(was {})", short(&outcome.old)),
     };
     let verb = match (&outcome.status, outcome.action, dry_run) {
         (RefStatus::Rejected, _, _) => "rejected",
+        (RefStatus::Kept, _, _) => "kept",
         (_, Action::Create, false) => "created",
         (_, Action::Update, false) => "updated",
         (_, Action::Delete, false) => "deleted",
@@ -287,8 +346,17 @@ fn ref_line(outcome: &RefOutcome, width: usize, dry_run: bool) -> String {
         (_, Action::Delete, true) => "delete",
     };
     let mut line = format!("{verb:<9}{:<width$}  {change}", outcome.name);
-    if let Some(reason) = &outcome.reason {
-        line.push_str(&format!("  ({reason})"));
+    let kind = match outcome.kind {
+        Some(UpdateKind::Forced) if outcome.status != RefStatus::Rejected => Some("forced"),
+        Some(UpdateKind::TagMoved) => Some("tag moved"),
+        Some(UpdateKind::Undecidable) if outcome.reason.is_none() => Some("undecidable"),
+        _ => None,
+    };
+    match (kind, &outcome.reason) {
+        (Some(kind), Some(reason)) => line.push_str(&format!("  ({kind}; {reason})")),
+        (Some(kind), None) => line.push_str(&format!("  ({kind})")),
+        (None, Some(reason)) => line.push_str(&format!("  ({reason})")),
+        (None, None) => {}
     }
     line
 }

@@ -24,6 +24,8 @@
 //! buffer per side whatever the pack size.
 #![forbid(unsafe_code)]
 
+pub mod ancestry;
+pub mod commit_graph;
 pub mod helper;
 pub mod oid;
 pub mod pkt_io;

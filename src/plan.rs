@@ -175,12 +175,106 @@ impl RefUpdate {
     }
 }
 
+/// How an update is related to what downstream had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateKind {
+    /// Downstream's commit is an ancestor of upstream's.
+    FastForward,
+    /// Not a fast-forward: downstream's commit would be dropped.
+    Forced,
+    /// A tag (`refs/tags/*`) that points elsewhere upstream.
+    TagMoved,
+    /// Nothing available tells fast-forward from forced.
+    Undecidable,
+}
+
+/// What a sync does with an update that is not a fast-forward.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Divergence {
+    /// Overwrite, as `git push --mirror` does: the mirror follows
+    /// upstream's own rewrites. Reported as `forced`.
+    #[default]
+    Force,
+    /// Refuse non-fast-forward updates; each is reported as rejected.
+    FfOnly,
+    /// Leave divergent downstream refs as they are; each is reported as kept.
+    Keep,
+}
+
+impl Divergence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Force => "force",
+            Self::FfOnly => "ff-only",
+            Self::Keep => "keep",
+        }
+    }
+}
+
+/// What the divergence rules decided for one update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Push,
+    Reject(String),
+    Keep(String),
+}
+
+/// Whether a ref is a tag, whose moves are judged as tags, not by ancestry.
+pub fn is_tag(name: &str) -> bool {
+    name.starts_with("refs/tags/")
+}
+
+/// Whether an update needs the ancestry check to be classified: updates of
+/// anything but tags (creates, deletes and tag moves need none).
+pub fn needs_ancestry(update: &RefUpdate) -> bool {
+    update.action() == Action::Update && !is_tag(&update.name)
+}
+
+/// Applies the divergence policy to one classified update. `detail` says
+/// why an update is forced or undecidable.
+pub fn judge(
+    update: &RefUpdate,
+    kind: Option<UpdateKind>,
+    detail: Option<&str>,
+    divergence: Divergence,
+    immutable_tags: bool,
+) -> Verdict {
+    let because = |what: &str| match detail {
+        Some(detail) => format!("{what}: {detail}"),
+        None => what.to_owned(),
+    };
+    if immutable_tags && is_tag(&update.name) && update.old.is_some() {
+        return Verdict::Reject(match update.action() {
+            Action::Delete => "tag would be deleted; --immutable-tags keeps existing tags".into(),
+            _ => "tag moved upstream; --immutable-tags keeps existing tags".into(),
+        });
+    }
+    match (kind, divergence) {
+        (Some(UpdateKind::Forced), Divergence::FfOnly) => {
+            Verdict::Reject(because("non-fast-forward (--divergence=ff-only)"))
+        }
+        (Some(UpdateKind::Forced), Divergence::Keep) => {
+            Verdict::Keep(because("diverged downstream (--divergence=keep)"))
+        }
+        (Some(UpdateKind::Undecidable), Divergence::FfOnly | Divergence::Keep) => {
+            Verdict::Reject(because("undecidable"))
+        }
+        _ => Verdict::Push,
+    }
+}
+
 /// Knobs for [`plan`].
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     pub scope: Scope,
     pub prune: bool,
     pub allow_mass_delete: bool,
+    /// What to do with updates that are not fast-forwards.
+    pub divergence: Divergence,
+    /// Never move or delete a tag that downstream has.
+    pub immutable_tags: bool,
 }
 
 /// The updates that make downstream follow upstream inside the scope.
@@ -372,6 +466,76 @@ mod tests {
         assert_eq!(
             plan(&up, None, &down, &opts()).expect("one of three").len(),
             1
+        );
+    }
+
+    #[test]
+    fn divergence_policies_judge_forced_and_undecidable_updates() {
+        let branch = RefUpdate {
+            name: "refs/heads/main".into(),
+            old: Some(oid('1')),
+            new: Some(oid('2')),
+        };
+        let forced = Some(UpdateKind::Forced);
+        let undecidable = Some(UpdateKind::Undecidable);
+        let ff = Some(UpdateKind::FastForward);
+        for policy in [Divergence::Force, Divergence::FfOnly, Divergence::Keep] {
+            assert_eq!(judge(&branch, ff, None, policy, false), Verdict::Push);
+        }
+        assert_eq!(
+            judge(&branch, forced, None, Divergence::Force, false),
+            Verdict::Push
+        );
+        assert_eq!(
+            judge(&branch, forced, Some("x"), Divergence::FfOnly, false),
+            Verdict::Reject("non-fast-forward (--divergence=ff-only): x".into())
+        );
+        assert!(matches!(
+            judge(&branch, forced, None, Divergence::Keep, false),
+            Verdict::Keep(_)
+        ));
+        assert_eq!(
+            judge(&branch, undecidable, None, Divergence::Force, false),
+            Verdict::Push
+        );
+        for policy in [Divergence::FfOnly, Divergence::Keep] {
+            assert_eq!(
+                judge(&branch, undecidable, Some("no filter"), policy, false),
+                Verdict::Reject("undecidable: no filter".into())
+            );
+        }
+        assert!(needs_ancestry(&branch));
+    }
+
+    #[test]
+    fn immutable_tags_refuse_moves_and_deletes_but_not_creates() {
+        let moved = RefUpdate {
+            name: "refs/tags/v1".into(),
+            old: Some(oid('1')),
+            new: Some(oid('2')),
+        };
+        assert!(!needs_ancestry(&moved));
+        let tag_moved = Some(UpdateKind::TagMoved);
+        assert_eq!(
+            judge(&moved, tag_moved, None, Divergence::FfOnly, false),
+            Verdict::Push
+        );
+        assert!(matches!(
+            judge(&moved, tag_moved, None, Divergence::Force, true),
+            Verdict::Reject(_)
+        ));
+        let deleted = RefUpdate {
+            new: None,
+            ..moved.clone()
+        };
+        assert!(matches!(
+            judge(&deleted, None, None, Divergence::Force, true),
+            Verdict::Reject(_)
+        ));
+        let created = RefUpdate { old: None, ..moved };
+        assert_eq!(
+            judge(&created, None, None, Divergence::Force, true),
+            Verdict::Push
         );
     }
 

@@ -9,8 +9,10 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
+use crate::ancestry::{self, Ancestry, NotAncestor};
+use crate::commit_graph::Limits;
 use crate::oid::{ObjectFormat, ObjectId};
-use crate::plan::{self, Action, PlanOptions, RefUpdate};
+use crate::plan::{self, Action, PlanOptions, RefUpdate, UpdateKind, Verdict};
 use crate::progress::{Progress, Side};
 use crate::session::pack_stream::PackStream;
 use crate::session::receive_pack::{self, PackWriter, PushArgs, ReceivePack};
@@ -48,6 +50,12 @@ pub enum Error {
     NotAPack { found: String },
     #[error("downstream {repo} could not store the pack: {message}")]
     Unpack { repo: String, message: String },
+    #[error("downstream {repo} does not support {what} (it does not advertise `{capability}`); nothing was pushed")]
+    Unsupported {
+        repo: String,
+        what: &'static str,
+        capability: &'static str,
+    },
 }
 
 /// How a ref ended up.
@@ -57,6 +65,8 @@ pub enum RefStatus {
     Ok,
     Rejected,
     Planned,
+    /// Left as downstream has it (`--divergence=keep`).
+    Kept,
 }
 
 /// One ref's line in a result.
@@ -66,6 +76,9 @@ pub struct RefOutcome {
     pub action: Action,
     pub old: Option<ObjectId>,
     pub new: Option<ObjectId>,
+    /// How the update relates to downstream's old value: null for creates
+    /// and deletes, and for the remote helper's pushes.
+    pub kind: Option<UpdateKind>,
     pub status: RefStatus,
     pub reason: Option<String>,
 }
@@ -77,6 +90,7 @@ impl RefOutcome {
             action: update.action(),
             old: update.old.clone(),
             new: update.new.clone(),
+            kind: None,
             status,
             reason,
         }
@@ -101,14 +115,51 @@ pub struct PushResult {
     /// What downstream said on its progress band: hook output, and the real
     /// reason when an atomic push fails.
     pub downstream_messages: Vec<String>,
+    /// How many ref updates were sent to downstream.
+    #[serde(skip)]
+    pub pushed: usize,
+}
+
+/// How much of a push landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// No ref was rejected.
+    Complete,
+    /// Some refs were rejected (by downstream or by the divergence rules);
+    /// every other one landed.
+    Partial,
+    /// Downstream was asked to update refs and none of them landed.
+    NothingLanded,
 }
 
 impl PushResult {
     pub fn rejected(&self) -> usize {
-        self.refs
-            .iter()
-            .filter(|r| r.status == RefStatus::Rejected)
-            .count()
+        self.count(RefStatus::Rejected)
+    }
+
+    pub fn count(&self, status: RefStatus) -> usize {
+        self.refs.iter().filter(|r| r.status == status).count()
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        if self.rejected() == 0 {
+            Outcome::Complete
+        } else if self.pushed > 0 && self.count(RefStatus::Ok) == 0 {
+            Outcome::NothingLanded
+        } else {
+            Outcome::Partial
+        }
+    }
+
+    fn empty() -> Self {
+        Self {
+            refs: Vec::new(),
+            pack: None,
+            bytes_relayed: 0,
+            downstream_messages: Vec::new(),
+            pushed: 0,
+        }
     }
 }
 
@@ -219,6 +270,61 @@ impl Relay {
             .collect()
     }
 
+    /// Classifies each update (fast-forward, forced, tag moved) with the
+    /// ancestry check over the upstream session, which stays usable. The
+    /// second value says why an update is forced or undecidable.
+    pub async fn classify(
+        &mut self,
+        updates: &[RefUpdate],
+        limits: Limits,
+    ) -> Result<Vec<(Option<UpdateKind>, Option<String>)>, Error> {
+        let mut kinds: Vec<(Option<UpdateKind>, Option<String>)> = updates
+            .iter()
+            .map(|u| match u.action() {
+                Action::Update if plan::is_tag(&u.name) => (Some(UpdateKind::TagMoved), None),
+                _ => (None, None),
+            })
+            .collect();
+        let asked: Vec<usize> = (0..updates.len())
+            .filter(|&i| plan::needs_ancestry(&updates[i]))
+            .collect();
+        if asked.is_empty() {
+            return Ok(kinds);
+        }
+        let queries: Vec<ancestry::Query> = asked
+            .iter()
+            .filter_map(|&i| {
+                Some(ancestry::Query {
+                    old: updates[i].old.clone()?,
+                    new: updates[i].new.clone()?,
+                })
+            })
+            .collect();
+        let answers = ancestry::check(&mut self.upstream, &queries, limits).await?;
+        for (&i, answer) in asked.iter().zip(answers) {
+            kinds[i] = match answer {
+                Ancestry::Ancestor => (Some(UpdateKind::FastForward), None),
+                Ancestry::NotAncestor(why) => (
+                    Some(UpdateKind::Forced),
+                    Some(
+                        match why {
+                            NotAncestor::OldNotInUpstream => {
+                                "downstream's commit is not in upstream"
+                            }
+                            NotAncestor::Diverged => {
+                                "upstream's history does not contain downstream's commit"
+                            }
+                            NotAncestor::NotACommit => "not a commit on both sides",
+                        }
+                        .to_owned(),
+                    ),
+                ),
+                Ancestry::Undecidable(reason) => (Some(UpdateKind::Undecidable), Some(reason)),
+            };
+        }
+        Ok(kinds)
+    }
+
     /// Upstream's refs under `prefixes`.
     pub async fn upstream_refs(&mut self, prefixes: &[String]) -> Result<UpstreamRefs, Error> {
         Ok(self.upstream.list_refs(prefixes).await?)
@@ -246,15 +352,29 @@ impl Relay {
         } = self;
         if updates.is_empty() {
             tokio::join!(upstream.close(), downstream.close());
-            return Ok(PushResult {
-                refs: Vec::new(),
-                pack: None,
-                bytes_relayed: 0,
-                downstream_messages: Vec::new(),
-            });
+            return Ok(PushResult::empty());
         }
         let format = downstream.object_format();
         let down_name = downstream.repo().to_owned();
+        let caps = &downstream.advertisement().capabilities;
+        // receive-pack ignores capabilities it did not advertise, so asking
+        // anyway would silently drop the all-or-nothing promise or the
+        // options (git refuses the same way, before pushing).
+        let unsupported = if options.atomic && !caps.contains("atomic") {
+            Some(("an atomic push", "atomic"))
+        } else if !options.push_options.is_empty() && !caps.contains("push-options") {
+            Some(("push options", "push-options"))
+        } else {
+            None
+        };
+        if let Some((what, capability)) = unsupported {
+            tokio::join!(upstream.close(), downstream.close());
+            return Err(Error::Unsupported {
+                repo: down_name,
+                what,
+                capability,
+            });
+        }
         let null = ObjectId::null(format);
         let commands: Vec<Command> = updates
             .iter()
@@ -298,7 +418,8 @@ impl Relay {
             let outcome = reader.read_report(progress).await;
             upstream.close().await;
             let outcome = outcome?;
-            return finish(&down_name, updates, None, bytes_relayed, outcome);
+            return finish(&down_name, updates, None, bytes_relayed, outcome)
+                .map(|r| r.with_pushed(updates.len()));
         }
 
         let fetch_args = FetchArgs {
@@ -322,6 +443,7 @@ impl Relay {
             Ok(stats) => {
                 upstream.close().await;
                 finish(&down_name, updates, Some(stats), stats.bytes, outcome?)
+                    .map(|r| r.with_pushed(updates.len()))
             }
             Err(error) => {
                 // Downstream's side of the story, when it has one, is only
@@ -369,7 +491,15 @@ fn finish(
         pack,
         bytes_relayed,
         downstream_messages: outcome.messages,
+        pushed: 0,
     })
+}
+
+impl PushResult {
+    fn with_pushed(mut self, pushed: usize) -> Self {
+        self.pushed = pushed;
+        self
+    }
 }
 
 /// Copies band-1 pack data from upstream to downstream as it arrives.
@@ -484,20 +614,67 @@ pub async fn sync(
         }
     };
     tracing::debug!(updates = updates.len(), "planned");
-    let result = if options.dry_run {
+    // On failure the relay is dropped, not closed: a polite close waits for
+    // upstream's process, which may be the thing that hangs.
+    let kinds = relay.classify(&updates, Limits::default()).await?;
+    if let Some((_, Some(detail))) = kinds
+        .iter()
+        .find(|(kind, _)| *kind == Some(UpdateKind::Undecidable))
+    {
+        tracing::info!("fast-forwards cannot be told from forced updates: {detail}");
+    }
+    let verdicts: Vec<Verdict> = updates
+        .iter()
+        .zip(&kinds)
+        .map(|(u, (kind, detail))| {
+            plan::judge(
+                u,
+                *kind,
+                detail.as_deref(),
+                options.plan.divergence,
+                options.plan.immutable_tags,
+            )
+        })
+        .collect();
+    let refused = verdicts.iter().any(|v| matches!(v, Verdict::Reject(_)));
+    // All or nothing: a ref refused by the divergence rules holds back the rest.
+    let hold_all = options.push.atomic && refused;
+    let to_push: Vec<RefUpdate> = updates
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, v)| **v == Verdict::Push && !hold_all)
+        .map(|(u, _)| u.clone())
+        .collect();
+    let mut result = if options.dry_run || to_push.is_empty() {
         relay.close().await;
-        PushResult {
-            refs: updates
-                .iter()
-                .map(|u| RefOutcome::new(u, RefStatus::Planned, None))
-                .collect(),
-            pack: None,
-            bytes_relayed: 0,
-            downstream_messages: Vec::new(),
-        }
+        PushResult::empty()
     } else {
-        relay.push(&updates, &options.push, progress).await?
+        relay.push(&to_push, &options.push, progress).await?
     };
+    let mut pushed: std::collections::BTreeMap<String, RefOutcome> =
+        result.refs.drain(..).map(|r| (r.name.clone(), r)).collect();
+    result.refs = updates
+        .iter()
+        .zip(verdicts)
+        .zip(kinds)
+        .map(|((u, verdict), (kind, _))| {
+            let mut outcome = match verdict {
+                Verdict::Reject(reason) => RefOutcome::new(u, RefStatus::Rejected, Some(reason)),
+                Verdict::Keep(reason) => RefOutcome::new(u, RefStatus::Kept, Some(reason)),
+                Verdict::Push if hold_all => RefOutcome::new(
+                    u,
+                    RefStatus::Rejected,
+                    Some("atomic push: another ref was refused".into()),
+                ),
+                Verdict::Push if options.dry_run => RefOutcome::new(u, RefStatus::Planned, None),
+                Verdict::Push => pushed.remove(&u.name).unwrap_or_else(|| {
+                    RefOutcome::new(u, RefStatus::Rejected, Some("no result".into()))
+                }),
+            };
+            outcome.kind = kind;
+            outcome
+        })
+        .collect();
     Ok(SyncReport {
         dry_run: options.dry_run,
         upstream: upstream.to_string(),

@@ -167,7 +167,7 @@ pub async fn push(
             .into_iter()
             .map(|r| {
                 let reply = match r.status {
-                    RefStatus::Ok | RefStatus::Planned => PushReply::Ok,
+                    RefStatus::Ok | RefStatus::Planned | RefStatus::Kept => PushReply::Ok,
                     RefStatus::Rejected => {
                         PushReply::Error(r.reason.unwrap_or_else(|| "rejected".into()))
                     }

@@ -112,6 +112,26 @@ pub struct Negotiation {
     pub ready: bool,
 }
 
+/// The answer to a commits-only fetch ([`UploadPack::fetch_commits`]).
+#[derive(Debug, Default)]
+pub struct CommitsFetch {
+    /// Haves the server has (only from a round without `done`).
+    pub acked: Vec<ObjectId>,
+    /// The pack, when the server sent one.
+    pub pack: Option<CommitsPack>,
+}
+
+/// A commits-only pack as received.
+#[derive(Debug)]
+pub enum CommitsPack {
+    Bytes(Vec<u8>),
+    /// Larger than the cap: read to its end and dropped, so the session
+    /// stays usable, but not kept.
+    TooLarge {
+        limit: u64,
+    },
+}
+
 /// What to fetch, and how the pack should be built.
 #[derive(Debug, Clone)]
 pub struct FetchArgs {
@@ -228,6 +248,137 @@ impl UploadPack {
         matches!(self.protocol, Protocol::V2 { .. })
     }
 
+    /// Whether the v2 `fetch` command takes `feature` (its capability's
+    /// value lists them: `fetch=shallow wait-for-done filter`).
+    pub fn fetch_supports(&self, feature: &str) -> bool {
+        match &self.protocol {
+            Protocol::V2 { capabilities } => capabilities
+                .value("fetch")
+                .is_some_and(|v| v.split(' ').any(|f| f == feature)),
+            Protocol::V0 { .. } => false,
+        }
+    }
+
+    /// A v2 fetch of commits and tags only (`filter tree:0`, not thin): the
+    /// history of `wants` that the `haves` do not reach. The session stays
+    /// usable for further commands.
+    ///
+    /// Without `done` the server first acknowledges the haves it has; it
+    /// sends the pack in the same response only when it is `ready`, and
+    /// otherwise ends the response there (gitprotocol-v2, "fetch" output).
+    /// With `done` it sends the pack straight away, and acknowledges nothing.
+    ///
+    /// `acks_only` asks for acknowledgments and never a pack, without the
+    /// filter (`wait-for-done`: the server holds the pack back until a
+    /// `done` that never comes), for a server that offers no `filter`.
+    pub async fn fetch_commits(
+        &mut self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        done: bool,
+        deepen: Option<u32>,
+        acks_only: bool,
+        max_pack_bytes: u64,
+    ) -> Result<CommitsFetch, Error> {
+        let agent = agent();
+        let request = FetchRequest {
+            object_format: self.object_format,
+            agent: &agent,
+            wants,
+            haves,
+            thin_pack: false,
+            ofs_delta: true,
+            no_progress: true,
+            filter: (!acks_only).then_some("tree:0"),
+            deepen,
+            wait_for_done: acks_only,
+        };
+        let request = if done {
+            request.encode()
+        } else {
+            request.encode_negotiation()
+        };
+        self.send(&request).await?;
+        let mut answer = CommitsFetch::default();
+        if !done && !self.read_acknowledgments(&mut answer.acked).await? {
+            return Ok(answer);
+        }
+        self.skip_to_packfile_section().await?;
+        let progress = Progress::hidden();
+        let mut stream = PackStream::new(self, &progress, false);
+        let mut pack = Vec::new();
+        let mut too_large = false;
+        while let Some(chunk) = stream.next_chunk().await? {
+            if too_large || (pack.len() + chunk.len()) as u64 > max_pack_bytes {
+                too_large = true;
+                pack = Vec::new();
+            } else {
+                pack.extend_from_slice(chunk);
+            }
+        }
+        answer.pack = Some(if too_large {
+            CommitsPack::TooLarge {
+                limit: max_pack_bytes,
+            }
+        } else {
+            CommitsPack::Bytes(pack)
+        });
+        Ok(answer)
+    }
+
+    /// Reads an `acknowledgments` section into `acked`; true when the
+    /// server said `ready` and more sections (the pack) follow.
+    async fn read_acknowledgments(&mut self, acked: &mut Vec<ObjectId>) -> Result<bool, Error> {
+        let mut in_acks = false;
+        let mut ready = false;
+        loop {
+            let line = match self.reader.next().await {
+                Ok(Some(Packet::Data(line))) => line.to_vec(),
+                Ok(Some(Packet::Delim)) if ready => return Ok(true),
+                Ok(Some(Packet::Flush)) if in_acks && !ready => return Ok(false),
+                Ok(Some(other)) => {
+                    return Err(Error::Unexpected {
+                        repo: self.repo.clone(),
+                        expected: "an acknowledgments section",
+                        found: format!("{other:?}"),
+                    })
+                }
+                Ok(None) => return Err(self.closed("during negotiation").await),
+                Err(source) => return Err(self.read_error(source).await),
+            };
+            if let Some(message) = pkt::error_line(&line) {
+                return Err(self.server_error(message));
+            }
+            if !in_acks {
+                let section =
+                    fetch::parse_section_header(&line).map_err(|source| Error::FetchResponse {
+                        repo: self.repo.clone(),
+                        source,
+                    })?;
+                if section != Section::Acknowledgments {
+                    return Err(Error::Unexpected {
+                        repo: self.repo.clone(),
+                        expected: "an acknowledgments section",
+                        found: crate::wire::shorten(&line),
+                    });
+                }
+                in_acks = true;
+                continue;
+            }
+            match fetch::parse_ack_line(&line) {
+                Ok(Ack::Common(oid)) => acked.push(oid),
+                Ok(Ack::Nak) => {}
+                Ok(Ack::Ready) => ready = true,
+                Err(source) => {
+                    return Err(Error::FetchResponse {
+                        repo: self.repo.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
     /// Lists refs under `prefixes`, plus where HEAD points.
     pub async fn list_refs(&mut self, prefixes: &[String]) -> Result<UpstreamRefs, Error> {
         match &self.protocol {
@@ -330,6 +481,9 @@ impl UploadPack {
                     thin_pack: args.thin_pack,
                     ofs_delta: args.ofs_delta,
                     no_progress: !args.progress,
+                    filter: None,
+                    deepen: None,
+                    wait_for_done: false,
                 }
                 .encode();
                 self.send(&request).await?;
@@ -422,48 +576,15 @@ impl UploadPack {
             thin_pack: false,
             ofs_delta: false,
             no_progress: true,
+            filter: None,
+            deepen: None,
+            wait_for_done: false,
         }
         .encode_negotiation();
         self.send(&request).await?;
         let mut negotiation = Negotiation::default();
-        let mut in_acks = false;
-        loop {
-            let line = match self.reader.next().await {
-                Ok(Some(Packet::Data(line))) => line.to_vec(),
-                Ok(Some(_)) => return Ok(negotiation),
-                Ok(None) => return Err(self.closed("during negotiation").await),
-                Err(source) => return Err(self.read_error(source).await),
-            };
-            if let Some(message) = pkt::error_line(&line) {
-                return Err(self.server_error(message));
-            }
-            if !in_acks {
-                let section =
-                    fetch::parse_section_header(&line).map_err(|source| Error::FetchResponse {
-                        repo: self.repo.clone(),
-                        source,
-                    })?;
-                if section != Section::Acknowledgments {
-                    return Ok(negotiation);
-                }
-                in_acks = true;
-                continue;
-            }
-            match fetch::parse_ack_line(&line) {
-                Ok(Ack::Common(oid)) => negotiation.common.push(oid),
-                Ok(Ack::Nak) => {}
-                Ok(Ack::Ready) => {
-                    negotiation.ready = true;
-                    return Ok(negotiation);
-                }
-                Err(source) => {
-                    return Err(Error::FetchResponse {
-                        repo: self.repo.clone(),
-                        source,
-                    })
-                }
-            }
-        }
+        negotiation.ready = self.read_acknowledgments(&mut negotiation.common).await?;
+        Ok(negotiation)
     }
 
     /// Ends the session politely and waits for the server to exit.

@@ -23,6 +23,12 @@ pub(super) fn connect(
         Service::ReceivePack => "receive-pack",
     };
     let mut command = Command::new("git");
+    if service == Service::UploadPack {
+        // `filter` is a server's guard against costly requests; here the
+        // server is this process's own child, so let the ancestry check's
+        // commits-only fetch through (crate::ancestry).
+        command.args(["-c", "uploadpack.allowFilter=true"]);
+    }
     command.arg(subcommand).arg("--").arg(path);
     let protocol = (options.protocol_v2 && service == Service::UploadPack).then_some("version=2");
     ServerProcess::spawn(command, protocol, &path.display().to_string())

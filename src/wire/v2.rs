@@ -149,6 +149,13 @@ pub struct FetchRequest<'a> {
     pub thin_pack: bool,
     pub ofs_delta: bool,
     pub no_progress: bool,
+    /// `filter <spec>` (e.g. `tree:0` for commits and tags only); only
+    /// for a server whose `fetch` capability lists `filter`.
+    pub filter: Option<&'a str>,
+    /// `deepen <n>`: history cut `n` commits below each want.
+    pub deepen: Option<u32>,
+    /// `wait-for-done`: acknowledge haves but send no pack before `done`.
+    pub wait_for_done: bool,
 }
 
 impl FetchRequest<'_> {
@@ -174,10 +181,17 @@ impl FetchRequest<'_> {
             (self.thin_pack, "thin-pack"),
             (self.ofs_delta, "ofs-delta"),
             (self.no_progress, "no-progress"),
+            (self.wait_for_done, "wait-for-done"),
         ] {
             if wanted {
                 encode_text(arg, &mut out);
             }
+        }
+        if let Some(depth) = self.deepen {
+            encode_text(&format!("deepen {depth}"), &mut out);
+        }
+        if let Some(spec) = self.filter {
+            encode_text(&format!("filter {spec}"), &mut out);
         }
         for want in self.wants {
             encode_text(&format!("want {want}"), &mut out);
@@ -400,6 +414,9 @@ symref-target:refs/heads/main\n\
             thin_pack: true,
             ofs_delta: true,
             no_progress: false,
+            filter: None,
+            deepen: None,
+            wait_for_done: false,
         };
         assert_eq!(request.encode(), FETCH_REQUEST);
         let quiet = FetchRequest {
@@ -411,6 +428,16 @@ symref-target:refs/heads/main\n\
         let encoded = quiet.encode();
         assert!(encoded.ends_with(
             b"0001000eofs-delta\n0010no-progress\n\
+0032want a46acda9c6bbc9781e9380077fcaf50499e5402d\n0009done\n0000"
+        ));
+        // As git 2.47 sends them for `git fetch --filter=tree:0 --depth=1`.
+        let commits_only = FetchRequest {
+            filter: Some("tree:0"),
+            deepen: Some(1),
+            ..quiet
+        };
+        assert!(commits_only.encode().ends_with(
+            b"0010no-progress\n000ddeepen 1\n0012filter tree:0\n\
 0032want a46acda9c6bbc9781e9380077fcaf50499e5402d\n0009done\n0000"
         ));
     }

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use crate::harness::{path_arg, World};
 
 /// A `git daemon` serving every repository under a world's root, killed on drop.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     port: u16,
 }
 
 impl Daemon {
-    fn start(root: &Path) -> Self {
+    pub(crate) fn start(root: &Path) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -49,7 +49,7 @@ impl Daemon {
     }
 
     /// `git://127.0.0.1:<port>/<repo relative to the root>`.
-    fn url(&self, repo: &str) -> String {
+    pub(crate) fn url(&self, repo: &str) -> String {
         format!("git://127.0.0.1:{}/{repo}", self.port)
     }
 }

@@ -772,9 +772,21 @@ fn check_schema(v: &Value, run: &Run) {
         }
         let status = get("status");
         assert!(
-            status == "ok" || status == "rejected" || status == "planned",
+            status == "ok" || status == "rejected" || status == "planned" || status == "kept",
             "refs[].status is {status}{run}"
         );
+        // Every update is classified; creates and deletes are not.
+        let kind = get("kind");
+        if action == "update" {
+            assert!(
+                ["fast-forward", "forced", "tag-moved", "undecidable"]
+                    .iter()
+                    .any(|k| kind == k),
+                "refs[].kind of an update is {kind}{run}"
+            );
+        } else {
+            assert!(kind.is_null(), "refs[].kind of a {action} is {kind}{run}");
+        }
         let reason = get("reason");
         assert!(
             reason.is_null() || reason.is_string(),
@@ -799,6 +811,14 @@ fn check_schema(v: &Value, run: &Run) {
     assert!(
         field("elapsed_ms").is_u64(),
         "elapsed_ms is not an integer{run}"
+    );
+    let outcome = field("outcome");
+    assert!(
+        ["complete", "partial", "nothing-landed"]
+            .iter()
+            .any(|o| outcome == o)
+            || (outcome.is_null() && field("ok") == false),
+        "outcome is {outcome}{run}"
     );
     let error = field("error");
     assert!(

@@ -63,10 +63,11 @@ fn hook_rejecting_one_ref_fails_the_whole_atomic_push() {
     let expected = expected_changes(&w.refs(&up), &before, &Scope::default(), true);
     assert_eq!(expected.len(), 4, "precondition: four refs to push");
 
-    let run = sync_json(&w, &up, &down, &[]);
-    run.assert_code(3);
+    let run = sync_json(&w, &up, &down, &["--atomic"]);
+    run.assert_code(6);
     let report = run.report();
     assert!(!report.ok(), "a rejected ref means ok=false{run}");
+    assert_eq!(report.0["outcome"], "nothing-landed", "{run}");
     let refs = report.refs();
     let a = &refs["refs/heads/feature/a"];
     assert_eq!(a.status, "rejected", "{run}");
@@ -94,8 +95,8 @@ fn hook_rejecting_one_ref_fails_the_whole_atomic_push() {
     w.assert_fsck(&down);
 
     // The human-readable run says so too.
-    let run = w.kalandra(&["sync", path_arg(&up), path_arg(&down)]);
-    run.assert_code(3);
+    let run = w.kalandra(&["sync", "--atomic", path_arg(&up), path_arg(&down)]);
+    run.assert_code(6);
     assert_eq!(w.refs(&down), before);
 
     // Once the hook is gone, everything goes through.
@@ -104,7 +105,7 @@ fn hook_rejecting_one_ref_fails_the_whole_atomic_push() {
 }
 
 #[test]
-fn hook_rejecting_one_ref_with_no_atomic_updates_the_others() {
+fn hook_rejecting_one_ref_by_default_updates_the_others() {
     let Setup {
         w,
         up,
@@ -114,10 +115,11 @@ fn hook_rejecting_one_ref_with_no_atomic_updates_the_others() {
     w.install_hook(&down, "update", DECLINE_FEATURE_A);
     let up_refs = w.refs(&up);
 
-    let run = sync_json(&w, &up, &down, &["--no-atomic"]);
+    let run = sync_json(&w, &up, &down, &[]);
     run.assert_code(3);
     let report = run.report();
     assert!(!report.ok());
+    assert_eq!(report.0["outcome"], "partial", "{run}");
     let refs = report.refs();
     assert_eq!(refs.len(), 4, "{run}");
     for (name, r) in &refs {
@@ -138,7 +140,7 @@ fn hook_rejecting_one_ref_with_no_atomic_updates_the_others() {
         assert_eq!(
             after.get(name),
             up_refs.get(name),
-            "{name} must be updated with --no-atomic"
+            "{name} must be updated by default (per-ref pushes)"
         );
     }
     w.assert_fsck(&down);
@@ -171,8 +173,8 @@ fn ref_moved_between_advertisement_and_push_is_not_overwritten() {
     assert_ne!(concurrent, before["refs/heads/main"]);
     w.install_hook(&down, "pre-receive", &concurrent_writer(&concurrent));
 
-    let run = sync_json(&w, &up, &down, &[]);
-    run.assert_code(3);
+    let run = sync_json(&w, &up, &down, &["--atomic"]);
+    run.assert_code(6);
     let report = run.report();
     assert!(!report.ok());
     let refs = report.refs();
@@ -198,7 +200,7 @@ fn ref_moved_between_advertisement_and_push_is_not_overwritten() {
 }
 
 #[test]
-fn ref_moved_between_advertisement_and_push_with_no_atomic() {
+fn ref_moved_between_advertisement_and_push_per_ref() {
     let Setup {
         w,
         up,
@@ -209,7 +211,7 @@ fn ref_moved_between_advertisement_and_push_with_no_atomic() {
     w.install_hook(&down, "pre-receive", &concurrent_writer(&concurrent));
     let up_refs = w.refs(&up);
 
-    let run = sync_json(&w, &up, &down, &["--no-atomic"]);
+    let run = sync_json(&w, &up, &down, &[]);
     run.assert_code(3);
     let refs = run.report().refs();
     assert_eq!(refs["refs/heads/main"].status, "rejected", "{run}");
@@ -228,8 +230,98 @@ fn ref_moved_between_advertisement_and_push_with_no_atomic() {
         assert_eq!(
             after.get(name),
             up_refs.get(name),
-            "{name} must be updated with --no-atomic"
+            "{name} must be updated by default (per-ref pushes)"
         );
     }
     w.assert_fsck(&down);
+}
+
+/// Fifty new branches and one refused by downstream's hook.
+fn fifty_branches_and_a_refused_one() -> Setup {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    w.sync_ok(&up, &down, &[]);
+    let before = w.refs(&down);
+    let tip = w.rev(&up, "develop");
+    for i in 0..50 {
+        w.git(&up, &["branch", &format!("many/{i:02}"), &tip]);
+    }
+    w.git(&up, &["branch", "-f", "feature/a", "main"]);
+    w.install_hook(&down, "update", DECLINE_FEATURE_A);
+    Setup {
+        w,
+        up,
+        down,
+        before,
+    }
+}
+
+#[test]
+fn one_refused_ref_lets_fifty_others_land_by_default() {
+    let Setup {
+        w,
+        up,
+        down,
+        before,
+    } = fifty_branches_and_a_refused_one();
+    let run = sync_json(&w, &up, &down, &[]);
+    run.assert_code(3);
+    let report = run.report();
+    assert!(!report.ok(), "{run}");
+    assert_eq!(report.0["outcome"], "partial", "{run}");
+    let refs = report.refs();
+    assert_eq!(refs.len(), 51, "{run}");
+    let ok = refs.values().filter(|r| r.status == "ok").count();
+    assert_eq!(ok, 50, "{run}");
+    assert_eq!(refs["refs/heads/feature/a"].status, "rejected", "{run}");
+    let mut expected = w.refs(&up);
+    expected.retain(|name, _| Scope::default().contains(name));
+    expected.insert(
+        "refs/heads/feature/a".into(),
+        before["refs/heads/feature/a"].clone(),
+    );
+    crate::harness::assert_refs_eq(&w.refs(&down), &expected, "fifty landed, one kept");
+    w.assert_fsck(&down);
+}
+
+#[test]
+fn one_refused_ref_under_atomic_holds_back_all_fifty() {
+    let Setup {
+        w,
+        up,
+        down,
+        before,
+    } = fifty_branches_and_a_refused_one();
+    let run = sync_json(&w, &up, &down, &["--atomic"]);
+    run.assert_code(6);
+    let report = run.report();
+    assert_eq!(report.0["outcome"], "nothing-landed", "{run}");
+    let refs = report.refs();
+    assert_eq!(refs.len(), 51, "{run}");
+    assert!(refs.values().all(|r| r.status == "rejected"), "{run}");
+    crate::harness::assert_refs_eq(&w.refs(&down), &before, "atomic: nothing moved");
+    w.assert_fsck(&down);
+}
+
+#[test]
+fn atomic_against_a_downstream_without_atomic_fails_before_pushing() {
+    let Setup {
+        w,
+        up,
+        down,
+        before,
+    } = mirrored_then_changed();
+    w.git(&down, &["config", "receive.advertiseAtomic", "false"]);
+    let run = sync_json(&w, &up, &down, &["--atomic"]);
+    run.assert_code(5);
+    let report = run.failure_report();
+    let error = report.error().unwrap_or_default().to_owned();
+    assert!(
+        error.contains("does not support an atomic push") && error.contains("`atomic`"),
+        "the error names the missing capability: {error:?}{run}"
+    );
+    assert_eq!(w.refs(&down), before, "nothing was pushed");
+    // Without --atomic the same downstream takes the refs one by one.
+    w.sync_ok(&up, &down, &[]);
 }

@@ -6,6 +6,8 @@
 mod harness;
 
 mod cli;
+mod commit_graph;
+mod divergence;
 mod failures;
 mod git_daemon;
 mod guards;
