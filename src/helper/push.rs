@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::ancestry::{self, Ancestry, NotAncestor};
+use crate::commit_graph::Limits;
 use crate::helper::command::{PushReply, PushSpec, Refusal};
 use crate::helper::local::LocalRepo;
 use crate::helper::options::Options;
@@ -234,9 +236,11 @@ async fn missing_upstream(
 }
 
 /// Why a non-forced update from `old` to `new` must be refused, if it must.
-/// The local repository answers when it can; otherwise upstream, which has
-/// `new`'s whole history, is asked whether `old` is an ancestor of it (a
-/// shallow CI checkout usually lacks `old`).
+/// The local repository answers "yes, a fast-forward" when it can; anything
+/// else is asked of upstream, which has `new`'s whole history (a shallow CI
+/// checkout usually lacks `old`, and may lack the commits between them).
+/// Upstream's answer comes from its commits ([`crate::ancestry`]), never from
+/// upload-pack's `ready`.
 async fn fast_forward_refusal(
     pair: &Pair,
     local: &LocalRepo,
@@ -246,31 +250,32 @@ async fn fast_forward_refusal(
     if local.is_ancestor(old, new).await == Some(true) {
         return Ok(None);
     }
-    let old_type = local.object_type(old).await;
-    let new_type = local.object_type(new).await;
-    if old_type.is_some()
-        && new_type.is_some()
-        && (old_type.as_deref() != Some("commit") || new_type.as_deref() != Some("commit"))
-    {
-        return Ok(Some(Refusal::NeedsForce));
-    }
-    let upstream = relay::connect_upstream(&pair.upstream, &pair.settings).await?;
-    if !upstream.is_v2() {
-        upstream.close().await;
-        return Ok(Some(if old_type.is_some() {
-            Refusal::NonFastForward
-        } else {
-            Refusal::FetchFirst
-        }));
-    }
-    let answer = upstream
-        .negotiate(std::slice::from_ref(new), std::slice::from_ref(old))
-        .await?;
-    Ok(if answer.ready {
-        None
-    } else if answer.common.contains(old) || old_type.is_some() {
-        Some(Refusal::NonFastForward)
+    let mut upstream = relay::connect_upstream(&pair.upstream, &pair.settings).await?;
+    let query = ancestry::Query {
+        old: old.clone(),
+        new: new.clone(),
+    };
+    let answers = ancestry::check(&mut upstream, &[query], Limits::default()).await;
+    upstream.close().await;
+    let answer = answers?.into_iter().next();
+    // git's own words: `fetch first` when the old object is unknown here,
+    // `non-fast forward` when it is known; git adds its usual hints.
+    let behind = if local.object_type(old).await.is_some() {
+        Refusal::NonFastForward
     } else {
-        Some(Refusal::FetchFirst)
+        Refusal::FetchFirst
+    };
+    Ok(match answer {
+        Some(Ancestry::Ancestor) => None,
+        Some(Ancestry::NotAncestor(NotAncestor::NotACommit)) => Some(Refusal::NeedsForce),
+        Some(Ancestry::NotAncestor(_)) => Some(behind),
+        Some(Ancestry::Undecidable(reason)) => {
+            eprintln!(
+                "kalandra: cannot tell whether {old} is an ancestor of {new}: {reason}; \
+                 refusing as git would without that knowledge (use --force to overwrite)"
+            );
+            Some(behind)
+        }
+        None => Some(behind),
     })
 }

@@ -121,6 +121,17 @@ pub struct CommitsFetch {
     pub pack: Option<CommitsPack>,
 }
 
+/// What follows an `acknowledgments` section.
+#[derive(Debug, PartialEq, Eq)]
+enum Acks {
+    /// `ready`: more sections, the pack among them.
+    Ready,
+    /// The response ends; ask again, with `done`.
+    NotReady,
+    /// No acknowledgments at all: the `packfile` section has begun.
+    PackFollows,
+}
+
 /// A commits-only pack as received.
 #[derive(Debug)]
 pub enum CommitsPack {
@@ -300,10 +311,16 @@ impl UploadPack {
         };
         self.send(&request).await?;
         let mut answer = CommitsFetch::default();
-        if !done && !self.read_acknowledgments(&mut answer.acked).await? {
-            return Ok(answer);
+        let acks = if done {
+            Acks::Ready
+        } else {
+            self.read_acknowledgments(&mut answer.acked).await?
+        };
+        match acks {
+            Acks::NotReady => return Ok(answer),
+            Acks::Ready => self.skip_to_packfile_section().await?,
+            Acks::PackFollows => {}
         }
-        self.skip_to_packfile_section().await?;
         let progress = Progress::hidden();
         let mut stream = PackStream::new(self, &progress, false);
         let mut pack = Vec::new();
@@ -326,16 +343,16 @@ impl UploadPack {
         Ok(answer)
     }
 
-    /// Reads an `acknowledgments` section into `acked`; true when the
-    /// server said `ready` and more sections (the pack) follow.
-    async fn read_acknowledgments(&mut self, acked: &mut Vec<ObjectId>) -> Result<bool, Error> {
+    /// Reads an `acknowledgments` section into `acked`, and says what
+    /// follows it.
+    async fn read_acknowledgments(&mut self, acked: &mut Vec<ObjectId>) -> Result<Acks, Error> {
         let mut in_acks = false;
         let mut ready = false;
         loop {
             let line = match self.reader.next().await {
                 Ok(Some(Packet::Data(line))) => line.to_vec(),
-                Ok(Some(Packet::Delim)) if ready => return Ok(true),
-                Ok(Some(Packet::Flush)) if in_acks && !ready => return Ok(false),
+                Ok(Some(Packet::Delim)) if ready => return Ok(Acks::Ready),
+                Ok(Some(Packet::Flush)) if in_acks && !ready => return Ok(Acks::NotReady),
                 Ok(Some(other)) => {
                     return Err(Error::Unexpected {
                         repo: self.repo.clone(),
@@ -355,6 +372,11 @@ impl UploadPack {
                         repo: self.repo.clone(),
                         source,
                     })?;
+                // With no haves there is nothing to acknowledge: upload-pack
+                // goes straight to the pack (gitprotocol-v2, "fetch" output).
+                if section == Section::Packfile {
+                    return Ok(Acks::PackFollows);
+                }
                 if section != Section::Acknowledgments {
                     return Err(Error::Unexpected {
                         repo: self.repo.clone(),
@@ -583,7 +605,8 @@ impl UploadPack {
         .encode_negotiation();
         self.send(&request).await?;
         let mut negotiation = Negotiation::default();
-        negotiation.ready = self.read_acknowledgments(&mut negotiation.common).await?;
+        negotiation.ready =
+            self.read_acknowledgments(&mut negotiation.common).await? == Acks::Ready;
         Ok(negotiation)
     }
 

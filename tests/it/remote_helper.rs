@@ -892,10 +892,11 @@ fn fresh_shallow_clone_fast_forwards_and_is_refused_non_fast_forwards() {
     );
     let url = pair_url(&fx.up, &down);
 
-    // release/1.x is not an ancestor of develop.
+    // release/1.x is not an ancestor of develop. The clone lacks DOWN's value, so git's own
+    // answer (and the helper's) is `fetch first`.
     let run = push(w, &work, &[&url, "HEAD:refs/heads/release/1.x"]);
     run.assert_failed()
-        .assert_stderr_has(&["[rejected]", "non-fast-forward"]);
+        .assert_stderr_has(&["[rejected]", "fetch first"]);
     assert_down(w, &down, &before, "DOWN after a refused non-fast-forward");
 
     push(w, &work, &[&url, "HEAD:refs/heads/develop"]).assert_ok();
@@ -907,6 +908,151 @@ fn fresh_shallow_clone_fast_forwards_and_is_refused_non_fast_forwards() {
             &[("refs/heads/develop", Some(&fx.up_rev("develop")))],
         ),
         "DOWN after a fast-forward from a fresh shallow clone",
+    );
+}
+
+/// Rewinds that upload-pack's `ready` once let through: DOWN's tip B, whose parent is A, and
+/// a sibling C of B (also a child of A), and a merge M of B and C. Pushed from a depth-1 clone
+/// (which knows neither DOWN's tip nor the history between), each non-fast-forward is refused
+/// without force, and goes through with `--force` or a matching lease.
+#[test]
+fn shallow_clone_cannot_rewind_to_a_parent_sibling_or_merge_parent_without_force() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    w.checkout(&fx.up, "t-a", Some("develop"));
+    let a = w.commit_file(&fx.up, "t.txt", "a\n", "A");
+    w.checkout(&fx.up, "t-b", Some("t-a"));
+    let b = w.commit_file(&fx.up, "t.txt", "b\n", "B");
+    w.checkout(&fx.up, "t-c", Some("t-a"));
+    let c = w.commit_file(&fx.up, "c.txt", "c\n", "C (sibling of B)");
+    w.checkout(&fx.up, "t-m", Some("t-b"));
+    w.git(&fx.up, &["merge", "-q", "--no-ff", "-m", "M", "t-c"]);
+    let m = w.rev(&fx.up, "HEAD");
+    w.checkout(&fx.up, "develop", None);
+    let (down, _) = fx.seeded_down();
+    let url = pair_url(&fx.up, &down);
+    let shallow_at = |branch: &str| {
+        let work = fx.root().join(format!("work-{branch}"));
+        if work.exists() {
+            return work;
+        }
+        w.git(
+            fx.root(),
+            &[
+                "clone",
+                "-q",
+                "--depth",
+                "1",
+                "--branch",
+                branch,
+                &file_url(&fx.up),
+                path_arg(&work),
+            ],
+        );
+        work
+    };
+    let set_down = |oid: &str| {
+        w.git(&down, &["update-ref", "refs/heads/topic", oid]);
+        w.refs(&down)
+    };
+
+    for (down_at, pushed, what) in [
+        (&b, "t-a", "the parent of DOWN's tip"),
+        (&b, "t-c", "a sibling of DOWN's tip"),
+        (&m, "t-b", "the first parent of DOWN's merge"),
+        (&m, "t-c", "the second parent of DOWN's merge"),
+    ] {
+        let before = set_down(down_at);
+        let work = shallow_at(pushed);
+        let run = push(w, &work, &[&url, "HEAD:refs/heads/topic"]);
+        run.assert_failed().assert_stderr_has(&["[rejected]"]);
+        assert_down(
+            w,
+            &down,
+            &before,
+            &format!("DOWN after pushing {what} without force"),
+        );
+
+        let lease = format!("--force-with-lease=refs/heads/topic:{down_at}");
+        push(w, &work, &[&lease, &url, "HEAD:refs/heads/topic"]).assert_ok();
+        let pushed_oid = w.rev(&fx.up, pushed);
+        assert_down(
+            w,
+            &down,
+            &with_changes(&before, &[("refs/heads/topic", Some(&pushed_oid))]),
+            &format!("DOWN after pushing {what} with a matching lease"),
+        );
+        let before = set_down(down_at);
+        push(w, &work, &["--force", &url, "HEAD:refs/heads/topic"]).assert_ok();
+        assert_down(
+            w,
+            &down,
+            &with_changes(&before, &[("refs/heads/topic", Some(&pushed_oid))]),
+            &format!("DOWN after pushing {what} with --force"),
+        );
+    }
+    assert_ne!(a, c);
+
+    // A merge whose first parent is DOWN's tip is a fast-forward, with no force.
+    let before = set_down(&b);
+    let work = shallow_at("t-m");
+    push(w, &work, &[&url, "HEAD:refs/heads/topic"]).assert_ok();
+    assert_down(
+        w,
+        &down,
+        &with_changes(&before, &[("refs/heads/topic", Some(&m))]),
+        "DOWN after a merge fast-forward",
+    );
+}
+
+/// An upstream without `filter` cannot say whether DOWN's tip is an ancestor: the helper
+/// refuses as git does when it cannot tell, says why, and `--force` still works.
+#[test]
+fn without_filter_upstream_a_shallow_push_is_refused_with_the_reason() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let (down, _) = fx.seeded_down();
+    let behind = fx.up_rev("develop~2");
+    w.git(&down, &["update-ref", "refs/heads/develop", &behind]);
+    let before = w.refs(&down);
+    let work = fx.root().join("work");
+    w.git(
+        fx.root(),
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &file_url(&fx.up),
+            path_arg(&work),
+        ],
+    );
+    // git daemon obeys the repository's uploadpack.allowFilter (false by default).
+    let daemon = crate::git_daemon::Daemon::start(fx.root());
+    let relative = |p: &Path| {
+        p.strip_prefix(fx.root())
+            .expect("inside")
+            .display()
+            .to_string()
+    };
+    let url = format!(
+        "kalandra::{}=>{}",
+        daemon.url(&relative(&fx.up)),
+        daemon.url(&relative(&down))
+    );
+    let run = push(w, &work, &[&url, "HEAD:refs/heads/develop"]);
+    run.assert_failed()
+        .assert_stderr_has(&["[rejected]", "fetch first", "filter"]);
+    assert_down(w, &down, &before, "DOWN after a refused undecidable push");
+    push(w, &work, &["--force", &url, "HEAD:refs/heads/develop"]).assert_ok();
+    assert_down(
+        w,
+        &down,
+        &with_changes(
+            &before,
+            &[("refs/heads/develop", Some(&fx.up_rev("develop")))],
+        ),
+        "DOWN after a forced push",
     );
 }
 
