@@ -12,12 +12,15 @@
 //!    the pure parsers of [`wire`] over [`pkt_io`].
 //! 4. [`plan`] decides which refs to create, update and delete inside the
 //!    scope, and refuses plans that look like a mistake.
-//! 5. [`relay`] asks upstream for exactly the objects downstream lacks
+//! 5. [`ancestry`] classifies branch updates as fast-forward or forced from
+//!    a commits-only fetch that [`commit_graph`] parses in memory, and the
+//!    divergence policy in [`plan`] decides which of them are pushed.
+//! 6. [`relay`] asks upstream for exactly the objects downstream lacks
 //!    (downstream's tips are the `have`s), sends the ref-update commands to
 //!    downstream, and streams the pack from upstream's side-band into
 //!    receive-pack as it arrives, holding back only the pack's checksum
 //!    until upstream has finished cleanly.
-//! 6. Downstream's report says which refs moved; [`relay::PushResult`]
+//! 7. Downstream's report says which refs moved; [`relay::PushResult`]
 //!    carries it back with the bytes relayed.
 //!
 //! Nothing is written to local disk, and memory is bounded by a pkt-line
