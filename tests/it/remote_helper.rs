@@ -91,6 +91,50 @@ impl Fx {
     fn up_rev(&self, rev: &str) -> String {
         self.w.rev(&self.up, rev)
     }
+
+    /// A bare local repository at `<root>/local.git` holding only branches and tags, all on
+    /// UP's objects but not UP's refs (a branch and a tag deleted, one rewound, one added);
+    /// its refs.
+    fn mirror_source(&self) -> (PathBuf, Refs) {
+        let w = &self.w;
+        let local = self.root().join("local.git");
+        w.git(self.root(), &["init", "-q", "--bare", path_arg(&local)]);
+        w.git(
+            &local,
+            &[
+                "fetch",
+                "-q",
+                path_arg(&self.up),
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+            ],
+        );
+        w.git(&local, &["branch", "-q", "-D", "feature/a"]);
+        w.git(&local, &["tag", "-d", "light"]);
+        w.git(
+            &local,
+            &[
+                "update-ref",
+                "refs/heads/release/1.x",
+                &self.up_rev("v1.0^{commit}"),
+            ],
+        );
+        w.git(
+            &local,
+            &[
+                "update-ref",
+                "refs/heads/extra",
+                &self.up_rev("feature/deep/nested"),
+            ],
+        );
+        let local_refs = w.refs(&local);
+        assert_eq!(
+            branches_and_tags(&local_refs),
+            local_refs,
+            "precondition: only branches and tags locally"
+        );
+        (local, local_refs)
+    }
 }
 
 fn branches_and_tags(refs: &Refs) -> Refs {
@@ -580,43 +624,7 @@ fn push_tags() {
 fn push_mirror() {
     let fx = Fx::new();
     let w = &fx.w;
-    // The local repository: only branches and tags, all on UP's objects, then changed.
-    let local = fx.root().join("local.git");
-    w.git(fx.root(), &["init", "-q", "--bare", path_arg(&local)]);
-    w.git(
-        &local,
-        &[
-            "fetch",
-            "-q",
-            path_arg(&fx.up),
-            "+refs/heads/*:refs/heads/*",
-            "+refs/tags/*:refs/tags/*",
-        ],
-    );
-    w.git(&local, &["branch", "-q", "-D", "feature/a"]);
-    w.git(&local, &["tag", "-d", "light"]);
-    w.git(
-        &local,
-        &[
-            "update-ref",
-            "refs/heads/release/1.x",
-            &fx.up_rev("v1.0^{commit}"),
-        ],
-    );
-    w.git(
-        &local,
-        &[
-            "update-ref",
-            "refs/heads/extra",
-            &fx.up_rev("feature/deep/nested"),
-        ],
-    );
-    let local_refs = w.refs(&local);
-    assert_eq!(
-        branches_and_tags(&local_refs),
-        local_refs,
-        "precondition: only branches and tags locally"
-    );
+    let (local, local_refs) = fx.mirror_source();
 
     // DOWN: UP's branches and tags, a ref outside them, HEAD on develop.
     let (down, _) = fx.seeded_down();
@@ -636,6 +644,41 @@ fn push_mirror() {
         Some("refs/heads/develop"),
         "DOWN's HEAD is untouched"
     );
+}
+
+/// A DOWN that borrows objects from another repository (`objects/info/alternates`, as forges
+/// do for forks) advertises that repository's tips as `.have` lines. They are not refs: git
+/// refuses a whole push on them (`.have (funny refname)`), so `list for-push` leaves them out.
+#[test]
+fn push_mirror_to_a_downstream_with_alternates() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let (local, local_refs) = fx.mirror_source();
+    let (down, _) = fx.seeded_down();
+    let up_objects = w.git(
+        &fx.up,
+        &[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            "objects",
+        ],
+    );
+    w.write(
+        &down,
+        "objects/info/alternates",
+        format!("{up_objects}\n").as_bytes(),
+    );
+    let advertised = w.git(&down, &["receive-pack", "--advertise-refs", "."]);
+    assert!(
+        advertised.contains(" .have"),
+        "precondition: DOWN advertises .have lines: {advertised}"
+    );
+    let url = pair_url(&fx.up, &down);
+
+    let run = push(w, &local, &["--mirror", &url]);
+    run.assert_ok();
+    assert_down(w, &down, &local_refs, "DOWN with alternates after --mirror");
 }
 
 /// An `update` hook declining `refs/heads/frozen`.
