@@ -12,6 +12,7 @@ pub mod options;
 pub mod pair;
 pub mod proxy;
 pub mod push;
+pub mod quote;
 
 use crate::oid::ObjectFormat;
 use crate::relay;

@@ -39,7 +39,7 @@ pub async fn push(
         let old = down.get(&spec.dst).cloned();
         let leased = options.lease(&spec.dst);
         if let Some(expected) = leased {
-            if expected.as_deref() != old.as_ref().map(ObjectId::as_str) {
+            if expected.as_ref() != old.as_ref() {
                 decisions.push(Decision::Reply(PushReply::Refused(Refusal::StaleInfo)));
                 continue;
             }

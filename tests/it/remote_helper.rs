@@ -788,6 +788,50 @@ fn force_with_lease() {
     run.assert_failed()
         .assert_stderr_has(&["[rejected]", "stale info"]);
     assert_down(w, &down, &after, "DOWN after a push with a stale lease");
+
+    // `--force-with-lease=<ref>:` leases on the ref not existing (git sends the helper
+    // `cas <ref>:<null oid>`): it is created when absent, refused as stale once it exists.
+    let absent = "--force-with-lease=refs/heads/leased:";
+    push(w, &local, &[absent, &url, "origin/main:refs/heads/leased"]).assert_ok();
+    let after = with_changes(&after, &[("refs/heads/leased", Some(&main))]);
+    assert_down(w, &down, &after, "DOWN after a lease on an absent ref");
+    let run = push(
+        w,
+        &local,
+        &[absent, &url, "origin/feature/a:refs/heads/leased"],
+    );
+    run.assert_failed()
+        .assert_stderr_has(&["[rejected]", "stale info"]);
+    assert_down(
+        w,
+        &down,
+        &after,
+        "DOWN after a lease on an absent ref that exists",
+    );
+}
+
+/// A `pre-receive` hook that writes the push options it got to `@SEEN@`: their count, then
+/// each one byte for byte.
+const RECORD_PUSH_OPTIONS: &str = r#"#!/bin/sh
+cat >/dev/null
+exec >'@SEEN@'
+printf 'count=%s\n' "${GIT_PUSH_OPTION_COUNT-unset}"
+i=0
+while [ "$i" -lt "${GIT_PUSH_OPTION_COUNT-0}" ]; do
+  eval "value=\$GIT_PUSH_OPTION_$i"
+  printf '%s=%s\n' "$i" "$value"
+  i=$((i + 1))
+done
+"#;
+
+/// DOWN advertises push options and records the ones it gets in `seen`.
+fn record_push_options(w: &World, down: &Path, seen: &Path) {
+    w.git(down, &["config", "receive.advertisePushOptions", "true"]);
+    w.install_hook(
+        down,
+        "pre-receive",
+        &RECORD_PUSH_OPTIONS.replace("@SEEN@", path_arg(seen)),
+    );
 }
 
 #[test]
@@ -796,20 +840,12 @@ fn push_options_reach_downstream_hooks() {
     let w = &fx.w;
     let local = fx.local();
     let (down, before) = fx.seeded_down();
-    w.git(&down, &["config", "receive.advertisePushOptions", "true"]);
     let seen = fx.root().join("push-options.txt");
-    w.install_hook(
-        &down,
-        "pre-receive",
-        &format!(
-            "#!/bin/sh\ncat >/dev/null\n{{\n  echo \"count=${{GIT_PUSH_OPTION_COUNT-unset}}\"\n  \
-             echo \"0=${{GIT_PUSH_OPTION_0-unset}}\"\n  echo \"1=${{GIT_PUSH_OPTION_1-unset}}\"\n\
-             }} >'{}'\n",
-            path_arg(&seen)
-        ),
-    );
+    record_push_options(w, &down, &seen);
     let url = pair_url(&fx.up, &down);
 
+    // git C-quotes the last two on their way to the helper.
+    let odd = "a \"b\" ü\tt\\z";
     push(
         w,
         &local,
@@ -817,7 +853,11 @@ fn push_options_reach_downstream_hooks() {
             "-o",
             "foo",
             "-o",
-            "bar",
+            "with space",
+            "-o",
+            odd,
+            "-o",
+            "\"q",
             &url,
             "origin/main:refs/heads/opts",
         ],
@@ -825,7 +865,7 @@ fn push_options_reach_downstream_hooks() {
     .assert_ok();
     assert_eq!(
         std::fs::read_to_string(&seen).expect("the pre-receive hook ran"),
-        "count=2\n0=foo\n1=bar\n"
+        format!("count=4\n0=foo\n1=with space\n2={odd}\n3=\"q\n")
     );
     assert_down(
         w,
