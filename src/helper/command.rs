@@ -154,6 +154,28 @@ impl Refusal {
     }
 }
 
+/// A capability a push needs from DOWN's receive-pack and DOWN did not
+/// advertise. git's send-pack dies before sending anything then, with these
+/// exact messages (send-pack.c), rather than push without it: receive-pack
+/// would silently apply a non-atomic push or drop the options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MissingCapability {
+    #[error("the receiving end does not support --atomic push")]
+    Atomic,
+    #[error("the receiving end does not support push options")]
+    PushOptions,
+}
+
+impl MissingCapability {
+    /// The capability receive-pack advertises.
+    pub fn capability(self) -> &'static str {
+        match self {
+            Self::Atomic => "atomic",
+            Self::PushOptions => "push-options",
+        }
+    }
+}
+
 /// A per-ref reply to a push batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushReply {
@@ -241,6 +263,19 @@ mod tests {
         assert!(matches!(parse("frobnicate"), Err(Error::Unknown { .. })));
         assert!(matches!(parse("fetch abc"), Err(Error::Malformed { .. })));
         assert!(matches!(parse("push a:"), Err(Error::Malformed { .. })));
+    }
+
+    #[test]
+    fn missing_capabilities_use_send_packs_messages() {
+        assert_eq!(
+            MissingCapability::Atomic.to_string(),
+            "the receiving end does not support --atomic push"
+        );
+        assert_eq!(
+            MissingCapability::PushOptions.to_string(),
+            "the receiving end does not support push options"
+        );
+        assert_eq!(MissingCapability::PushOptions.capability(), "push-options");
     }
 
     #[test]

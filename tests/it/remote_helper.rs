@@ -725,6 +725,75 @@ fn atomic_push_refused_by_a_hook_changes_nothing() {
     );
 }
 
+/// `--atomic` and `-o` against a DOWN that does not advertise `atomic` / `push-options`: git's
+/// send-pack dies before sending anything (receive-pack would quietly push non-atomically or
+/// drop the options). Through the helper the push fails with the same message, DOWN untouched.
+#[test]
+fn push_needing_a_capability_downstream_lacks_fails_as_git_does() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, before) = fx.seeded_down();
+    w.git(&down, &["config", "receive.advertiseAtomic", "false"]);
+    let seen = fx.root().join("push-options.txt");
+    record_push_options(w, &down, &seen);
+    w.git(&down, &["config", "receive.advertisePushOptions", "false"]);
+    let url = pair_url(&fx.up, &down);
+    let specs = [
+        "origin/develop:refs/heads/brand-new",
+        "+origin/feature/a:refs/heads/main",
+    ];
+    let atomic = "the receiving end does not support --atomic push";
+    let options = "the receiving end does not support push options";
+    let cases: [(&[&str], &str); 4] = [
+        (&["--atomic"], atomic),
+        (&["--atomic", "--dry-run"], atomic),
+        (&["-o", "x"], options),
+        (&["--atomic", "-o", "x"], atomic),
+    ];
+    for (flags, message) in cases {
+        let fatal = format!("fatal: {message}");
+        let mut direct = vec!["push"];
+        direct.extend(flags);
+        direct.push(path_arg(&down));
+        direct.extend(specs);
+        let direct = w.try_helper_git(&local, &direct);
+        direct.assert_failed().assert_stderr_has(&[&fatal]);
+
+        let mut args = flags.to_vec();
+        args.push(&url);
+        args.extend(specs);
+        let run = push(w, &local, &args);
+        run.assert_failed().assert_stderr_has(&[&fatal]);
+        assert!(!run.stderr.contains("->"), "a ref was reported{run}");
+        assert_down(w, &down, &before, &format!("DOWN after push {flags:?}"));
+        assert!(!seen.exists(), "DOWN's pre-receive hook ran for {flags:?}");
+    }
+
+    // Once DOWN advertises them, the same push goes through.
+    w.git(&down, &["config", "receive.advertiseAtomic", "true"]);
+    w.git(&down, &["config", "receive.advertisePushOptions", "true"]);
+    let mut args = vec!["--atomic", "-o", "x", url.as_str()];
+    args.extend(specs);
+    push(w, &local, &args).assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(&seen).expect("the pre-receive hook ran"),
+        "count=1\n0=x\n"
+    );
+    assert_down(
+        w,
+        &down,
+        &with_changes(
+            &before,
+            &[
+                ("refs/heads/brand-new", Some(&fx.up_rev("develop"))),
+                ("refs/heads/main", Some(&fx.up_rev("feature/a"))),
+            ],
+        ),
+        "DOWN after the push it advertises everything for",
+    );
+}
+
 #[test]
 fn dry_run_reports_and_changes_nothing() {
     let fx = Fx::new();
