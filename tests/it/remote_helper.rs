@@ -944,6 +944,90 @@ fn push_options_reach_downstream_hooks() {
     );
 }
 
+/// A `proc-receive` hook (githooks(5)) in perl, the way AGit-style servers take
+/// `refs/for/<branch>`: it stores a push to `refs/for/main` as `refs/heads/main` (with
+/// `git update-ref`) and says so with `option refname` (report-status-v2); it refuses the
+/// other `refs/for/*` refs.
+const PROC_RECEIVE: &str = r#"#!/usr/bin/perl
+use strict;
+use warnings;
+binmode STDIN;
+binmode STDOUT;
+$| = 1;
+
+sub read_pkt {
+    read(STDIN, my $len, 4) == 4 or die "proc-receive: unexpected end of input\n";
+    return undef if $len eq "0000";
+    my $size = hex($len) - 4;
+    read(STDIN, my $data, $size) == $size or die "proc-receive: short pkt-line\n";
+    $data =~ s/\n\z//;
+    return $data;
+}
+
+sub write_pkt {
+    my $line = shift . "\n";
+    printf "%04x%s", length($line) + 4, $line;
+}
+
+1 while defined read_pkt();    # version=1 and its features
+write_pkt("version=1");
+print "0000";
+my @commands;
+while (defined(my $line = read_pkt())) {
+    push @commands, [split / /, $line];
+}
+for my $command (@commands) {
+    my ($old, $new, $ref) = @$command;
+    if ($ref ne "refs/for/main") {
+        write_pkt("ng $ref only refs/for/main is reviewed here");
+        next;
+    }
+    my $current = `git rev-parse -q --verify refs/heads/main`;
+    chomp $current;
+    system("git", "update-ref", "refs/heads/main", $new) == 0
+        or die "proc-receive: git update-ref failed\n";
+    write_pkt("ok $ref");
+    write_pkt("option refname refs/heads/main");
+    write_pkt("option old-oid $current") if $current;
+    write_pkt("option new-oid $new");
+}
+print "0000";
+"#;
+
+/// A DOWN whose proc-receive hook stores `refs/for/main` as `refs/heads/main`: its report
+/// names the pushed ref (`ok refs/for/main`) and the ref it really updated in an option line.
+/// The push is reported ok, as git reports it, and DOWN's main moves.
+#[test]
+fn push_to_a_proc_receive_ref_is_reported_ok() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, _) = fx.seeded_down();
+    w.git(
+        &down,
+        &["update-ref", "refs/heads/main", &fx.up_rev("main~1")],
+    );
+    w.git(&down, &["config", "receive.procReceiveRefs", "refs/for"]);
+    w.install_hook(&down, "proc-receive", PROC_RECEIVE);
+    let before = w.refs(&down);
+    let url = pair_url(&fx.up, &down);
+
+    let run = push(w, &local, &[&url, "origin/main:refs/for/main"]);
+    run.assert_ok();
+    assert!(
+        !run.stderr.contains("did not report"),
+        "the report was not matched to the command{run}"
+    );
+    let after = with_changes(&before, &[("refs/heads/main", Some(&fx.up_rev("main")))]);
+    assert_down(w, &down, &after, "DOWN after a push to refs/for/main");
+
+    // The hook's refusal of another refs/for/ ref is the ref's error, as with plain git.
+    let run = push(w, &local, &[&url, "origin/develop:refs/for/develop"]);
+    run.assert_failed()
+        .assert_stderr_has(&["[remote rejected]", "only refs/for/main is reviewed here"]);
+    assert_down(w, &down, &after, "DOWN after a refused refs/for/ push");
+}
+
 #[test]
 fn shallow_clone_publishes_full_history() {
     let fx = Fx::new();
