@@ -131,7 +131,7 @@ async fn run(args: &[String]) -> anyhow::Result<Ending> {
                     .map(|w| ObjectId::from_hex(w.as_bytes()))
                     .collect::<Result<Vec<_>, _>>()?;
                 let progress = progress_for(&options);
-                fetch::fetch(
+                let keep = fetch::fetch(
                     &pair.upstream,
                     &pair.settings,
                     wants,
@@ -140,7 +140,9 @@ async fn run(args: &[String]) -> anyhow::Result<Ending> {
                 )
                 .await?;
                 progress.finish();
-                reply_with(&mut stdout, "\n").await?;
+                let mut reply = keep.as_deref().map(command::lock_line).unwrap_or_default();
+                reply.push('\n');
+                reply_with(&mut stdout, &reply).await?;
             }
             Command::Push(first) => {
                 let mut specs = vec![first];

@@ -131,6 +131,13 @@ pub const CAPABILITIES: &[&str] = &[
 /// should use `list`/`fetch` instead.
 pub const FALLBACK: &str = "fallback";
 
+/// The line before the blank one that ends the reply to a `fetch` batch,
+/// naming the `.keep` file that protects the new pack until git has written
+/// the refs; git removes the file then (gitremote-helpers(7), "fetch").
+pub fn lock_line(keep: &std::path::Path) -> String {
+    format!("lock {}\n", keep.display())
+}
+
 /// Why git's own checks would refuse a ref; git prints its usual advice
 /// for each of these exact strings (transport-helper.c).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

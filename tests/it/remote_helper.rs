@@ -349,6 +349,63 @@ fn fetch_and_pull_follow_upstream_v0() {
     fetch_and_pull_follow_upstream(V0);
 }
 
+/// The `.keep` files the helper named to git (`lock <file>`) in `run`'s
+/// `GIT_TRANSPORT_HELPER_DEBUG` output.
+fn locked_keep_files(run: &GitRun) -> Vec<PathBuf> {
+    run.stderr
+        .lines()
+        .filter_map(|l| l.split_once("Remote helper: <- lock "))
+        .map(|(_, path)| PathBuf::from(path))
+        .collect()
+}
+
+/// The v0 fallback's `fetch` keeps the pack it indexes (`index-pack --keep`) and names the
+/// `.keep` file to git (`lock <file>`), as git's own fetch-pack does, so a concurrent gc cannot
+/// drop the pack before git has written the refs. git removes the file afterwards.
+#[test]
+fn v0_fetch_keeps_its_pack_until_git_has_written_the_refs() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let url = pair_url(&fx.up, &fx.empty);
+    let via = fx.root().join("via");
+    let debug = [("GIT_TRANSPORT_HELPER_DEBUG", "1".into())];
+    let clone = w.try_helper_git_env(
+        fx.root(),
+        &with_proto(V0, &["clone", "-q", &url, path_arg(&via)]),
+        &debug,
+    );
+    clone.assert_ok();
+    let new = w.commit_file(&fx.up, "src/dev.txt", "dev 4\n", "dev 4");
+    let fetch = w.try_helper_git_env(&via, &with_proto(V0, &["fetch", "-q"]), &debug);
+    fetch.assert_ok();
+    assert_eq!(w.refs(&via)["refs/remotes/origin/develop"], new);
+
+    let pack_dir = via.join(".git/objects/pack");
+    for run in [&clone, &fetch] {
+        let locked = locked_keep_files(run);
+        assert_eq!(locked.len(), 1, "one lock per fetch{run}");
+        let keep = &locked[0];
+        assert_eq!(
+            keep.parent(),
+            Some(pack_dir.as_path()),
+            "{}",
+            keep.display()
+        );
+        assert!(
+            keep.with_extension("pack").exists(),
+            "the locked pack is there: {}",
+            keep.display()
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(&pack_dir)
+        .expect("the clone has a pack directory")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "keep"))
+        .collect();
+    assert!(left.is_empty(), "git left .keep files: {left:?}");
+    w.assert_full_fsck(&via);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pushes write UP's objects into DOWN.
 
