@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use kalandra::helper::command::{self, Command, MissingCapability, PushReply, PushSpec};
-use kalandra::helper::options::Options;
+use kalandra::helper::options::{OptionReply, Options};
 use kalandra::helper::pair::Pair;
 use kalandra::helper::{fetch, list_downstream, list_upstream, proxy, push};
 use kalandra::oid::ObjectId;
@@ -84,6 +84,10 @@ async fn run(args: &[String]) -> anyhow::Result<Ending> {
             }
             Command::Option { name, value } => {
                 let reply = options.apply(&name, &value);
+                if let OptionReply::Error(message) = &reply {
+                    // git prints only that the option is not supported.
+                    eprintln!("git-remote-kalandra: error: {message}");
+                }
                 reply_with(&mut stdout, &format!("{}\n", reply.line())).await?;
             }
             Command::List { for_push } => {
