@@ -8,8 +8,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use kalandra::helper::command::{self, Command, PushReply, PushSpec};
-use kalandra::helper::options::Options;
+use kalandra::helper::command::{self, Command, MissingCapability, PushReply, PushSpec};
+use kalandra::helper::options::{OptionReply, Options};
 use kalandra::helper::pair::Pair;
 use kalandra::helper::{fetch, list_downstream, list_upstream, proxy, push};
 use kalandra::oid::ObjectId;
@@ -30,7 +30,13 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(&args)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Ending::Done) => ExitCode::SUCCESS,
+        // Said and exited the way git's own die() does, so git prints the
+        // same first line it would print against DOWN directly.
+        Ok(Ending::Fatal(message)) => {
+            eprintln!("fatal: {message}");
+            ExitCode::from(128)
+        }
         Err(error) => {
             eprintln!("git-remote-kalandra: error: {error:#}");
             ExitCode::from(128)
@@ -38,7 +44,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: &[String]) -> anyhow::Result<()> {
+/// How a session ends without an error of the helper's own.
+enum Ending {
+    /// git ended the session.
+    Done,
+    /// The push must stop before anything is sent, as git's send-pack
+    /// would: the helper answers nothing more and exits.
+    Fatal(MissingCapability),
+}
+
+async fn run(args: &[String]) -> anyhow::Result<Ending> {
     let Some(url) = args.get(2).or(args.get(1)) else {
         bail!(
             "usage: git-remote-kalandra <remote> <UP=>DOWN> (git runs this for URLs of the form {})",
@@ -57,11 +72,11 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
     };
     loop {
         let Some(line) = read_line(&mut stdin).await? else {
-            return Ok(());
+            return Ok(Ending::Done);
         };
         tracing::trace!(line, "command from git");
         match command::parse(&line)? {
-            Command::Blank => return Ok(()),
+            Command::Blank => return Ok(Ending::Done),
             Command::Capabilities => {
                 let mut reply = command::CAPABILITIES.join("\n");
                 reply.push_str("\n\n");
@@ -69,6 +84,10 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
             }
             Command::Option { name, value } => {
                 let reply = options.apply(&name, &value);
+                if let OptionReply::Error(message) = &reply {
+                    // git prints only that the option is not supported.
+                    eprintln!("git-remote-kalandra: error: {message}");
+                }
                 reply_with(&mut stdout, &format!("{}\n", reply.line())).await?;
             }
             Command::List { for_push } => {
@@ -91,7 +110,7 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
                 .await
                 .context("proxying to upstream")?;
                 match outcome {
-                    proxy::Outcome::Done => return Ok(()),
+                    proxy::Outcome::Done => return Ok(Ending::Done),
                     proxy::Outcome::Fallback => {
                         reply_with(&mut stdout, &format!("{}\n", command::FALLBACK)).await?
                     }
@@ -116,7 +135,7 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
                     .map(|w| ObjectId::from_hex(w.as_bytes()))
                     .collect::<Result<Vec<_>, _>>()?;
                 let progress = progress_for(&options);
-                fetch::fetch(
+                let keep = fetch::fetch(
                     &pair.upstream,
                     &pair.settings,
                     wants,
@@ -125,7 +144,9 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
                 )
                 .await?;
                 progress.finish();
-                reply_with(&mut stdout, "\n").await?;
+                let mut reply = keep.as_deref().map(command::lock_line).unwrap_or_default();
+                reply.push('\n');
+                reply_with(&mut stdout, &reply).await?;
             }
             Command::Push(first) => {
                 let mut specs = vec![first];
@@ -136,7 +157,10 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
                         bail!("expected another push line in the batch, got {line:?}");
                     }
                 }
-                let replies = run_push(&pair, &specs, &options).await;
+                let replies = match run_push(&pair, &specs, &options).await {
+                    Ok(replies) => replies,
+                    Err(missing) => return Ok(Ending::Fatal(missing)),
+                };
                 let mut out = String::new();
                 for (dst, reply) in replies {
                     out.push_str(&reply.line(&dst));
@@ -150,20 +174,31 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// A push whose relay fails as a whole still gets one reply per ref, so
-/// git reports each of them; the cause goes to stderr once.
-async fn run_push(pair: &Pair, specs: &[PushSpec], options: &Options) -> Vec<(String, PushReply)> {
+/// git reports each of them; the cause goes to stderr once. A push DOWN
+/// cannot take at all gets no reply (see [`Ending::Fatal`]).
+///
+/// A helper cannot make git exit 128 after a push batch: git takes an
+/// `error <ref>` reply as a rejected ref and a helper that quits as a failed
+/// push, both exit 1. Quitting keeps git's output closest to its own: the
+/// `fatal:` line, then "failed to push some refs", and no ref lines.
+async fn run_push(
+    pair: &Pair,
+    specs: &[PushSpec],
+    options: &Options,
+) -> Result<Vec<(String, PushReply)>, MissingCapability> {
     let progress = progress_for(options);
     let result = push::push(pair, specs, options, &progress).await;
     progress.finish();
     match result {
-        Ok(replies) => replies,
-        Err(error) => {
+        Ok(replies) => Ok(replies),
+        Err(push::Error::Unsupported(missing)) => Err(missing),
+        Err(push::Error::Relay(error)) => {
             let message = format!("{:#}", anyhow::Error::from(error));
             eprintln!("git-remote-kalandra: error: {message}");
-            specs
+            Ok(specs
                 .iter()
                 .map(|s| (s.dst.clone(), PushReply::Error(message.clone())))
-                .collect()
+                .collect())
         }
     }
 }

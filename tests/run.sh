@@ -11,6 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # (e.g. [sshd]=openssh-server [nginx]=nginx [fcgiwrap]=fcgiwrap); only missing ones are installed.
 declare -A NEEDED=(
   [git]=git
+  [perl]=perl
   [nginx]=nginx
   [fcgiwrap]=fcgiwrap
   [openssl]=openssl

@@ -131,6 +131,13 @@ pub const CAPABILITIES: &[&str] = &[
 /// should use `list`/`fetch` instead.
 pub const FALLBACK: &str = "fallback";
 
+/// The line before the blank one that ends the reply to a `fetch` batch,
+/// naming the `.keep` file that protects the new pack until git has written
+/// the refs; git removes the file then (gitremote-helpers(7), "fetch").
+pub fn lock_line(keep: &std::path::Path) -> String {
+    format!("lock {}\n", keep.display())
+}
+
 /// Why git's own checks would refuse a ref; git prints its usual advice
 /// for each of these exact strings (transport-helper.c).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +157,28 @@ impl Refusal {
             Self::StaleInfo => "stale info",
             Self::AlreadyExists => "already exists",
             Self::NeedsForce => "needs force",
+        }
+    }
+}
+
+/// A capability a push needs from DOWN's receive-pack and DOWN did not
+/// advertise. git's send-pack dies before sending anything then, with these
+/// exact messages (send-pack.c), rather than push without it: receive-pack
+/// would silently apply a non-atomic push or drop the options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MissingCapability {
+    #[error("the receiving end does not support --atomic push")]
+    Atomic,
+    #[error("the receiving end does not support push options")]
+    PushOptions,
+}
+
+impl MissingCapability {
+    /// The capability receive-pack advertises.
+    pub fn capability(self) -> &'static str {
+        match self {
+            Self::Atomic => "atomic",
+            Self::PushOptions => "push-options",
         }
     }
 }
@@ -241,6 +270,19 @@ mod tests {
         assert!(matches!(parse("frobnicate"), Err(Error::Unknown { .. })));
         assert!(matches!(parse("fetch abc"), Err(Error::Malformed { .. })));
         assert!(matches!(parse("push a:"), Err(Error::Malformed { .. })));
+    }
+
+    #[test]
+    fn missing_capabilities_use_send_packs_messages() {
+        assert_eq!(
+            MissingCapability::Atomic.to_string(),
+            "the receiving end does not support --atomic push"
+        );
+        assert_eq!(
+            MissingCapability::PushOptions.to_string(),
+            "the receiving end does not support push options"
+        );
+        assert_eq!(MissingCapability::PushOptions.capability(), "push-options");
     }
 
     #[test]

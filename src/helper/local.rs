@@ -72,6 +72,22 @@ impl LocalRepo {
         )
     }
 
+    /// The object directory (honouring `GIT_OBJECT_DIRECTORY`), absolute.
+    pub async fn object_directory(&self) -> Option<std::path::PathBuf> {
+        match self
+            .git(&[
+                "rev-parse",
+                "--path-format=absolute",
+                "--git-path",
+                "objects",
+            ])
+            .await
+        {
+            Some((0, path)) if !path.is_empty() => Some(path.into()),
+            _ => None,
+        }
+    }
+
     /// The tips of every local ref, as haves for a fetch.
     pub async fn ref_tips(&self) -> Vec<ObjectId> {
         match self.git(&["for-each-ref", "--format=%(objectname)"]).await {

@@ -12,6 +12,7 @@ pub mod options;
 pub mod pair;
 pub mod proxy;
 pub mod push;
+pub mod quote;
 
 use crate::oid::ObjectFormat;
 use crate::relay;
@@ -76,8 +77,12 @@ pub async fn list_upstream(
     })
 }
 
-/// `list for-push`: DOWN's refs, without HEAD, since git would otherwise
-/// send `push :HEAD` for `--mirror` (receive-pack cannot update HEAD).
+/// `list for-push`: DOWN's refs under `refs/`. Not HEAD, since git would
+/// otherwise send `push :HEAD` for `--mirror` (receive-pack cannot update
+/// HEAD); and not the `.have` lines receive-pack advertises for the tips of
+/// an alternate object store (gitprotocol-pack.txt, "Reference
+/// Discovery"): they name objects, not refs, and git refuses the whole push
+/// on them as a "funny refname".
 pub async fn list_downstream(
     downstream: &RepoUrl,
     settings: &TransportSettings,
@@ -88,7 +93,7 @@ pub async fn list_downstream(
         .advertisement()
         .refs
         .iter()
-        .filter(|r| r.name != "HEAD")
+        .filter(|r| r.name.starts_with("refs/"))
         .map(|r| (r.oid.to_string(), r.name.clone()))
         .collect();
     session.close().await;

@@ -1,5 +1,8 @@
 //! `option <name> <value>` commands: the settings git passes to a helper.
 
+use crate::helper::quote;
+use crate::oid::ObjectId;
+
 /// The settings that shape what the helper does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -12,7 +15,7 @@ pub struct Options {
     pub push_options: Vec<String>,
     /// `--force-with-lease`: ref name and the value DOWN must still have
     /// (`None`: the ref must not exist).
-    pub leases: Vec<(String, Option<String>)>,
+    pub leases: Vec<(String, Option<ObjectId>)>,
 }
 
 impl Default for Options {
@@ -68,20 +71,8 @@ impl Options {
             "object-format" => flag(value).map(|v| self.object_format = v),
             "dry-run" => flag(value).map(|v| self.dry_run = v),
             "atomic" => flag(value).map(|v| self.atomic = v),
-            "push-option" => {
-                self.push_options.push(value.to_owned());
-                Ok(())
-            }
-            "cas" => match value.split_once(':') {
-                Some((name, expected)) => {
-                    let expected = Some(expected.to_owned()).filter(|e| !e.is_empty());
-                    self.leases.push((name.to_owned(), expected));
-                    Ok(())
-                }
-                None => Err(OptionReply::Error(format!(
-                    "expected <ref>:<oid> for cas, got {value:?}"
-                ))),
-            },
+            "push-option" => push_option(value).map(|v| self.push_options.push(v)),
+            "cas" => lease(value).map(|l| self.leases.push(l)),
             _ => return OptionReply::Unsupported,
         };
         match result {
@@ -91,13 +82,44 @@ impl Options {
     }
 
     /// The lease on `dst`, if `--force-with-lease` named it.
-    pub fn lease(&self, dst: &str) -> Option<&Option<String>> {
+    pub fn lease(&self, dst: &str) -> Option<&Option<ObjectId>> {
         self.leases
             .iter()
             .rev()
             .find(|(name, _)| name == dst)
             .map(|(_, expected)| expected)
     }
+}
+
+/// A `push-option` value, C-quoted by git when it needs to be. It goes to
+/// DOWN as text, so it must be UTF-8 once unquoted.
+fn push_option(value: &str) -> Result<String, OptionReply> {
+    let bytes = quote::option_value(value)
+        .map_err(|e| OptionReply::Error(format!("invalid push-option: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        OptionReply::Error(format!(
+            "push option {:?} is not UTF-8",
+            String::from_utf8_lossy(e.as_bytes())
+        ))
+    })
+}
+
+/// A `cas` value, `<ref>:<expected oid>`, C-quoted as a whole when it needs
+/// to be. git 2.47 sends the null id for `--force-with-lease=<ref>:` (the
+/// ref must not exist, transport-helper.c `push_refs_with_push`); an empty
+/// expected value means the same to git's own `--force-with-lease` parser.
+fn lease(value: &str) -> Result<(String, Option<ObjectId>), OptionReply> {
+    let malformed = || OptionReply::Error(format!("expected <ref>:<oid> for cas, got {value:?}"));
+    let bytes =
+        quote::option_value(value).map_err(|e| OptionReply::Error(format!("invalid cas: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| malformed())?;
+    let (name, expected) = text.split_once(':').ok_or_else(malformed)?;
+    let expected = match expected {
+        "" => None,
+        hex => Some(ObjectId::from_hex(hex.as_bytes()).map_err(|_| malformed())?)
+            .filter(|oid| !oid.is_null()),
+    };
+    Ok((name.to_owned(), expected))
 }
 
 #[cfg(test)]
@@ -129,10 +151,42 @@ mod tests {
     fn leases_keep_the_expected_value() {
         let mut options = Options::default();
         let oid = "1".repeat(40);
-        options.apply("cas", &format!("refs/heads/main:{oid}"));
-        options.apply("cas", "refs/heads/new:");
-        assert_eq!(options.lease("refs/heads/main"), Some(&Some(oid)));
+        let null = "0".repeat(40);
+        for value in [
+            format!("refs/heads/main:{oid}"),
+            format!("refs/heads/new:{null}"),
+            "refs/heads/empty:".to_owned(),
+            format!(r#""refs/heads/\303\274:{oid}""#),
+        ] {
+            assert_eq!(options.apply("cas", &value), OptionReply::Ok, "{value}");
+        }
+        let oid = ObjectId::from_hex(oid.as_bytes()).expect("valid");
+        assert_eq!(options.lease("refs/heads/main"), Some(&Some(oid.clone())));
         assert_eq!(options.lease("refs/heads/new"), Some(&None));
+        assert_eq!(options.lease("refs/heads/empty"), Some(&None));
+        assert_eq!(options.lease("refs/heads/ü"), Some(&Some(oid)));
         assert_eq!(options.lease("refs/heads/other"), None);
+        for bad in ["refs/heads/x", "refs/heads/x:123", r#""refs/heads/x:\q""#] {
+            assert!(
+                matches!(options.apply("cas", bad), OptionReply::Error(_)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn push_options_are_unquoted() {
+        let mut options = Options::default();
+        // As git 2.47.3 sent `-o 'a "b" ü<TAB>t\z'` and `-o '"q'`.
+        for value in [r#""a \"b\" \303\274\tt\\z""#, r#""\"q""#, "plain"] {
+            assert_eq!(options.apply("push-option", value), OptionReply::Ok);
+        }
+        assert_eq!(options.push_options, ["a \"b\" ü\tt\\z", "\"q", "plain"]);
+        for bad in [r#""\377""#, r#""open"#] {
+            assert!(
+                matches!(options.apply("push-option", bad), OptionReply::Error(_)),
+                "{bad}"
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ancestry::{self, Ancestry, NotAncestor};
 use crate::commit_graph::Limits;
-use crate::helper::command::{PushReply, PushSpec, Refusal};
+use crate::helper::command::{MissingCapability, PushReply, PushSpec, Refusal};
 use crate::helper::local::LocalRepo;
 use crate::helper::options::Options;
 use crate::helper::pair::Pair;
@@ -15,6 +15,17 @@ use crate::plan::RefUpdate;
 use crate::progress::Progress;
 use crate::relay::{self, PushOptions, RefStatus, Relay};
 use crate::session::upload_pack;
+
+/// A push that could not run at all (a ref refused is not an error: it
+/// gets its reply).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Relay(#[from] relay::Error),
+    /// Nothing was pushed: DOWN lacks what the push asked for.
+    #[error(transparent)]
+    Unsupported(#[from] MissingCapability),
+}
 
 /// What was decided for one refspec before anything is pushed.
 enum Decision {
@@ -28,8 +39,24 @@ pub async fn push(
     specs: &[PushSpec],
     options: &Options,
     progress: &Progress,
-) -> Result<Vec<(String, PushReply)>, relay::Error> {
+) -> Result<Vec<(String, PushReply)>, Error> {
     let relay = Relay::connect(&pair.upstream, &pair.downstream, &pair.settings).await?;
+    // As git's send-pack, before anything else and even for --dry-run:
+    // receive-pack would quietly ignore what it did not advertise.
+    let asked = [
+        (options.atomic, MissingCapability::Atomic),
+        (
+            !options.push_options.is_empty(),
+            MissingCapability::PushOptions,
+        ),
+    ];
+    if let Some(&(_, missing)) = asked
+        .iter()
+        .find(|(asked, missing)| *asked && !relay.downstream_supports(missing.capability()))
+    {
+        relay.close().await;
+        return Err(missing.into());
+    }
     let down: BTreeMap<String, ObjectId> = relay.downstream_refs().into_iter().collect();
     let down_has: BTreeSet<ObjectId> = down.values().cloned().collect();
     let local = LocalRepo;
@@ -41,7 +68,7 @@ pub async fn push(
         let old = down.get(&spec.dst).cloned();
         let leased = options.lease(&spec.dst);
         if let Some(expected) = leased {
-            if expected.as_deref() != old.as_ref().map(ObjectId::as_str) {
+            if expected.as_ref() != old.as_ref() {
                 decisions.push(Decision::Reply(PushReply::Refused(Refusal::StaleInfo)));
                 continue;
             }

@@ -31,10 +31,33 @@ pub enum RefResult {
     Rejected(String),
 }
 
+/// The result for one command, named as in the command that was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefStatus {
     pub name: String,
     pub result: RefResult,
+    /// report-status-v2 only: what the server says it really did for an
+    /// `ok` command, when that differs from the command. Empty for a plain
+    /// receive-pack.
+    pub updates: Vec<ReportedUpdate>,
+}
+
+/// One update a server made for a command it answered `ok`, as told by the
+/// `option` lines after that `ok` (gitprotocol-pack.txt,
+/// "report-status-v2"). A proc-receive hook (githooks(5)) sends them, e.g.
+/// for AGit-style `refs/for/<branch>` pushes that update another ref; each
+/// update comes as its own `ok <ref>` line repeating the command's name,
+/// followed by its options (receive-pack.c `report_v2`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportedUpdate {
+    /// `option refname`: the ref really updated (`None`: the command's).
+    pub refname: Option<String>,
+    /// `option old-oid`.
+    pub old: Option<ObjectId>,
+    /// `option new-oid`.
+    pub new: Option<ObjectId>,
+    /// `option forced-update`: not a fast-forward.
+    pub forced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +73,9 @@ pub struct ReportParser {
     refs: Vec<RefStatus>,
     /// The last ref line was "ok", so "option" lines may follow.
     after_ok: bool,
+    /// That "ok" line starts a new update: the first "option" after it
+    /// opens a [`ReportedUpdate`].
+    new_update: bool,
 }
 
 impl ReportParser {
@@ -59,9 +85,9 @@ impl ReportParser {
 
     /// Feed each inner pkt-line payload in order, up to the flush.
     ///
-    /// `option refname <r>` renames the preceding `ok` status to `<r>`, the
-    /// ref that was really updated; so a status may carry a name that was
-    /// not in any command sent. The other options are checked and dropped.
+    /// Statuses keep the name of the command they answer, whatever
+    /// `option refname` says: that is how a caller matches them to what it
+    /// sent. The options become the status's [`ReportedUpdate`]s.
     pub fn push_line(&mut self, payload: &[u8]) -> Result<(), Error> {
         let line = trim_newline(payload);
         let found = || shorten(payload);
@@ -84,11 +110,19 @@ impl ReportParser {
             if name.is_empty() {
                 return Err(Error::Malformed { found: found() });
             }
-            self.refs.push(RefStatus {
-                name: String::from_utf8_lossy(name).into_owned(),
-                result: RefResult::Ok,
-            });
+            let name = String::from_utf8_lossy(name).into_owned();
+            // A second update for the same command repeats its "ok" line
+            // (receive-pack refuses two commands for one ref).
+            let repeated = self.after_ok && self.refs.last().is_some_and(|last| last.name == name);
+            if !repeated {
+                self.refs.push(RefStatus {
+                    name,
+                    result: RefResult::Ok,
+                    updates: Vec::new(),
+                });
+            }
             self.after_ok = true;
+            self.new_update = true;
             return Ok(());
         }
         if let Some(rest) = line.strip_prefix(b"ng ") {
@@ -103,33 +137,44 @@ impl ReportParser {
             self.refs.push(RefStatus {
                 name: String::from_utf8_lossy(name).into_owned(),
                 result: RefResult::Rejected(String::from_utf8_lossy(reason).into_owned()),
+                updates: Vec::new(),
             });
             self.after_ok = false;
             return Ok(());
         }
         if let Some(option) = line.strip_prefix(b"option ") {
-            // report-status-v2 only: a proc-receive hook may report that an
-            // "ok" ref was really stored under another name, or with other
-            // ids (gitprotocol-pack.txt, "report-status-v2").
             let Some(status) = self.refs.last_mut().filter(|_| self.after_ok) else {
                 return Err(Error::OrphanOption { found: found() });
             };
+            if std::mem::take(&mut self.new_update) {
+                status.updates.push(ReportedUpdate::default());
+            }
+            let update = status
+                .updates
+                .last_mut()
+                .expect("because an update was opened after the ok line");
             let (key, value) = match option.iter().position(|&b| b == b' ') {
                 Some(space) => (&option[..space], Some(&option[space + 1..])),
                 None => (option, None),
             };
+            let oid = |hex| {
+                ObjectId::from_hex(hex).map_err(|source| Error::InvalidOid {
+                    found: found(),
+                    source,
+                })
+            };
             match (key, value) {
                 (b"refname", Some(name)) if !name.is_empty() => {
-                    status.name = String::from_utf8_lossy(name).into_owned();
+                    update.refname = Some(String::from_utf8_lossy(name).into_owned());
                 }
-                (b"old-oid" | b"new-oid", Some(hex)) => {
-                    ObjectId::from_hex(hex).map_err(|source| Error::InvalidOid {
-                        found: found(),
-                        source,
-                    })?;
-                }
-                (b"forced-update", None) => {}
-                _ => return Err(Error::Malformed { found: found() }),
+                (b"refname", _) => return Err(Error::Malformed { found: found() }),
+                (b"old-oid", Some(hex)) => update.old = Some(oid(hex)?),
+                (b"new-oid", Some(hex)) => update.new = Some(oid(hex)?),
+                (b"old-oid" | b"new-oid", None) => return Err(Error::Malformed { found: found() }),
+                (b"forced-update", _) => update.forced = true,
+                // git's send-pack skips keys it does not know; a newer
+                // server's extra detail must not fail a push it applied.
+                _ => {}
             }
             return Ok(());
         }
@@ -168,6 +213,22 @@ mod tests {
 0026ng refs/heads/main unpacker error\n\
 0000";
 
+    /// `report-status-v2` (band 1's content) from receive-pack 2.47.3 with
+    /// `receive.procReceiveRefs=refs/for` and a proc-receive hook that took
+    /// `refs/for/main` as two updates, refs/heads/main and a forced
+    /// refs/changes/1, and refused refs/for/other.
+    const PROC_RECEIVE: &[u8] = b"000eunpack ok\n\
+0015ok refs/for/main\n\
+0023option refname refs/heads/main\n\
+003coption new-oid 785be155f46003ce1e61d91d0b155a4cf73a5bde\n\
+0015ok refs/for/main\n\
+0022option refname refs/changes/1\n\
+003coption old-oid 785be155f46003ce1e61d91d0b155a4cf73a5bde\n\
+003coption new-oid 785be155f46003ce1e61d91d0b155a4cf73a5bde\n\
+0019option forced-update\n\
+001fng refs/for/other not here\n\
+0000";
+
     /// `report-status-v2` from a proc-receive hook for refs/for/main that
     /// reports every option, then a normal ref.
     const V2_OPTIONS: &[u8] = b"000eunpack ok\n\
@@ -191,7 +252,12 @@ mod tests {
         RefStatus {
             name: name.into(),
             result: RefResult::Ok,
+            updates: Vec::new(),
         }
+    }
+
+    fn oid(hex: &str) -> Option<ObjectId> {
+        Some(ObjectId::from_hex(hex.as_bytes()).expect("valid"))
     }
 
     #[test]
@@ -219,6 +285,7 @@ mod tests {
             [RefStatus {
                 name: "refs/heads/main".into(),
                 result: RefResult::Rejected("pre-receive hook declined".into()),
+                updates: Vec::new(),
             }]
         );
         let report = parse(data_payloads(BAD_PACK)).expect("valid");
@@ -230,9 +297,78 @@ mod tests {
     }
 
     #[test]
-    fn parses_recorded_v2_options() {
+    fn v2_options_describe_the_command_they_follow() {
         let report = parse(data_payloads(V2_OPTIONS)).expect("valid");
-        assert_eq!(report.refs, [ok("refs/heads/topic"), ok("refs/heads/dev")]);
+        let topic = ReportedUpdate {
+            refname: Some("refs/heads/topic".into()),
+            old: oid(&"0".repeat(40)),
+            new: oid("a46acda9c6bbc9781e9380077fcaf50499e5402d"),
+            forced: true,
+        };
+        assert_eq!(
+            report.refs,
+            [
+                RefStatus {
+                    updates: vec![topic],
+                    ..ok("refs/for/main")
+                },
+                ok("refs/heads/dev")
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_recorded_proc_receive_report() {
+        let report = parse(data_payloads(PROC_RECEIVE)).expect("valid");
+        let new = oid("785be155f46003ce1e61d91d0b155a4cf73a5bde");
+        assert_eq!(
+            report.refs,
+            [
+                RefStatus {
+                    updates: vec![
+                        ReportedUpdate {
+                            refname: Some("refs/heads/main".into()),
+                            old: None,
+                            new: new.clone(),
+                            forced: false,
+                        },
+                        ReportedUpdate {
+                            refname: Some("refs/changes/1".into()),
+                            old: new.clone(),
+                            new,
+                            forced: true,
+                        },
+                    ],
+                    ..ok("refs/for/main")
+                },
+                RefStatus {
+                    name: "refs/for/other".into(),
+                    result: RefResult::Rejected("not here".into()),
+                    updates: Vec::new(),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_v2_options_are_skipped_as_git_does() {
+        let mut parser = ReportParser::new();
+        for line in [
+            &b"unpack ok\n"[..],
+            b"ok refs/for/main\n",
+            b"option colour blue\n",
+            b"option refname refs/heads/main\n",
+        ] {
+            parser.push_line(line).expect("valid");
+        }
+        let report = parser.finish().expect("valid");
+        assert_eq!(
+            report.refs[0].updates,
+            [ReportedUpdate {
+                refname: Some("refs/heads/main".into()),
+                ..ReportedUpdate::default()
+            }]
+        );
     }
 
     #[test]
@@ -264,20 +400,23 @@ mod tests {
             (b"unpack ok\n", "another"),
             (b"ok \n", "\"ok \\n\""),
             (b"option refname refs/heads/x\n", "right after"),
-            (b"option colour blue\n", "option colour blue"),
+            (b"option colour blue\n", "right after"),
             (b"ng \n", "\"ng \\n\""),
         ];
         for (line, expected) in cases {
             let err = unpacked().push_line(line).expect_err("malformed");
             assert!(err.to_string().contains(expected), "{err}");
         }
-        let mut parser = unpacked();
-        parser.push_line(b"ok refs/heads/main\n").expect("valid");
-        let err = parser
-            .push_line(b"option colour blue\n")
-            .expect_err("unknown option");
-        assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
-        assert!(err.to_string().contains("option colour blue"), "{err}");
+        for (line, expected) in [
+            (&b"option refname\n"[..], "option refname"),
+            (b"option new-oid\n", "option new-oid"),
+        ] {
+            let mut parser = unpacked();
+            parser.push_line(b"ok refs/heads/main\n").expect("valid");
+            let err = parser.push_line(line).expect_err("no value");
+            assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
+            assert!(err.to_string().contains(expected), "{err}");
+        }
         // Options after a rejection belong to nothing.
         let mut parser = unpacked();
         parser

@@ -91,6 +91,50 @@ impl Fx {
     fn up_rev(&self, rev: &str) -> String {
         self.w.rev(&self.up, rev)
     }
+
+    /// A bare local repository at `<root>/local.git` holding only branches and tags, all on
+    /// UP's objects but not UP's refs (a branch and a tag deleted, one rewound, one added);
+    /// its refs.
+    fn mirror_source(&self) -> (PathBuf, Refs) {
+        let w = &self.w;
+        let local = self.root().join("local.git");
+        w.git(self.root(), &["init", "-q", "--bare", path_arg(&local)]);
+        w.git(
+            &local,
+            &[
+                "fetch",
+                "-q",
+                path_arg(&self.up),
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+            ],
+        );
+        w.git(&local, &["branch", "-q", "-D", "feature/a"]);
+        w.git(&local, &["tag", "-d", "light"]);
+        w.git(
+            &local,
+            &[
+                "update-ref",
+                "refs/heads/release/1.x",
+                &self.up_rev("v1.0^{commit}"),
+            ],
+        );
+        w.git(
+            &local,
+            &[
+                "update-ref",
+                "refs/heads/extra",
+                &self.up_rev("feature/deep/nested"),
+            ],
+        );
+        let local_refs = w.refs(&local);
+        assert_eq!(
+            branches_and_tags(&local_refs),
+            local_refs,
+            "precondition: only branches and tags locally"
+        );
+        (local, local_refs)
+    }
 }
 
 fn branches_and_tags(refs: &Refs) -> Refs {
@@ -303,6 +347,63 @@ fn fetch_and_pull_follow_upstream_v2() {
 #[test]
 fn fetch_and_pull_follow_upstream_v0() {
     fetch_and_pull_follow_upstream(V0);
+}
+
+/// The `.keep` files the helper named to git (`lock <file>`) in `run`'s
+/// `GIT_TRANSPORT_HELPER_DEBUG` output.
+fn locked_keep_files(run: &GitRun) -> Vec<PathBuf> {
+    run.stderr
+        .lines()
+        .filter_map(|l| l.split_once("Remote helper: <- lock "))
+        .map(|(_, path)| PathBuf::from(path))
+        .collect()
+}
+
+/// The v0 fallback's `fetch` keeps the pack it indexes (`index-pack --keep`) and names the
+/// `.keep` file to git (`lock <file>`), as git's own fetch-pack does, so a concurrent gc cannot
+/// drop the pack before git has written the refs. git removes the file afterwards.
+#[test]
+fn v0_fetch_keeps_its_pack_until_git_has_written_the_refs() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let url = pair_url(&fx.up, &fx.empty);
+    let via = fx.root().join("via");
+    let debug = [("GIT_TRANSPORT_HELPER_DEBUG", "1".into())];
+    let clone = w.try_helper_git_env(
+        fx.root(),
+        &with_proto(V0, &["clone", "-q", &url, path_arg(&via)]),
+        &debug,
+    );
+    clone.assert_ok();
+    let new = w.commit_file(&fx.up, "src/dev.txt", "dev 4\n", "dev 4");
+    let fetch = w.try_helper_git_env(&via, &with_proto(V0, &["fetch", "-q"]), &debug);
+    fetch.assert_ok();
+    assert_eq!(w.refs(&via)["refs/remotes/origin/develop"], new);
+
+    let pack_dir = via.join(".git/objects/pack");
+    for run in [&clone, &fetch] {
+        let locked = locked_keep_files(run);
+        assert_eq!(locked.len(), 1, "one lock per fetch{run}");
+        let keep = &locked[0];
+        assert_eq!(
+            keep.parent(),
+            Some(pack_dir.as_path()),
+            "{}",
+            keep.display()
+        );
+        assert!(
+            keep.with_extension("pack").exists(),
+            "the locked pack is there: {}",
+            keep.display()
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(&pack_dir)
+        .expect("the clone has a pack directory")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "keep"))
+        .collect();
+    assert!(left.is_empty(), "git left .keep files: {left:?}");
+    w.assert_full_fsck(&via);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -580,43 +681,7 @@ fn push_tags() {
 fn push_mirror() {
     let fx = Fx::new();
     let w = &fx.w;
-    // The local repository: only branches and tags, all on UP's objects, then changed.
-    let local = fx.root().join("local.git");
-    w.git(fx.root(), &["init", "-q", "--bare", path_arg(&local)]);
-    w.git(
-        &local,
-        &[
-            "fetch",
-            "-q",
-            path_arg(&fx.up),
-            "+refs/heads/*:refs/heads/*",
-            "+refs/tags/*:refs/tags/*",
-        ],
-    );
-    w.git(&local, &["branch", "-q", "-D", "feature/a"]);
-    w.git(&local, &["tag", "-d", "light"]);
-    w.git(
-        &local,
-        &[
-            "update-ref",
-            "refs/heads/release/1.x",
-            &fx.up_rev("v1.0^{commit}"),
-        ],
-    );
-    w.git(
-        &local,
-        &[
-            "update-ref",
-            "refs/heads/extra",
-            &fx.up_rev("feature/deep/nested"),
-        ],
-    );
-    let local_refs = w.refs(&local);
-    assert_eq!(
-        branches_and_tags(&local_refs),
-        local_refs,
-        "precondition: only branches and tags locally"
-    );
+    let (local, local_refs) = fx.mirror_source();
 
     // DOWN: UP's branches and tags, a ref outside them, HEAD on develop.
     let (down, _) = fx.seeded_down();
@@ -636,6 +701,41 @@ fn push_mirror() {
         Some("refs/heads/develop"),
         "DOWN's HEAD is untouched"
     );
+}
+
+/// A DOWN that borrows objects from another repository (`objects/info/alternates`, as forges
+/// do for forks) advertises that repository's tips as `.have` lines. They are not refs: git
+/// refuses a whole push on them (`.have (funny refname)`), so `list for-push` leaves them out.
+#[test]
+fn push_mirror_to_a_downstream_with_alternates() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let (local, local_refs) = fx.mirror_source();
+    let (down, _) = fx.seeded_down();
+    let up_objects = w.git(
+        &fx.up,
+        &[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            "objects",
+        ],
+    );
+    w.write(
+        &down,
+        "objects/info/alternates",
+        format!("{up_objects}\n").as_bytes(),
+    );
+    let advertised = w.git(&down, &["receive-pack", "--advertise-refs", "."]);
+    assert!(
+        advertised.contains(" .have"),
+        "precondition: DOWN advertises .have lines: {advertised}"
+    );
+    let url = pair_url(&fx.up, &down);
+
+    let run = push(w, &local, &["--mirror", &url]);
+    run.assert_ok();
+    assert_down(w, &down, &local_refs, "DOWN with alternates after --mirror");
 }
 
 /// An `update` hook declining `refs/heads/frozen`.
@@ -679,6 +779,75 @@ fn atomic_push_refused_by_a_hook_changes_nothing() {
             &[("refs/heads/brand-new", Some(&fx.up_rev("develop")))],
         ),
         "DOWN after the same push, not atomic",
+    );
+}
+
+/// `--atomic` and `-o` against a DOWN that does not advertise `atomic` / `push-options`: git's
+/// send-pack dies before sending anything (receive-pack would quietly push non-atomically or
+/// drop the options). Through the helper the push fails with the same message, DOWN untouched.
+#[test]
+fn push_needing_a_capability_downstream_lacks_fails_as_git_does() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, before) = fx.seeded_down();
+    w.git(&down, &["config", "receive.advertiseAtomic", "false"]);
+    let seen = fx.root().join("push-options.txt");
+    record_push_options(w, &down, &seen);
+    w.git(&down, &["config", "receive.advertisePushOptions", "false"]);
+    let url = pair_url(&fx.up, &down);
+    let specs = [
+        "origin/develop:refs/heads/brand-new",
+        "+origin/feature/a:refs/heads/main",
+    ];
+    let atomic = "the receiving end does not support --atomic push";
+    let options = "the receiving end does not support push options";
+    let cases: [(&[&str], &str); 4] = [
+        (&["--atomic"], atomic),
+        (&["--atomic", "--dry-run"], atomic),
+        (&["-o", "x"], options),
+        (&["--atomic", "-o", "x"], atomic),
+    ];
+    for (flags, message) in cases {
+        let fatal = format!("fatal: {message}");
+        let mut direct = vec!["push"];
+        direct.extend(flags);
+        direct.push(path_arg(&down));
+        direct.extend(specs);
+        let direct = w.try_helper_git(&local, &direct);
+        direct.assert_failed().assert_stderr_has(&[&fatal]);
+
+        let mut args = flags.to_vec();
+        args.push(&url);
+        args.extend(specs);
+        let run = push(w, &local, &args);
+        run.assert_failed().assert_stderr_has(&[&fatal]);
+        assert!(!run.stderr.contains("->"), "a ref was reported{run}");
+        assert_down(w, &down, &before, &format!("DOWN after push {flags:?}"));
+        assert!(!seen.exists(), "DOWN's pre-receive hook ran for {flags:?}");
+    }
+
+    // Once DOWN advertises them, the same push goes through.
+    w.git(&down, &["config", "receive.advertiseAtomic", "true"]);
+    w.git(&down, &["config", "receive.advertisePushOptions", "true"]);
+    let mut args = vec!["--atomic", "-o", "x", url.as_str()];
+    args.extend(specs);
+    push(w, &local, &args).assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(&seen).expect("the pre-receive hook ran"),
+        "count=1\n0=x\n"
+    );
+    assert_down(
+        w,
+        &down,
+        &with_changes(
+            &before,
+            &[
+                ("refs/heads/brand-new", Some(&fx.up_rev("develop"))),
+                ("refs/heads/main", Some(&fx.up_rev("feature/a"))),
+            ],
+        ),
+        "DOWN after the push it advertises everything for",
     );
 }
 
@@ -745,6 +914,50 @@ fn force_with_lease() {
     run.assert_failed()
         .assert_stderr_has(&["[rejected]", "stale info"]);
     assert_down(w, &down, &after, "DOWN after a push with a stale lease");
+
+    // `--force-with-lease=<ref>:` leases on the ref not existing (git sends the helper
+    // `cas <ref>:<null oid>`): it is created when absent, refused as stale once it exists.
+    let absent = "--force-with-lease=refs/heads/leased:";
+    push(w, &local, &[absent, &url, "origin/main:refs/heads/leased"]).assert_ok();
+    let after = with_changes(&after, &[("refs/heads/leased", Some(&main))]);
+    assert_down(w, &down, &after, "DOWN after a lease on an absent ref");
+    let run = push(
+        w,
+        &local,
+        &[absent, &url, "origin/feature/a:refs/heads/leased"],
+    );
+    run.assert_failed()
+        .assert_stderr_has(&["[rejected]", "stale info"]);
+    assert_down(
+        w,
+        &down,
+        &after,
+        "DOWN after a lease on an absent ref that exists",
+    );
+}
+
+/// A `pre-receive` hook that writes the push options it got to `@SEEN@`: their count, then
+/// each one byte for byte.
+const RECORD_PUSH_OPTIONS: &str = r#"#!/bin/sh
+cat >/dev/null
+exec >'@SEEN@'
+printf 'count=%s\n' "${GIT_PUSH_OPTION_COUNT-unset}"
+i=0
+while [ "$i" -lt "${GIT_PUSH_OPTION_COUNT-0}" ]; do
+  eval "value=\$GIT_PUSH_OPTION_$i"
+  printf '%s=%s\n' "$i" "$value"
+  i=$((i + 1))
+done
+"#;
+
+/// DOWN advertises push options and records the ones it gets in `seen`.
+fn record_push_options(w: &World, down: &Path, seen: &Path) {
+    w.git(down, &["config", "receive.advertisePushOptions", "true"]);
+    w.install_hook(
+        down,
+        "pre-receive",
+        &RECORD_PUSH_OPTIONS.replace("@SEEN@", path_arg(seen)),
+    );
 }
 
 #[test]
@@ -753,20 +966,12 @@ fn push_options_reach_downstream_hooks() {
     let w = &fx.w;
     let local = fx.local();
     let (down, before) = fx.seeded_down();
-    w.git(&down, &["config", "receive.advertisePushOptions", "true"]);
     let seen = fx.root().join("push-options.txt");
-    w.install_hook(
-        &down,
-        "pre-receive",
-        &format!(
-            "#!/bin/sh\ncat >/dev/null\n{{\n  echo \"count=${{GIT_PUSH_OPTION_COUNT-unset}}\"\n  \
-             echo \"0=${{GIT_PUSH_OPTION_0-unset}}\"\n  echo \"1=${{GIT_PUSH_OPTION_1-unset}}\"\n\
-             }} >'{}'\n",
-            path_arg(&seen)
-        ),
-    );
+    record_push_options(w, &down, &seen);
     let url = pair_url(&fx.up, &down);
 
+    // git C-quotes the last two on their way to the helper.
+    let odd = "a \"b\" ü\tt\\z";
     push(
         w,
         &local,
@@ -774,7 +979,11 @@ fn push_options_reach_downstream_hooks() {
             "-o",
             "foo",
             "-o",
-            "bar",
+            "with space",
+            "-o",
+            odd,
+            "-o",
+            "\"q",
             &url,
             "origin/main:refs/heads/opts",
         ],
@@ -782,7 +991,7 @@ fn push_options_reach_downstream_hooks() {
     .assert_ok();
     assert_eq!(
         std::fs::read_to_string(&seen).expect("the pre-receive hook ran"),
-        "count=2\n0=foo\n1=bar\n"
+        format!("count=4\n0=foo\n1=with space\n2={odd}\n3=\"q\n")
     );
     assert_down(
         w,
@@ -790,6 +999,90 @@ fn push_options_reach_downstream_hooks() {
         &with_changes(&before, &[("refs/heads/opts", Some(&fx.up_rev("main")))]),
         "DOWN after a push with options",
     );
+}
+
+/// A `proc-receive` hook (githooks(5)) in perl, the way AGit-style servers take
+/// `refs/for/<branch>`: it stores a push to `refs/for/main` as `refs/heads/main` (with
+/// `git update-ref`) and says so with `option refname` (report-status-v2); it refuses the
+/// other `refs/for/*` refs.
+const PROC_RECEIVE: &str = r#"#!/usr/bin/perl
+use strict;
+use warnings;
+binmode STDIN;
+binmode STDOUT;
+$| = 1;
+
+sub read_pkt {
+    read(STDIN, my $len, 4) == 4 or die "proc-receive: unexpected end of input\n";
+    return undef if $len eq "0000";
+    my $size = hex($len) - 4;
+    read(STDIN, my $data, $size) == $size or die "proc-receive: short pkt-line\n";
+    $data =~ s/\n\z//;
+    return $data;
+}
+
+sub write_pkt {
+    my $line = shift . "\n";
+    printf "%04x%s", length($line) + 4, $line;
+}
+
+1 while defined read_pkt();    # version=1 and its features
+write_pkt("version=1");
+print "0000";
+my @commands;
+while (defined(my $line = read_pkt())) {
+    push @commands, [split / /, $line];
+}
+for my $command (@commands) {
+    my ($old, $new, $ref) = @$command;
+    if ($ref ne "refs/for/main") {
+        write_pkt("ng $ref only refs/for/main is reviewed here");
+        next;
+    }
+    my $current = `git rev-parse -q --verify refs/heads/main`;
+    chomp $current;
+    system("git", "update-ref", "refs/heads/main", $new) == 0
+        or die "proc-receive: git update-ref failed\n";
+    write_pkt("ok $ref");
+    write_pkt("option refname refs/heads/main");
+    write_pkt("option old-oid $current") if $current;
+    write_pkt("option new-oid $new");
+}
+print "0000";
+"#;
+
+/// A DOWN whose proc-receive hook stores `refs/for/main` as `refs/heads/main`: its report
+/// names the pushed ref (`ok refs/for/main`) and the ref it really updated in an option line.
+/// The push is reported ok, as git reports it, and DOWN's main moves.
+#[test]
+fn push_to_a_proc_receive_ref_is_reported_ok() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, _) = fx.seeded_down();
+    w.git(
+        &down,
+        &["update-ref", "refs/heads/main", &fx.up_rev("main~1")],
+    );
+    w.git(&down, &["config", "receive.procReceiveRefs", "refs/for"]);
+    w.install_hook(&down, "proc-receive", PROC_RECEIVE);
+    let before = w.refs(&down);
+    let url = pair_url(&fx.up, &down);
+
+    let run = push(w, &local, &[&url, "origin/main:refs/for/main"]);
+    run.assert_ok();
+    assert!(
+        !run.stderr.contains("did not report"),
+        "the report was not matched to the command{run}"
+    );
+    let after = with_changes(&before, &[("refs/heads/main", Some(&fx.up_rev("main")))]);
+    assert_down(w, &down, &after, "DOWN after a push to refs/for/main");
+
+    // The hook's refusal of another refs/for/ ref is the ref's error, as with plain git.
+    let run = push(w, &local, &[&url, "origin/develop:refs/for/develop"]);
+    run.assert_failed()
+        .assert_stderr_has(&["[remote rejected]", "only refs/for/main is reviewed here"]);
+    assert_down(w, &down, &after, "DOWN after a refused refs/for/ push");
 }
 
 #[test]
