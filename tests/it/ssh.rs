@@ -877,8 +877,11 @@ fn recording_ssh_wrapper(s: &SshWorld, log: &Path) -> PathBuf {
     write_script(
         &wrapper,
         &format!(
+            // Both sides connect at once: each record goes out in one write, so that two
+            // wrappers appending to the log cannot interleave their lines.
             "#!/bin/sh\n\
-             {{ echo '--- call'; for a in \"$@\"; do printf '%s\\n' \"$a\"; done; }} >> '{log}'\n\
+             record=$(printf '%s\\n' '--- call' \"$@\")\n\
+             printf '%s\\n' \"$record\" >> '{log}'\n\
              exec {ssh} \"$@\"\n",
             log = log.display(),
             ssh = plain_ssh_command(s, &known_hosts),
