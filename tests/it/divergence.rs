@@ -428,3 +428,76 @@ fn without_filter_ff_only_decides_what_it_can_and_refuses_the_rest_as_undecidabl
     assert_refs_eq(&w.refs(&down), &expected, "the mirror follows upstream");
     w.assert_fsck(&down);
 }
+
+/// Over smart HTTP, where each request is its own POST: the acknowledgments round, the
+/// `ready` pack and the follow-up requests all go through http-backend.
+#[test]
+fn over_smart_http_ff_only_decides_exactly() {
+    let Fx { w, up, down } = mirrored();
+    let mirror_commit = commit_on_mirror(&w, &down, "develop");
+    w.git(&up, &["branch", "-f", "main", "main~1"]);
+    w.checkout(&up, "feature/b", None);
+    w.commit_file(&up, "b.txt", "b over http\n", "b over http");
+    w.checkout(&up, "develop", None);
+    let server = crate::nginx::Nginx::start(&w);
+    let (up_url, down_url) = (
+        server.url("v2", "mirror/upstream"),
+        server.url("v2", "mirror/empty.git"),
+    );
+
+    let run = json(&w, "sync", &up_url, &down_url, &["--divergence=ff-only"]);
+    run.assert_code(3);
+    let refs = kinds(&run);
+    for (name, kind, status) in [
+        ("refs/heads/develop", "forced", "rejected"),
+        ("refs/heads/main", "forced", "rejected"),
+        ("refs/heads/feature/b", "fast-forward", "ok"),
+    ] {
+        assert_eq!(refs[name].0.as_deref(), Some(kind), "{name}{run}");
+        assert_eq!(refs[name].1, status, "{name}{run}");
+    }
+    let after = w.refs(&down);
+    assert_eq!(after["refs/heads/develop"], mirror_commit);
+    assert_eq!(after["refs/heads/feature/b"], w.rev(&up, "feature/b"));
+    w.assert_fsck(&down);
+}
+
+/// The library's ancestry check: a commits-only pack over the cap is refused with a clear
+/// reason (not held), and the upstream session stays usable for the next question.
+#[tokio::test]
+async fn an_oversized_commits_pack_is_undecidable_and_the_session_goes_on() {
+    use kalandra::ancestry::{self, Ancestry, Query};
+    use kalandra::commit_graph::Limits;
+    use kalandra::oid::ObjectId;
+
+    let Fx { w, up, .. } = mirrored();
+    let oid = |rev: &str| ObjectId::from_hex(w.rev(&up, rev).as_bytes()).expect("hex");
+    let url = kalandra::url::RepoUrl::parse(path_arg(&up)).expect("a path");
+    let settings = kalandra::transport::TransportSettings::from_env();
+    let mut session = kalandra::relay::connect_upstream(&url, &settings)
+        .await
+        .expect("upstream answers");
+    let far = Query {
+        old: oid("main~3"),
+        new: oid("main"),
+    };
+    let tiny = Limits {
+        max_pack_bytes: 64,
+        max_object_bytes: 1 << 20,
+    };
+    let answers = ancestry::check(&mut session, &[far.clone()], tiny)
+        .await
+        .expect("the session works");
+    match &answers[..] {
+        [Ancestry::Undecidable(reason)] => assert!(
+            reason.contains("larger than 64 bytes"),
+            "the reason names the cap: {reason}"
+        ),
+        other => panic!("expected undecidable past the cap, got {other:?}"),
+    }
+    let answers = ancestry::check(&mut session, &[far], Limits::default())
+        .await
+        .expect("the same session answers again");
+    assert_eq!(answers, vec![Ancestry::Ancestor]);
+    session.close().await;
+}
