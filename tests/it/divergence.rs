@@ -485,7 +485,7 @@ async fn an_oversized_commits_pack_is_undecidable_and_the_session_goes_on() {
         max_pack_bytes: 64,
         max_object_bytes: 1 << 20,
     };
-    let answers = ancestry::check(&mut session, &[far.clone()], tiny)
+    let answers = ancestry::check(&mut session, std::slice::from_ref(&far), tiny)
         .await
         .expect("the session works");
     match &answers[..] {
