@@ -10,6 +10,7 @@ use kalandra::plan;
 use kalandra::plan::{Divergence, PlanOptions, Scope, UpdateKind};
 use kalandra::progress::{human_bytes, Progress};
 use kalandra::relay::{self, Outcome, PushOptions, RefOutcome, RefStatus, SyncOptions, SyncReport};
+use kalandra::terminal::escape;
 use kalandra::transport::TransportSettings;
 use kalandra::url::RepoUrl;
 
@@ -22,6 +23,8 @@ mod exit {
     pub const CONNECTION: u8 = 4;
     pub const REFUSED: u8 = 5;
     pub const NOTHING_LANDED: u8 = 6;
+    pub const UNKNOWN: u8 = 7;
+    pub const VERIFY: u8 = 8;
 }
 
 /// `--divergence` values, as clap sees them.
@@ -102,6 +105,10 @@ struct SyncArgs {
     /// applied on its own, so one refused ref does not block the others.
     #[arg(long)]
     atomic: bool,
+    /// Do not re-read downstream's refs after the push to check that they
+    /// are what downstream reported.
+    #[arg(long)]
+    no_verify: bool,
     /// Apply each ref on its own (the default; kept for older scripts).
     #[arg(long, hide = true, conflicts_with = "atomic")]
     no_atomic: bool,
@@ -148,6 +155,7 @@ fn main() -> ExitCode {
                 Outcome::Complete => exit::OK,
                 Outcome::Partial => exit::REJECTED,
                 Outcome::NothingLanded => exit::NOTHING_LANDED,
+                Outcome::Unknown => exit::UNKNOWN,
             };
             if args.json {
                 print_json(&report, None);
@@ -176,7 +184,9 @@ fn main() -> ExitCode {
                     "bytes_relayed": 0,
                     "elapsed_ms": started.elapsed().as_millis() as u64,
                     "downstream_messages": [],
+                    "skipped_refs": [],
                     "outcome": null,
+                    "error_kind": error_kind(code),
                     "error": message,
                 });
                 println!("{value}");
@@ -206,6 +216,7 @@ async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
             push_options: Vec::new(),
         },
         dry_run,
+        no_verify: args.no_verify,
         transport: transport_settings(args),
     };
     let progress = if show_progress {
@@ -240,9 +251,21 @@ fn exit_code(failure: &anyhow::Error) -> u8 {
     }
     match failure.downcast_ref::<relay::Error>() {
         Some(relay::Error::Refused(error)) => plan_code(error),
+        Some(relay::Error::Verify { .. }) => exit::VERIFY,
         Some(relay::Error::Unsupported { .. }) => exit::REFUSED,
         Some(_) => exit::CONNECTION,
         None => exit::OTHER,
+    }
+}
+
+/// The JSON `error_kind` of a failed run, one per exit code.
+fn error_kind(code: u8) -> &'static str {
+    match code {
+        exit::USAGE => "usage",
+        exit::CONNECTION => "connection",
+        exit::REFUSED => "refused",
+        exit::VERIFY => "verify-mismatch",
+        _ => "other",
     }
 }
 
@@ -258,9 +281,10 @@ fn print_json(report: &SyncReport, error: Option<&str>) {
     if let Some(object) = value.as_object_mut() {
         object.insert(
             "ok".into(),
-            serde_json::Value::Bool(report.result.rejected() == 0),
+            serde_json::Value::Bool(report.result.outcome() == Outcome::Complete),
         );
         object.insert("outcome".into(), serde_json::json!(report.result.outcome()));
+        object.insert("error_kind".into(), serde_json::Value::Null);
         object.insert("error".into(), serde_json::json!(error));
     }
     println!("{value}");
@@ -272,13 +296,17 @@ fn print_human(report: &SyncReport) {
         println!("Everything up to date ({} ms)", report.elapsed_ms);
         return;
     }
-    let width = refs.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let width = refs
+        .iter()
+        .map(|r| escape(&r.name).chars().count())
+        .max()
+        .unwrap_or(0);
     for outcome in refs {
         println!("{}", ref_line(outcome, width, report.dry_run));
     }
     if report.result.rejected() > 0 {
         for message in &report.result.downstream_messages {
-            eprintln!("downstream: {message}");
+            eprintln!("downstream: {}", escape(message));
         }
     }
     let result = &report.result;
@@ -290,6 +318,7 @@ fn print_human(report: &SyncReport) {
         .count();
     let rejected = result.rejected();
     let kept = result.count(RefStatus::Kept);
+    let unknown = result.count(RefStatus::Unknown);
     let mut extra = String::new();
     if forced > 0 {
         extra.push_str(&format!(" ({forced} forced)"));
@@ -299,6 +328,11 @@ fn print_human(report: &SyncReport) {
     }
     if rejected > 0 {
         extra.push_str(&format!(", {rejected} rejected"));
+    }
+    if unknown > 0 {
+        extra.push_str(&format!(
+            ", {unknown} unknown (downstream's report was lost)"
+        ));
     }
     if report.dry_run {
         let planned = result.count(RefStatus::Planned);
@@ -338,6 +372,7 @@ fn ref_line(outcome: &RefOutcome, width: usize, dry_run: bool) -> String {
     let verb = match (&outcome.status, outcome.action, dry_run) {
         (RefStatus::Rejected, _, _) => "rejected",
         (RefStatus::Kept, _, _) => "kept",
+        (RefStatus::Unknown, _, _) => "unknown",
         (_, Action::Create, false) => "created",
         (_, Action::Update, false) => "updated",
         (_, Action::Delete, false) => "deleted",
@@ -345,14 +380,16 @@ fn ref_line(outcome: &RefOutcome, width: usize, dry_run: bool) -> String {
         (_, Action::Update, true) => "update",
         (_, Action::Delete, true) => "delete",
     };
-    let mut line = format!("{verb:<9}{:<width$}  {change}", outcome.name);
+    let name = escape(&outcome.name);
+    let mut line = format!("{verb:<9}{name:<width$}  {change}");
     let kind = match outcome.kind {
         Some(UpdateKind::Forced) if outcome.status != RefStatus::Rejected => Some("forced"),
         Some(UpdateKind::TagMoved) => Some("tag moved"),
         Some(UpdateKind::Undecidable) if outcome.reason.is_none() => Some("undecidable"),
         _ => None,
     };
-    match (kind, &outcome.reason) {
+    let reason = outcome.reason.as_deref().map(escape);
+    match (kind, reason) {
         (Some(kind), Some(reason)) => line.push_str(&format!("  ({kind}; {reason})")),
         (Some(kind), None) => line.push_str(&format!("  ({kind})")),
         (None, Some(reason)) => line.push_str(&format!("  ({reason})")),
@@ -374,6 +411,7 @@ fn init_logging(args: &SyncArgs) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

@@ -36,6 +36,7 @@ pub mod plan;
 pub mod progress;
 pub mod relay;
 pub mod session;
+pub mod terminal;
 pub mod transport;
 pub mod url;
 pub mod wire;

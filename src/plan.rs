@@ -175,6 +175,56 @@ impl RefUpdate {
     }
 }
 
+/// The longest ref name Kalandra pushes. A command line
+/// (`<old> <new> <name>\0<capabilities>`) must fit in one pkt-line of 65516
+/// bytes, with two sha256 ids and the capabilities beside the name.
+pub const MAX_REF_NAME_LEN: usize = 64_000;
+
+/// A ref left out of the plan because its name is not one git accepts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedRef {
+    pub name: String,
+    /// `upstream` or `downstream`: whose advertisement listed it.
+    pub side: &'static str,
+    pub reason: String,
+}
+
+/// Splits `refs` into those with valid names (git's `check-ref-format`
+/// rules, through gix-validate, and [`MAX_REF_NAME_LEN`]) and, among the
+/// rest, those in scope, which are reported as skipped. A server can list
+/// names that receive-pack refuses (`refs/heads/../x`, `x.lock`, control
+/// characters); pushing one would fail it, and under `--atomic` every ref.
+pub fn valid_refs(
+    refs: &[(String, ObjectId)],
+    side: &'static str,
+    scope: &Scope,
+) -> (Vec<(String, ObjectId)>, Vec<SkippedRef>) {
+    let mut valid = Vec::with_capacity(refs.len());
+    let mut skipped = Vec::new();
+    for (name, oid) in refs {
+        let problem = if name.len() > MAX_REF_NAME_LEN {
+            Some(format!(
+                "the name is {} bytes long, more than the {MAX_REF_NAME_LEN} a push can carry",
+                name.len()
+            ))
+        } else {
+            gix_validate::reference::name(name.as_bytes().into())
+                .err()
+                .map(|e| e.to_string())
+        };
+        match problem {
+            None => valid.push((name.clone(), oid.clone())),
+            Some(reason) if scope.contains(name) => skipped.push(SkippedRef {
+                name: name.clone(),
+                side,
+                reason,
+            }),
+            Some(_) => {}
+        }
+    }
+    (valid, skipped)
+}
+
 /// How an update is related to what downstream had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -263,6 +313,26 @@ pub fn judge(
         }
         _ => Verdict::Push,
     }
+}
+
+/// Splits off the deletes that free a name a create needs: deleting
+/// `refs/heads/a` before creating `refs/heads/a/b`, or `refs/heads/a/b`
+/// before `refs/heads/a` (git stores refs as paths, so both cannot exist).
+/// Returns `(those deletes, everything else)`, each in the original order.
+pub fn split_freeing_deletes(updates: &[RefUpdate]) -> (Vec<RefUpdate>, Vec<RefUpdate>) {
+    let creates: Vec<&str> = updates
+        .iter()
+        .filter(|u| u.action() == Action::Create)
+        .map(|u| u.name.as_str())
+        .collect();
+    let nested =
+        |a: &str, b: &str| a.len() > b.len() && a.starts_with(b) && a.as_bytes()[b.len()] == b'/';
+    updates.iter().cloned().partition(|u| {
+        u.action() == Action::Delete
+            && creates
+                .iter()
+                .any(|c| nested(c, &u.name) || nested(&u.name, c))
+    })
 }
 
 /// Knobs for [`plan`].
@@ -537,6 +607,71 @@ mod tests {
             judge(&created, None, None, Divergence::Force, true),
             Verdict::Push
         );
+    }
+
+    #[test]
+    fn invalid_ref_names_in_scope_are_skipped_with_a_reason() {
+        let long = format!("refs/heads/{}", "x".repeat(MAX_REF_NAME_LEN));
+        let refs = refs(&[
+            ("refs/heads/ok", '1'),
+            ("refs/heads/../../x", '2'),
+            ("refs/heads/foo.lock", '3'),
+            ("refs/heads/a\nb", '4'),
+            ("refs/heads/sp ace", '5'),
+            (&long, '6'),
+            ("refs/other/bad..name", '7'),
+        ]);
+        let (valid, skipped) = valid_refs(&refs, "upstream", &Scope::default());
+        assert_eq!(valid, refs[..1].to_vec());
+        let names: Vec<&str> = skipped.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "refs/heads/../../x",
+                "refs/heads/foo.lock",
+                "refs/heads/a\nb",
+                "refs/heads/sp ace",
+                long.as_str()
+            ],
+            "out-of-scope names are dropped silently"
+        );
+        assert!(skipped
+            .iter()
+            .all(|s| s.side == "upstream" && !s.reason.is_empty()));
+        assert!(skipped[4].reason.contains("bytes long"));
+    }
+
+    #[test]
+    fn deletes_that_free_a_path_for_a_create_go_first() {
+        let update = |name: &str, old: Option<char>, new: Option<char>| RefUpdate {
+            name: name.into(),
+            old: old.map(oid),
+            new: new.map(oid),
+        };
+        let updates = vec![
+            update("refs/heads/a/b", None, Some('1')),
+            update("refs/heads/x", None, Some('2')),
+            update("refs/heads/a", Some('3'), None),
+            update("refs/heads/c/d", Some('4'), None),
+            update("refs/heads/c", None, Some('5')),
+            update("refs/heads/ab", Some('6'), None),
+            update("refs/heads/y", Some('7'), Some('8')),
+        ];
+        let (first, rest) = split_freeing_deletes(&updates);
+        let names = |v: &[RefUpdate]| v.iter().map(|u| u.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&first), vec!["refs/heads/a", "refs/heads/c/d"]);
+        assert_eq!(
+            names(&rest),
+            vec![
+                "refs/heads/a/b",
+                "refs/heads/x",
+                "refs/heads/c",
+                "refs/heads/ab",
+                "refs/heads/y"
+            ]
+        );
+        let (first, rest) = split_freeing_deletes(&updates[1..2]);
+        assert!(first.is_empty() && rest.len() == 1);
     }
 
     #[test]

@@ -67,12 +67,18 @@ impl Progress {
         let text = String::from_utf8_lossy(text);
         let mut last = None;
         for piece in text.split(['\r', '\n']).filter(|p| !p.trim().is_empty()) {
-            tracing::debug!(target: "kalandra::server", "{}: {}", side.name(), piece.trim_end());
+            tracing::debug!(
+                target: "kalandra::server",
+                "{}: {}",
+                side.name(),
+                crate::terminal::escape(piece.trim_end())
+            );
             last = Some(piece);
         }
         if let Some(piece) = last {
             let mut state = self.lock();
-            state.last_message = format!("{}: {}", side.name(), piece.trim());
+            state.last_message =
+                format!("{}: {}", side.name(), crate::terminal::escape(piece.trim()));
             self.redraw(&mut state, false);
         }
     }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::ancestry::{self, Ancestry, NotAncestor};
 use crate::commit_graph::Limits;
 use crate::oid::{ObjectFormat, ObjectId};
-use crate::plan::{self, Action, PlanOptions, RefUpdate, UpdateKind, Verdict};
+use crate::plan::{self, Action, PlanOptions, RefUpdate, SkippedRef, UpdateKind, Verdict};
 use crate::progress::{Progress, Side};
 use crate::session::pack_stream::PackStream;
 use crate::session::receive_pack::{self, PackWriter, PushArgs, ReceivePack};
@@ -48,14 +48,34 @@ pub enum Error {
     Aborted(#[source] Box<Error>),
     #[error("upstream sent {found:?} where a pack (\"PACK\", version 2 or 3) should start")]
     NotAPack { found: String },
-    #[error("downstream {repo} could not store the pack: {message}")]
-    Unpack { repo: String, message: String },
+    #[error(
+        "downstream {repo} could not store the pack: {message}{}",
+        said_suffix(said)
+    )]
+    Unpack {
+        repo: String,
+        message: String,
+        /// What downstream printed last (index-pack's own reason).
+        said: Vec<String>,
+    },
+    #[error("downstream {repo} reported success, but a fresh look at its refs disagrees: {}", mismatches.join("; "))]
+    Verify {
+        repo: String,
+        mismatches: Vec<String>,
+    },
     #[error("downstream {repo} does not support {what} (it does not advertise `{capability}`); nothing was pushed")]
     Unsupported {
         repo: String,
         what: &'static str,
         capability: &'static str,
     },
+}
+
+fn said_suffix(said: &[String]) -> String {
+    match said {
+        [] => String::new(),
+        lines => format!(" (downstream said: {})", lines.join(" / ")),
+    }
 }
 
 /// How a ref ended up.
@@ -67,6 +87,9 @@ pub enum RefStatus {
     Planned,
     /// Left as downstream has it (`--divergence=keep`).
     Kept,
+    /// The whole pack was handed over but downstream's report never came:
+    /// the ref may or may not have moved.
+    Unknown,
 }
 
 /// One ref's line in a result.
@@ -131,6 +154,9 @@ pub enum Outcome {
     Partial,
     /// Downstream was asked to update refs and none of them landed.
     NothingLanded,
+    /// Some refs may or may not have moved: downstream took the whole
+    /// pack, then its report was lost.
+    Unknown,
 }
 
 impl PushResult {
@@ -143,7 +169,9 @@ impl PushResult {
     }
 
     pub fn outcome(&self) -> Outcome {
-        if self.rejected() == 0 {
+        if self.count(RefStatus::Unknown) > 0 {
+            Outcome::Unknown
+        } else if self.rejected() == 0 {
             Outcome::Complete
         } else if self.pushed > 0 && self.count(RefStatus::Ok) == 0 {
             Outcome::NothingLanded
@@ -417,9 +445,7 @@ impl Relay {
             writer.finish().await?;
             let outcome = reader.read_report(progress).await;
             upstream.close().await;
-            let outcome = outcome?;
-            return finish(&down_name, updates, None, bytes_relayed, outcome)
-                .map(|r| r.with_pushed(updates.len()));
+            return settle(&down_name, updates, None, bytes_relayed, outcome);
         }
 
         let fetch_args = FetchArgs {
@@ -442,18 +468,93 @@ impl Relay {
         match pumped {
             Ok(stats) => {
                 upstream.close().await;
-                finish(&down_name, updates, Some(stats), stats.bytes, outcome?)
-                    .map(|r| r.with_pushed(updates.len()))
+                settle(&down_name, updates, Some(stats), stats.bytes, outcome)
             }
             Err(error) => {
-                // Downstream's side of the story, when it has one, is only
-                // context: the pump's error is the cause.
-                if let Ok(outcome) = &outcome {
-                    tracing::debug!(?outcome.report, "downstream report after the aborted transfer");
+                // A write to downstream fails because downstream stopped
+                // reading, and it usually said why: an unpack error in its
+                // report ("pack exceeds maximum allowed size" on its
+                // progress band), a fatal line, or its stderr. That is the
+                // cause; "Broken pipe" is only the symptom. When upstream
+                // failed, the pump's error is the cause.
+                let downstream_write =
+                    matches!(error, Error::Downstream(receive_pack::Error::Write { .. }));
+                match outcome {
+                    Ok(outcome) => {
+                        if let (true, Err(message)) = (downstream_write, &outcome.report.unpack) {
+                            return Err(unpack_error(&down_name, message, &outcome.messages));
+                        }
+                        tracing::debug!(?outcome.report, "downstream report after the aborted transfer");
+                        Err(Error::Aborted(Box::new(error)))
+                    }
+                    Err(said) if downstream_write => {
+                        Err(Error::Aborted(Box::new(Error::Downstream(said))))
+                    }
+                    Err(_) => Err(Error::Aborted(Box::new(error))),
                 }
-                Err(Error::Aborted(Box::new(error)))
             }
         }
+    }
+}
+
+/// The result once the whole pack (or the commands alone) has been handed
+/// over. From then on a lost report does not mean "unchanged": downstream
+/// may apply the refs after the connection is gone (a slow hook or
+/// connectivity check), so each ref is `unknown` until someone looks.
+fn settle(
+    downstream: &str,
+    updates: &[RefUpdate],
+    pack: Option<PackStats>,
+    bytes_relayed: u64,
+    outcome: Result<receive_pack::PushOutcome, receive_pack::Error>,
+) -> Result<PushResult, Error> {
+    let result = match outcome {
+        Ok(outcome) => finish(downstream, updates, pack, bytes_relayed, outcome)?,
+        Err(error) => {
+            let reason = format!(
+                "downstream received everything, then its report was lost ({}); \
+                 the ref may or may not have moved",
+                chain(&error)
+            );
+            PushResult {
+                refs: updates
+                    .iter()
+                    .map(|u| RefOutcome::new(u, RefStatus::Unknown, Some(reason.clone())))
+                    .collect(),
+                pack,
+                bytes_relayed,
+                downstream_messages: Vec::new(),
+                pushed: 0,
+            }
+        }
+    };
+    Ok(result.with_pushed(updates.len()))
+}
+
+/// An error and its causes, as one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(source) = cause {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+        cause = source.source();
+    }
+    text
+}
+
+fn unpack_error(downstream: &str, message: &str, messages: &[String]) -> Error {
+    let said = messages
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(|m| m.trim().to_owned())
+        .collect();
+    Error::Unpack {
+        repo: downstream.to_owned(),
+        message: message.to_owned(),
+        said,
     }
 }
 
@@ -466,10 +567,7 @@ fn finish(
 ) -> Result<PushResult, Error> {
     let report = outcome.report;
     if let Err(message) = &report.unpack {
-        return Err(Error::Unpack {
-            repo: downstream.to_owned(),
-            message: message.clone(),
-        });
+        return Err(unpack_error(downstream, message, &outcome.messages));
     }
     let refs = updates
         .iter()
@@ -571,6 +669,8 @@ pub struct SyncOptions {
     pub push: PushOptions,
     /// Plan only: change nothing.
     pub dry_run: bool,
+    /// Skip re-reading downstream's refs after the push.
+    pub no_verify: bool,
     pub transport: TransportSettings,
 }
 
@@ -583,6 +683,8 @@ pub struct SyncReport {
     pub object_format: ObjectFormat,
     #[serde(flatten)]
     pub result: PushResult,
+    /// Refs whose names git does not accept, left out of the plan.
+    pub skipped_refs: Vec<SkippedRef>,
     pub elapsed_ms: u64,
 }
 
@@ -600,11 +702,23 @@ pub async fn sync(
     let up_refs = relay
         .upstream_refs(&options.plan.scope.ref_prefixes())
         .await?;
-    let down_refs = relay.downstream_refs();
+    let scope = &options.plan.scope;
+    let (up_valid, mut skipped_refs) = plan::valid_refs(&up_refs.refs, "upstream", scope);
+    let (down_valid, down_skipped) =
+        plan::valid_refs(&relay.downstream_refs(), "downstream", scope);
+    skipped_refs.extend(down_skipped);
+    for skipped in &skipped_refs {
+        tracing::warn!(
+            "skipping {} ref {}: {}",
+            skipped.side,
+            crate::terminal::escape(&skipped.name),
+            skipped.reason
+        );
+    }
     let updates = match plan::plan(
-        &up_refs.refs,
+        &up_valid,
         up_refs.head_target.as_deref(),
-        &down_refs,
+        &down_valid,
         &options.plan,
     ) {
         Ok(updates) => updates,
@@ -649,8 +763,11 @@ pub async fn sync(
         relay.close().await;
         PushResult::empty()
     } else {
-        relay.push(&to_push, &options.push, progress).await?
+        push_in_phases(relay, downstream, &to_push, options, progress).await?
     };
+    if !options.dry_run && !options.no_verify && result.pushed > 0 {
+        verify(downstream, &options.transport, &mut result).await?;
+    }
     let mut pushed: std::collections::BTreeMap<String, RefOutcome> =
         result.refs.drain(..).map(|r| (r.name.clone(), r)).collect();
     result.refs = updates
@@ -681,6 +798,124 @@ pub async fn sync(
         downstream: downstream.to_string(),
         object_format,
         result,
+        skipped_refs,
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Pushes `updates`, first the deletes that free a name a create needs.
+///
+/// Upstream may delete `refs/heads/a` and create `refs/heads/a/b`: git
+/// keeps refs as paths, so the create fails ("cannot lock ref") while the
+/// old ref exists, in the same push whatever the order, and an atomic sync
+/// would fail the same way forever. Those deletes go first, in a push of
+/// their own (no pack needed), then everything else. Under `--atomic` each
+/// push is all or nothing, with a moment in between where the deletes have
+/// landed and the rest not yet.
+async fn push_in_phases(
+    relay: Relay,
+    downstream: &RepoUrl,
+    updates: &[RefUpdate],
+    options: &SyncOptions,
+    progress: &Progress,
+) -> Result<PushResult, Error> {
+    let (first, rest) = plan::split_freeing_deletes(updates);
+    if first.is_empty() {
+        return relay.push(updates, &options.push, progress).await;
+    }
+    tracing::debug!(
+        deletes = first.len(),
+        "deleting refs that block new ones before the main push"
+    );
+    let mut early = push_without_pack(downstream, &first, options, progress).await?;
+    let main = relay.push(&rest, &options.push, progress).await?;
+    early.refs.extend(main.refs);
+    early.pack = main.pack;
+    early.bytes_relayed += main.bytes_relayed;
+    early.downstream_messages.extend(main.downstream_messages);
+    early.pushed += main.pushed;
+    Ok(early)
+}
+
+/// A deletes-only push on a connection of its own.
+async fn push_without_pack(
+    downstream: &RepoUrl,
+    deletes: &[RefUpdate],
+    options: &SyncOptions,
+    progress: &Progress,
+) -> Result<PushResult, Error> {
+    let session = connect_downstream(downstream, &options.transport).await?;
+    let repo = session.repo().to_owned();
+    let null = ObjectId::null(session.object_format());
+    let commands: Vec<Command> = deletes
+        .iter()
+        .map(|u| Command {
+            old: u.old.clone().unwrap_or_else(|| null.clone()),
+            new: null.clone(),
+            name: u.name.clone(),
+        })
+        .collect();
+    let args = PushArgs {
+        atomic: options.push.atomic && session.supports_atomic(),
+        progress: options.push.progress,
+        push_options: options.push.push_options.clone(),
+    };
+    let (writer, reader) = session.send_commands(&commands, &args).await?;
+    writer.finish().await?;
+    let outcome = reader.read_report(progress).await;
+    settle(&repo, deletes, None, 0, outcome)
+}
+
+/// Trust, but verify: one fresh look at downstream's refs after the push.
+/// A ref downstream reported `ok` must now hold the new value; one whose
+/// report was lost (`unknown`) is settled by what it holds.
+async fn verify(
+    downstream: &RepoUrl,
+    settings: &TransportSettings,
+    result: &mut PushResult,
+) -> Result<(), Error> {
+    let session = match connect_downstream(downstream, settings).await {
+        Ok(session) => session,
+        // Nothing to settle: the report stands, unknowns stay unknown.
+        Err(error) if result.count(RefStatus::Unknown) > 0 => {
+            tracing::warn!("cannot re-read downstream's refs to settle the lost report: {error}");
+            return Ok(());
+        }
+        Err(error) => return Err(error),
+    };
+    let repo = session.repo().to_owned();
+    let now: std::collections::HashMap<&str, &ObjectId> = session
+        .advertisement()
+        .refs
+        .iter()
+        .map(|r| (r.name.as_str(), &r.oid))
+        .collect();
+    let mut mismatches = Vec::new();
+    for outcome in &mut result.refs {
+        let actual = now.get(outcome.name.as_str()).copied();
+        match outcome.status {
+            RefStatus::Ok if actual != outcome.new.as_ref() => mismatches.push(format!(
+                "{} is {} where {} was reported",
+                crate::terminal::escape(&outcome.name),
+                actual.map_or("absent".to_owned(), |o| o.to_string()),
+                outcome
+                    .new
+                    .as_ref()
+                    .map_or("a delete".to_owned(), |o| o.to_string()),
+            )),
+            RefStatus::Unknown if actual == outcome.new.as_ref() => {
+                outcome.status = RefStatus::Ok;
+                outcome.reason = Some("landed; downstream's report was lost".into());
+            }
+            // Still the old value proves nothing: downstream may still be
+            // running its hooks and apply the update a moment later.
+            _ => {}
+        }
+    }
+    session.close().await;
+    if mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Verify { repo, mismatches })
+    }
 }

@@ -64,10 +64,37 @@ cargo clippy --all-targets -- -D warnings
 # Doc tests first: nextest does not run them, and the suite's summary must be the last word.
 echo "== cargo test --doc"
 cargo test --doc
+# Servers the tests start (sshd, nginx, fcgiwrap, git daemon, ...) live under temporary
+# directories named kalandra-it-*; list those still running, whoever started them.
+leftover_servers() {
+  local pid cmd
+  for pid in $(pgrep -f 'kalandra-it-' || true); do
+    [ "$pid" = "$$" ] && continue
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+    case "$cmd" in *nextest*|*cargo*|*tests/run.sh*) continue ;; esac
+    echo "$pid $cmd"
+  done
+}
+before=$(leftover_servers | cut -d' ' -f1 | sort)
+
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo nextest run"
-  cargo nextest run --all-targets --no-fail-fast
+  cargo nextest run --all-targets --no-fail-fast || status=$?
 else
   echo "== cargo test (cargo-nextest not found)"
-  cargo test --all-targets --no-fail-fast
+  cargo test --all-targets --no-fail-fast || status=$?
 fi
+
+# Every server a test started must be gone by now (each harness ends its process group).
+# Silent when clean, so that the test runner's summary stays the last word.
+sleep 1
+left=$(leftover_servers | while read -r pid rest; do
+  grep -qx "$pid" <<<"$before" || echo "$pid $rest"
+done)
+if [ -n "$left" ]; then
+  echo "tests/run.sh: the suite left servers running:" >&2
+  echo "$left" >&2
+  exit 1
+fi
+exit "$status"

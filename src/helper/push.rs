@@ -188,7 +188,7 @@ pub async fn push(
         let result = relay.push(&updates, &push_options, progress).await?;
         for message in &result.downstream_messages {
             if result.rejected() > 0 {
-                eprintln!("downstream: {message}");
+                eprintln!("downstream: {}", crate::terminal::escape(message));
             }
         }
         result
@@ -197,7 +197,7 @@ pub async fn push(
             .map(|r| {
                 let reply = match r.status {
                     RefStatus::Ok | RefStatus::Planned | RefStatus::Kept => PushReply::Ok,
-                    RefStatus::Rejected => {
+                    RefStatus::Rejected | RefStatus::Unknown => {
                         PushReply::Error(r.reason.unwrap_or_else(|| "rejected".into()))
                     }
                 };

@@ -10,21 +10,28 @@ use std::path::{Path, PathBuf};
 use crate::git_daemon::Daemon;
 use crate::harness::{assert_refs_eq, path_arg, Run, World};
 
-struct Fx {
-    w: World,
-    up: PathBuf,
-    down: PathBuf,
+pub(crate) struct Fx {
+    pub(crate) w: World,
+    pub(crate) up: PathBuf,
+    pub(crate) down: PathBuf,
+}
+
+/// The mirror fixture with `config` set on upstream, mirrored once.
+pub(crate) fn mirrored_with(config: &[(&str, &str)]) -> Fx {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    for (key, value) in config {
+        w.git(&up, &["config", key, value]);
+    }
+    w.sync_ok(&up, &down, &[]);
+    Fx { w, up, down }
 }
 
 /// The mirror fixture, mirrored once, with `uploadpack.allowFilter` set on upstream as a
 /// forge has it (file:// lets the filter through anyway; git daemon and http obey it).
 fn mirrored() -> Fx {
-    let w = World::new();
-    let fx = w.fixture("mirror.sh");
-    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
-    w.git(&up, &["config", "uploadpack.allowFilter", "true"]);
-    w.sync_ok(&up, &down, &[]);
-    Fx { w, up, down }
+    mirrored_with(&[("uploadpack.allowFilter", "true")])
 }
 
 /// `(kind, status, reason)` of each ref in a `--json` report.

@@ -1,6 +1,7 @@
 //! git:// against a real `git daemon` on 127.0.0.1.
 
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,6 +33,9 @@ impl Daemon {
             ])
             .arg(root)
             .env("GIT_CONFIG_NOSYSTEM", "1")
+            // `git daemon` runs `git-daemon`, which forks a child per connection: lead a
+            // process group of our own, so that ending the group ends all of them.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -49,6 +53,10 @@ impl Daemon {
     }
 
     /// `git://127.0.0.1:<port>/<repo relative to the root>`.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     pub(crate) fn url(&self, repo: &str) -> String {
         format!("git://127.0.0.1:{}/{repo}", self.port)
     }
@@ -56,7 +64,10 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.wait();
     }
 }

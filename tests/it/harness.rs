@@ -772,7 +772,9 @@ fn check_schema(v: &Value, run: &Run) {
         }
         let status = get("status");
         assert!(
-            status == "ok" || status == "rejected" || status == "planned" || status == "kept",
+            ["ok", "rejected", "planned", "kept", "unknown"]
+                .iter()
+                .any(|s| status == s),
             "refs[].status is {status}{run}"
         );
         // Every update is classified; creates and deletes are not.
@@ -814,7 +816,7 @@ fn check_schema(v: &Value, run: &Run) {
     );
     let outcome = field("outcome");
     assert!(
-        ["complete", "partial", "nothing-landed"]
+        ["complete", "partial", "nothing-landed", "unknown"]
             .iter()
             .any(|o| outcome == o)
             || (outcome.is_null() && field("ok") == false),
@@ -1201,3 +1203,27 @@ impl World {
             .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
     }
 }
+
+/// The start of a `proc-receive` hook (githooks(5)) in perl: strict binary I/O and the
+/// pkt-line helpers `read_pkt` (undef at a flush) and `write_pkt`.
+pub const PERL_PROC_RECEIVE_PRELUDE: &str = r#"#!/usr/bin/perl
+use strict;
+use warnings;
+binmode STDIN;
+binmode STDOUT;
+$| = 1;
+
+sub read_pkt {
+    read(STDIN, my $len, 4) == 4 or die "proc-receive: unexpected end of input\n";
+    return undef if $len eq "0000";
+    my $size = hex($len) - 4;
+    read(STDIN, my $data, $size) == $size or die "proc-receive: short pkt-line\n";
+    $data =~ s/\n\z//;
+    return $data;
+}
+
+sub write_pkt {
+    my $line = shift . "\n";
+    printf "%04x%s", length($line) + 4, $line;
+}
+"#;

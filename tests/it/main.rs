@@ -21,3 +21,4 @@ mod remote_helper;
 mod scope;
 mod ssh;
 mod sshd;
+mod trust;

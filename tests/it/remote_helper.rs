@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::harness::{
     assert_refs_eq, file_url, pair_file_url, pair_url, path_arg, GitRun, Refs, World,
+    PERL_PROC_RECEIVE_PRELUDE,
 };
 
 /// `-c protocol.version=0`: git speaks v0 to the helper, which falls back to its v0 path.
@@ -1005,27 +1006,7 @@ fn push_options_reach_downstream_hooks() {
 /// `refs/for/<branch>`: it stores a push to `refs/for/main` as `refs/heads/main` (with
 /// `git update-ref`) and says so with `option refname` (report-status-v2); it refuses the
 /// other `refs/for/*` refs.
-const PROC_RECEIVE: &str = r#"#!/usr/bin/perl
-use strict;
-use warnings;
-binmode STDIN;
-binmode STDOUT;
-$| = 1;
-
-sub read_pkt {
-    read(STDIN, my $len, 4) == 4 or die "proc-receive: unexpected end of input\n";
-    return undef if $len eq "0000";
-    my $size = hex($len) - 4;
-    read(STDIN, my $data, $size) == $size or die "proc-receive: short pkt-line\n";
-    $data =~ s/\n\z//;
-    return $data;
-}
-
-sub write_pkt {
-    my $line = shift . "\n";
-    printf "%04x%s", length($line) + 4, $line;
-}
-
+const PROC_RECEIVE_BODY: &str = r#"
 1 while defined read_pkt();    # version=1 and its features
 write_pkt("version=1");
 print "0000";
@@ -1065,7 +1046,11 @@ fn push_to_a_proc_receive_ref_is_reported_ok() {
         &["update-ref", "refs/heads/main", &fx.up_rev("main~1")],
     );
     w.git(&down, &["config", "receive.procReceiveRefs", "refs/for"]);
-    w.install_hook(&down, "proc-receive", PROC_RECEIVE);
+    w.install_hook(
+        &down,
+        "proc-receive",
+        &format!("{PERL_PROC_RECEIVE_PRELUDE}{PROC_RECEIVE_BODY}"),
+    );
     let before = w.refs(&down);
     let url = pair_url(&fx.up, &down);
 
