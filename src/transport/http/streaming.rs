@@ -137,7 +137,7 @@ impl Writer {
 fn body_closed() -> io::Error {
     io::Error::new(
         io::ErrorKind::BrokenPipe,
-        "the server stopped reading the push (its answer says why)",
+        "the server stopped reading the push before its end",
     )
 }
 
