@@ -60,6 +60,9 @@ async fn run(args: &[String]) -> anyhow::Result<Ending> {
             kalandra::helper::pair::EXPECTED_FORM
         );
     };
+    // Pair::parse reads the transport settings leniently; a bad value must
+    // stop the helper before it talks to anyone, as it stops `kalandra`.
+    kalandra::transport::TransportSettings::try_from_env()?;
     let text = url.strip_prefix("kalandra::").unwrap_or(url);
     let pair = Pair::parse(text).context("invalid kalandra:: URL")?;
     tracing::debug!(upstream = %pair.upstream, downstream = %pair.downstream, "remote helper started");

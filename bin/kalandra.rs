@@ -120,6 +120,21 @@ struct SyncArgs {
     /// [default: 300, or KALANDRA_IDLE_TIMEOUT].
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: Option<u64>,
+    /// Fail a connection that moves fewer than BYTES bytes a second,
+    /// averaged over --low-speed-time seconds of waiting on the server
+    /// [default: off (0), or KALANDRA_LOW_SPEED_LIMIT]. Counting objects
+    /// upstream and checking the pack downstream move almost nothing, so
+    /// leave room for them.
+    #[arg(long, value_name = "BYTES")]
+    low_speed_limit: Option<u64>,
+    /// The window of --low-speed-limit [default: 60, or
+    /// KALANDRA_LOW_SPEED_TIME].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    low_speed_time: Option<u64>,
+    /// Give up on the sync after this many seconds, however busy it is
+    /// [default: no limit].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    max_duration: Option<u64>,
     /// Print one JSON object on stdout (schema: docs/json.md).
     #[arg(long)]
     json: bool,
@@ -217,37 +232,80 @@ async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
         },
         dry_run,
         no_verify: args.no_verify,
-        transport: transport_settings(args),
+        transport: transport_settings(args)?,
     };
     let progress = if show_progress {
         Progress::new(true)
     } else {
         Progress::hidden()
     };
-    let result = relay::sync(&upstream, &downstream, &options, &progress).await;
+    let sync = relay::sync(&upstream, &downstream, &options, &progress);
+    let result: anyhow::Result<SyncReport> = match options.transport.max_duration {
+        // Every connection fails at the deadline on its own, saying what is
+        // known; this only catches a sync stuck outside them (a credential
+        // helper, say).
+        Some(max) => match tokio::time::timeout(max.saturating_add(MAX_DURATION_GRACE), sync).await
+        {
+            Ok(result) => result.map_err(Into::into),
+            Err(_) => Err(DeadlinePassed {
+                secs: max.as_secs(),
+            }
+            .into()),
+        },
+        None => sync.await.map_err(Into::into),
+    };
     progress.finish();
-    Ok(result?)
+    result
 }
 
-fn transport_settings(args: &SyncArgs) -> TransportSettings {
-    let mut settings = TransportSettings::from_env();
+/// The sync was cut off at `--max-duration` outside any connection's own
+/// deadline, so what downstream did is not known.
+#[derive(Debug, thiserror::Error)]
+#[error("the sync did not finish within --max-duration {secs} s and was cut off; whether downstream applied the update is unknown")]
+struct DeadlinePassed {
+    secs: u64,
+}
+
+/// How long past `--max-duration` a sync stuck outside its connections may
+/// take before it is cut off.
+const MAX_DURATION_GRACE: Duration = Duration::from_secs(10);
+
+/// The environment's settings, overridden by the flags.
+fn transport_settings(
+    args: &SyncArgs,
+) -> Result<TransportSettings, kalandra::transport::SettingsError> {
+    let mut settings = TransportSettings::try_from_env()?;
     if let Some(secs) = args.connect_timeout {
         settings.connect_timeout = Duration::from_secs(secs);
     }
     if let Some(secs) = args.idle_timeout {
         settings.idle_timeout = Duration::from_secs(secs);
     }
-    settings
+    if let Some(bytes) = args.low_speed_limit {
+        settings.low_speed_limit = bytes;
+    }
+    if let Some(secs) = args.low_speed_time {
+        settings.low_speed_time = Duration::from_secs(secs);
+    }
+    settings.max_duration = args.max_duration.map(Duration::from_secs);
+    Ok(settings)
 }
 
 /// Maps a failure to its documented exit code. Only this binary decides
 /// exit codes; the library only says what went wrong.
 fn exit_code(failure: &anyhow::Error) -> u8 {
-    if failure.downcast_ref::<kalandra::url::Error>().is_some() {
+    if failure.downcast_ref::<kalandra::url::Error>().is_some()
+        || failure
+            .downcast_ref::<kalandra::transport::SettingsError>()
+            .is_some()
+    {
         return exit::USAGE;
     }
     if let Some(error) = failure.downcast_ref::<plan::Error>() {
         return plan_code(error);
+    }
+    if failure.downcast_ref::<DeadlinePassed>().is_some() {
+        return exit::OTHER;
     }
     match failure.downcast_ref::<relay::Error>() {
         Some(relay::Error::Refused(error)) => plan_code(error),
@@ -303,6 +361,15 @@ fn print_human(report: &SyncReport) {
         .unwrap_or(0);
     for outcome in refs {
         println!("{}", ref_line(outcome, width, report.dry_run));
+    }
+    let unknown = report.result.count(RefStatus::Unknown);
+    if unknown > 0 {
+        eprintln!(
+            "kalandra: warning: outcome unknown: downstream's report was lost after it \
+             received everything, so {unknown} ref{} may or may not have moved; run the sync \
+             again to settle it",
+            if unknown == 1 { "" } else { "s" }
+        );
     }
     if report.result.rejected() > 0 {
         for message in &report.result.downstream_messages {

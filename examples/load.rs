@@ -46,7 +46,12 @@ fn git(args: &[&str], dir: &Path) -> String {
 
 fn refs(repo: &Path) -> String {
     git(
-        &["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads", "refs/tags"],
+        &[
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/heads",
+            "refs/tags",
+        ],
         repo,
     )
 }
@@ -67,7 +72,10 @@ async fn main() {
         .map(|i| {
             let down = workdir.join(format!("down-{i:03}.git"));
             let _ = std::fs::remove_dir_all(&down);
-            git(&["init", "-q", "--bare", down.to_str().expect("utf-8")], &workdir);
+            git(
+                &["init", "-q", "--bare", down.to_str().expect("utf-8")],
+                &workdir,
+            );
             down
         })
         .collect();

@@ -17,7 +17,7 @@ use crate::progress::{Progress, Side};
 use crate::session::pack_stream::PackStream;
 use crate::session::receive_pack::{self, PackWriter, PushArgs, ReceivePack};
 use crate::session::upload_pack::{self, FetchArgs, UploadPack, UpstreamRefs};
-use crate::transport::{self, ConnectOptions, Service, TransportSettings};
+use crate::transport::{self, Activity, ConnectOptions, Link, Service, TransportSettings};
 use crate::url::RepoUrl;
 use crate::wire::commands::Command;
 use crate::wire::report::RefResult;
@@ -197,13 +197,22 @@ pub async fn connect_upstream(
     url: &RepoUrl,
     settings: &TransportSettings,
 ) -> Result<UploadPack, Error> {
-    let connection = transport::connect(
+    connect_upstream_linked(url, settings, &Link::default()).await
+}
+
+async fn connect_upstream_linked(
+    url: &RepoUrl,
+    settings: &TransportSettings,
+    link: &Link,
+) -> Result<UploadPack, Error> {
+    let connection = transport::connect_linked(
         url,
         Service::UploadPack,
         ConnectOptions {
             protocol_v2: true,
             settings: settings.clone(),
         },
+        link,
     )
     .await
     .map_err(|source| Error::Connect {
@@ -219,13 +228,22 @@ pub async fn connect_downstream(
     url: &RepoUrl,
     settings: &TransportSettings,
 ) -> Result<ReceivePack, Error> {
-    let connection = transport::connect(
+    connect_downstream_linked(url, settings, &Link::default()).await
+}
+
+async fn connect_downstream_linked(
+    url: &RepoUrl,
+    settings: &TransportSettings,
+    link: &Link,
+) -> Result<ReceivePack, Error> {
+    let connection = transport::connect_linked(
         url,
         Service::ReceivePack,
         ConnectOptions {
             protocol_v2: false,
             settings: settings.clone(),
         },
+        link,
     )
     .await
     .map_err(|source| Error::Connect {
@@ -255,13 +273,28 @@ pub struct PushOptions {
 
 impl Relay {
     /// Connects to both sides at once and reads their advertisements.
+    ///
+    /// Upstream's progress (pack data, progress messages, keepalives) also
+    /// keeps downstream's connection alive: while upstream counts and
+    /// compresses objects for minutes, downstream waits for the pack and
+    /// hears nothing, and that is not a stall. A stalled downstream still
+    /// times out: while the relay waits on it, it reads nothing upstream.
     pub async fn connect(
         upstream: &RepoUrl,
         downstream: &RepoUrl,
         settings: &TransportSettings,
     ) -> Result<Self, Error> {
-        let up = connect_upstream(upstream, settings);
-        let down = connect_downstream(downstream, settings);
+        let upstream_activity = Activity::new();
+        let up_link = Link {
+            activity: Some(upstream_activity.clone()),
+            alive_while: None,
+        };
+        let down_link = Link {
+            activity: None,
+            alive_while: Some(upstream_activity),
+        };
+        let up = connect_upstream_linked(upstream, settings, &up_link);
+        let down = connect_downstream_linked(downstream, settings, &down_link);
         let (upstream, downstream) = tokio::try_join!(up, down)?;
         if upstream.object_format() != downstream.object_format() {
             return Err(Error::ObjectFormatMismatch {

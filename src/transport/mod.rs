@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub use idle::{Activity, LowSpeed};
 pub use process::ServerProcess;
 
 use crate::url::RepoUrl;
@@ -86,13 +87,21 @@ pub async fn failure_detail(process: &mut Option<ServerProcess>) -> Option<Strin
     }
 }
 
-/// How long to wait, for every transport.
+/// How long to wait, and how slow a transfer may be, for every transport.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransportSettings {
     /// Giving up on reaching a server.
     pub connect_timeout: Duration,
-    /// Giving up on a connection on which nothing moves.
+    /// Giving up on a connection on which nothing moves. Huge values mean
+    /// "no timeout" (they saturate instead of overflowing).
     pub idle_timeout: Duration,
+    /// Giving up on a connection that moves fewer bytes a second than
+    /// this, averaged over `low_speed_time` of waiting on the server, as
+    /// git's `http.lowSpeedLimit`. 0, the default, turns it off.
+    pub low_speed_limit: u64,
+    pub low_speed_time: Duration,
+    /// Giving up on a connection this long after it was opened.
+    pub max_duration: Option<Duration>,
 }
 
 impl Default for TransportSettings {
@@ -100,27 +109,91 @@ impl Default for TransportSettings {
         Self {
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
+            low_speed_limit: 0,
+            low_speed_time: DEFAULT_LOW_SPEED_TIME,
+            max_duration: None,
         }
     }
 }
 
+/// `--low-speed-time` unless given: a minute, as long as a transfer must
+/// crawl before it counts as stuck.
+pub const DEFAULT_LOW_SPEED_TIME: Duration = Duration::from_secs(60);
+
+/// A setting from the environment is not valid.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}={value:?} is not valid: expected {expected}")]
+pub struct SettingsError {
+    pub variable: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
 impl TransportSettings {
-    /// The defaults, overridden by `KALANDRA_CONNECT_TIMEOUT` and
-    /// `KALANDRA_IDLE_TIMEOUT` (seconds) when they hold a number.
+    /// The low-speed limit, when it is on.
+    pub fn low_speed(&self) -> Option<LowSpeed> {
+        (self.low_speed_limit > 0).then_some(LowSpeed {
+            bytes_per_sec: self.low_speed_limit,
+            time: self.low_speed_time,
+        })
+    }
+
+    /// The defaults, overridden by `KALANDRA_CONNECT_TIMEOUT`,
+    /// `KALANDRA_IDLE_TIMEOUT`, `KALANDRA_LOW_SPEED_LIMIT` and
+    /// `KALANDRA_LOW_SPEED_TIME`. Each is validated as its flag is: a value
+    /// that is not a number, or zero where zero makes no sense, is an error.
+    /// Empty means unset.
+    pub fn try_from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::try_from_env`] for callers that have validated the
+    /// environment already (the remote helper does at startup): an invalid
+    /// value falls back to the defaults, with a warning.
     pub fn from_env() -> Self {
-        let seconds = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|&s| s > 0)
-                .map(Duration::from_secs)
+        Self::try_from_env().unwrap_or_else(|error| {
+            tracing::warn!("{error}; using the default settings");
+            Self::default()
+        })
+    }
+
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let number = |variable: &'static str, min: u64, expected: &'static str| {
+            let Some(raw) = lookup(variable).filter(|v| !v.trim().is_empty()) else {
+                return Ok(None);
+            };
+            match raw.trim().parse::<u64>() {
+                Ok(n) if n >= min => Ok(Some(n)),
+                _ => Err(SettingsError {
+                    variable,
+                    value: raw.chars().take(40).collect(),
+                    expected,
+                }),
+            }
         };
+        const SECS: &str = "a whole number of seconds, at least 1";
         let defaults = Self::default();
-        Self {
-            connect_timeout: seconds("KALANDRA_CONNECT_TIMEOUT")
+        let connect = number("KALANDRA_CONNECT_TIMEOUT", 1, SECS)?;
+        let idle = number("KALANDRA_IDLE_TIMEOUT", 1, SECS)?;
+        let limit = number(
+            "KALANDRA_LOW_SPEED_LIMIT",
+            0,
+            "a whole number of bytes per second (0 turns the limit off)",
+        )?;
+        let time = number("KALANDRA_LOW_SPEED_TIME", 1, SECS)?;
+        Ok(Self {
+            connect_timeout: connect
+                .map(Duration::from_secs)
                 .unwrap_or(defaults.connect_timeout),
-            idle_timeout: seconds("KALANDRA_IDLE_TIMEOUT").unwrap_or(defaults.idle_timeout),
-        }
+            idle_timeout: idle
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.idle_timeout),
+            low_speed_limit: limit.unwrap_or(defaults.low_speed_limit),
+            low_speed_time: time
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.low_speed_time),
+            max_duration: None,
+        })
     }
 }
 
@@ -133,13 +206,35 @@ pub struct ConnectOptions {
 }
 
 /// Opens a connection to `service` at `url`. Whatever the transport, the
-/// streams fail with a timeout once nothing has moved for the idle limit.
+/// streams fail with a timeout once nothing has moved for the idle limit,
+/// when they crawl below the low-speed limit, or past the maximum duration.
 pub async fn connect(
     url: &RepoUrl,
     service: Service,
     options: ConnectOptions,
 ) -> Result<Connection, Error> {
-    let idle = options.settings.idle_timeout;
+    connect_linked(url, service, options, &Link::default()).await
+}
+
+/// How a connection relates to another one of the same relay.
+#[derive(Clone, Debug, Default)]
+pub struct Link {
+    /// Where this connection records its progress (a fresh [`Activity`]
+    /// when none), so that another connection can watch it.
+    pub activity: Option<Activity>,
+    /// Another connection whose progress counts as this one's for the idle
+    /// timeout: downstream waits quietly while upstream prepares the pack.
+    pub alive_while: Option<Activity>,
+}
+
+/// [`connect`], with the connection's activity shared through `link`.
+pub async fn connect_linked(
+    url: &RepoUrl,
+    service: Service,
+    options: ConnectOptions,
+    link: &Link,
+) -> Result<Connection, Error> {
+    let settings = &options.settings;
     let connection = match url {
         RepoUrl::Local { path } => file::connect(path, service, &options)?,
         RepoUrl::Http { url } => http::connect(url, service, &options).await?,
@@ -153,20 +248,85 @@ pub async fn connect(
             git::connect(host, *port, path, service, &options).await?
         }
     };
-    let activity = idle::Activity::new();
+    let limits = idle::Limits {
+        idle: settings.idle_timeout,
+        low_speed: settings.low_speed(),
+        deadline: settings.max_duration.map(|max| {
+            let now = tokio::time::Instant::now();
+            (idle::after(now, max), max)
+        }),
+    };
+    let activity = link.activity.clone().unwrap_or_default();
     Ok(Connection {
         reader: Box::pin(idle::Idle::new(
             connection.reader,
-            idle,
+            limits,
             activity.clone(),
+            link.alive_while.clone(),
             "received",
         )),
         writer: Box::pin(idle::Idle::new(
             connection.writer,
-            idle,
+            limits,
             activity,
+            link.alive_while.clone(),
             "accepted",
         )),
         process: connection.process,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<TransportSettings, SettingsError> {
+        TransportSettings::from_lookup(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn environment_values_are_validated_like_the_flags() {
+        for (name, value) in [
+            ("KALANDRA_IDLE_TIMEOUT", "0"),
+            ("KALANDRA_IDLE_TIMEOUT", "abc"),
+            ("KALANDRA_IDLE_TIMEOUT", "-5"),
+            ("KALANDRA_CONNECT_TIMEOUT", "0"),
+            ("KALANDRA_CONNECT_TIMEOUT", "1.5"),
+            ("KALANDRA_LOW_SPEED_LIMIT", "fast"),
+            ("KALANDRA_LOW_SPEED_TIME", "0"),
+        ] {
+            let error = settings(&[(name, value)]).expect_err(value);
+            let text = error.to_string();
+            assert!(text.contains(name) && text.contains(value), "{text}");
+        }
+    }
+
+    #[test]
+    fn environment_values_apply() {
+        let s = settings(&[
+            ("KALANDRA_IDLE_TIMEOUT", " 18446744073709551615 "),
+            ("KALANDRA_CONNECT_TIMEOUT", ""),
+            ("KALANDRA_LOW_SPEED_LIMIT", "1000"),
+        ])
+        .expect("valid");
+        assert_eq!(s.idle_timeout, Duration::from_secs(u64::MAX));
+        assert_eq!(s.connect_timeout, Duration::from_secs(30));
+        assert_eq!(
+            s.low_speed(),
+            Some(LowSpeed {
+                bytes_per_sec: 1000,
+                time: DEFAULT_LOW_SPEED_TIME
+            })
+        );
+        let off = settings(&[
+            ("KALANDRA_LOW_SPEED_LIMIT", "0"),
+            ("KALANDRA_LOW_SPEED_TIME", "5"),
+        ])
+        .expect("valid");
+        assert_eq!(off.low_speed(), None);
+    }
 }

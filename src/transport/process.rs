@@ -1,10 +1,10 @@
 //! A git server running as a child process, talking on stdin/stdout.
 
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
@@ -12,6 +12,61 @@ use super::{Connection, Error};
 
 /// At most this much of a server's stderr is kept for error messages.
 const STDERR_TAIL: usize = 8 * 1024;
+
+/// Longer stderr lines are cut here, in the tail and in the log.
+const STDERR_LINE: usize = 1024;
+
+/// What a server said on stderr: the last [`STDERR_TAIL`] bytes, each line
+/// cut at [`STDERR_LINE`]. A server that writes stderr without end costs
+/// this much memory and no more.
+#[derive(Clone, Debug, Default)]
+pub struct StderrTail(Arc<Mutex<TailState>>);
+
+#[derive(Debug, Default)]
+struct TailState {
+    kept: Vec<u8>,
+    /// Length of the line being received, cut or not.
+    line_len: usize,
+    /// The line being received, up to [`STDERR_LINE`], for the log.
+    line: Vec<u8>,
+}
+
+impl StderrTail {
+    /// Takes in a chunk of stderr from the server behind `repo`.
+    pub fn push(&self, repo: &str, data: &[u8]) {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for &byte in data {
+            if byte == b'\n' {
+                tracing::debug!(target: "kalandra::server", "{repo}: {}", String::from_utf8_lossy(&state.line));
+                state.line.clear();
+                state.line_len = 0;
+                state.kept.push(b'\n');
+                continue;
+            }
+            state.line_len += 1;
+            if state.line_len <= STDERR_LINE {
+                state.line.push(byte);
+                state.kept.push(byte);
+            } else if state.line_len == STDERR_LINE + 1 {
+                state.kept.extend_from_slice(" [line cut]".as_bytes());
+            }
+            if state.kept.len() >= 2 * STDERR_TAIL {
+                let cut = state.kept.len() - STDERR_TAIL;
+                state.kept.drain(..cut);
+            }
+        }
+    }
+
+    /// The tail as text, trimmed; `None` when the server said nothing.
+    pub fn text(&self) -> Option<String> {
+        let state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = state.kept.len().saturating_sub(STDERR_TAIL);
+        let text = String::from_utf8_lossy(&state.kept[start..])
+            .trim()
+            .to_owned();
+        (!text.is_empty()).then_some(text)
+    }
+}
 
 /// How long a failing server gets to finish its last words on stderr.
 const DYING_GRACE: Duration = Duration::from_secs(2);
@@ -43,8 +98,18 @@ const REPO_ENV: &[&str] = &[
 pub struct ServerProcess {
     child: Option<Child>,
     keep: Option<Box<dyn std::any::Any + Send>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr: StderrTail,
     stderr_task: Option<JoinHandle<()>>,
+}
+
+impl Drop for ServerProcess {
+    /// The task copying stderr (or a remote session's pump) must not
+    /// outlive the server: one that floods stderr would keep it busy.
+    fn drop(&mut self) {
+        if let Some(task) = &self.stderr_task {
+            task.abort();
+        }
+    }
 }
 
 impl ServerProcess {
@@ -71,27 +136,26 @@ impl ServerProcess {
             .to_string_lossy()
             .into_owned();
         let mut child = command.spawn().map_err(|source| Error::Spawn {
-            program,
+            program: program.clone(),
             repo: repo.to_owned(),
             source,
         })?;
-        let stdin = child.stdin.take().expect("because stdin was piped");
-        let stdout = child.stdout.take().expect("because stdout was piped");
-        let stderr_pipe = child.stderr.take().expect("because stderr was piped");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&stderr);
+        let (Some(stdin), Some(stdout), Some(mut stderr_pipe)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(Error::Spawn {
+                program,
+                repo: repo.to_owned(),
+                source: std::io::Error::other("its standard streams were not piped"),
+            });
+        };
+        let stderr = StderrTail::default();
+        let sink = stderr.clone();
         let repo = repo.to_owned();
         let stderr_task = tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr_pipe).split(b'\n');
-            while let Ok(Some(line)) = lines.next_segment().await {
-                tracing::debug!(target: "kalandra::server", "{repo}: {}", String::from_utf8_lossy(&line));
-                let mut tail = sink.lock().expect("because the lock is never poisoned");
-                tail.extend_from_slice(&line);
-                tail.push(b'\n');
-                if tail.len() > STDERR_TAIL {
-                    let cut = tail.len() - STDERR_TAIL;
-                    tail.drain(..cut);
-                }
+            let mut buf = vec![0u8; 8 * 1024];
+            while let Ok(n @ 1..) = stderr_pipe.read(&mut buf).await {
+                sink.push(&repo, &buf[..n]);
             }
         });
         Ok(Connection {
@@ -110,7 +174,7 @@ impl ServerProcess {
     /// open, `pump` ends when the server is done, `stderr` fills meanwhile.
     pub fn remote(
         keep: Box<dyn std::any::Any + Send>,
-        stderr: Arc<Mutex<Vec<u8>>>,
+        stderr: StderrTail,
         pump: JoinHandle<()>,
     ) -> Self {
         Self {
@@ -125,7 +189,7 @@ impl ServerProcess {
     pub async fn failure_detail(&mut self) -> Option<String> {
         // One deadline for both: a stalled server neither exits nor closes
         // stderr, and its error must not wait on it.
-        let task = self.stderr_task.take();
+        let task = &mut self.stderr_task;
         let child = &mut self.child;
         let _ = tokio::time::timeout(DYING_GRACE, async move {
             if let Some(child) = child {
@@ -136,12 +200,11 @@ impl ServerProcess {
             }
         })
         .await;
-        let tail = self
-            .stderr
-            .lock()
-            .expect("because the lock is never poisoned");
-        let text = String::from_utf8_lossy(&tail).trim().to_owned();
-        (!text.is_empty()).then_some(text)
+        // A server still writing stderr after the grace has said enough.
+        if let Some(task) = self.stderr_task.take() {
+            task.abort();
+        }
+        self.stderr.text()
     }
 
     /// Waits for a server that has finished its work to exit.
@@ -151,11 +214,43 @@ impl ServerProcess {
                 let _ = child.wait().await;
             }
             None => {
-                if let Some(pump) = self.stderr_task.take() {
-                    let _ = tokio::time::timeout(DYING_GRACE, pump).await;
+                if let Some(mut pump) = self.stderr_task.take() {
+                    if tokio::time::timeout(DYING_GRACE, &mut pump).await.is_err() {
+                        pump.abort();
+                    }
                 }
                 self.keep = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endless_stderr_keeps_a_bounded_tail_of_cut_lines() {
+        let tail = StderrTail::default();
+        let noise = vec![b'x'; 100_000];
+        for _ in 0..100 {
+            tail.push("repo", &noise);
+        }
+        tail.push("repo", b"\nfatal: the last words\n");
+        let text = tail.text().expect("something was said");
+        assert!(text.len() <= STDERR_TAIL, "{}", text.len());
+        assert!(text.ends_with("fatal: the last words"), "{text}");
+        assert!(text.contains("[line cut]"), "{text}");
+        assert!(tail.0.lock().expect("not poisoned").kept.capacity() <= 4 * STDERR_TAIL);
+
+        let lines = StderrTail::default();
+        for i in 0..10_000 {
+            lines.push("repo", format!("line {i}\n").as_bytes());
+        }
+        let text = lines.text().expect("said");
+        assert!(
+            text.len() <= STDERR_TAIL && text.ends_with("line 9999"),
+            "{text}"
+        );
     }
 }

@@ -332,6 +332,23 @@ impl Sshd {
             .expect("can append to authorized_keys");
     }
 
+    /// Let the key whose public half is `<key>.pub` log in, but run `command` (an
+    /// authorized_keys forced command) whatever the client asks for: a hostile server.
+    pub fn authorize_forced(&self, key: &Path, command: &str) {
+        use std::io::Write;
+        assert!(
+            !command.contains('"'),
+            "a forced command here cannot contain a double quote: {command}"
+        );
+        let line = std::fs::read_to_string(pub_path(key)).expect("can read the public key");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("authorized_keys"))
+            .expect("can open authorized_keys");
+        f.write_all(format!("command=\"{command}\" {line}").as_bytes())
+            .expect("can append to authorized_keys");
+    }
+
     /// Replace the server side's global git config by the default one plus `extra`.
     pub fn set_server_git_config(&self, extra: &str) {
         std::fs::write(

@@ -62,6 +62,8 @@ pub enum Error {
     AuthRequired { host: String, token: &'static str },
     #[error("authentication to {host} failed: it refused the credentials from {from} (HTTP 401)")]
     AuthRejected { host: String, from: Source },
+    #[error("{from} redirected to {to}, which asks for credentials (HTTP 401); credentials are never sent to another host, so none were tried there: use {to}'s URL directly")]
+    AuthAfterRedirect { from: String, to: String },
     #[error("unexpected answer from {url}")]
     Smart {
         url: String,
@@ -351,6 +353,15 @@ impl Remote {
         if status.is_success() {
             return Ok(response);
         }
+        // reqwest drops the Authorization header on a redirect to another
+        // host, port or scheme: a 401 there says nothing about the
+        // credentials.
+        if status.as_u16() == 401 && !same_origin(response.url(), url) {
+            return Err(Error::AuthAfterRedirect {
+                from: origin(url),
+                to: origin(response.url()),
+            });
+        }
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -420,6 +431,26 @@ fn without_credentials(url: &Url) -> Url {
     url.set_query(None);
     url.set_fragment(None);
     url
+}
+
+/// Whether `a` and `b` are on the same scheme, host and port: what reqwest
+/// sends credentials to after a redirect.
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// `scheme://host[:port]`, never with credentials.
+fn origin(url: &Url) -> String {
+    match url.port() {
+        Some(port) => format!(
+            "{}://{}:{port}",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        ),
+        None => format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
+    }
 }
 
 /// Where the repository is after `info/refs` was redirected: the final URL

@@ -9,11 +9,16 @@ use std::time::Duration;
 use russh::client::{self, Handle};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use russh::ChannelMsg;
-use tokio::io::AsyncWriteExt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use russh::client::Msg;
+use russh::{ChannelMsg, ChannelWriteHalf, Disconnect};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::config::{self, HostConfig, StrictHostKeyChecking};
 use super::Error;
+use crate::transport::process::StderrTail;
 use crate::transport::{Connection, ServerProcess};
 
 /// The environment variable that overrides `StrictHostKeyChecking`.
@@ -427,10 +432,15 @@ async fn start(
     }
     channel.exec(false, command).await.map_err(session_error)?;
     let (mut read_half, write_half) = channel.split();
-    let writer = write_half.make_writer();
+    let write_half = Arc::new(write_half);
+    let writer = ChannelWriter {
+        tx: Box::pin(write_half.make_writer()),
+        half: Arc::clone(&write_half),
+        shut: false,
+    };
     let (mut pipe_in, pipe_out) = tokio::io::duplex(PIPE_BUFFER);
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&stderr);
+    let stderr = StderrTail::default();
+    let sink = stderr.clone();
     let repo = format!("{}@{}", target.user, target.host_port());
     let pump = tokio::spawn(async move {
         let mut open = true;
@@ -440,12 +450,9 @@ async fn start(
                     // The session went away: keep draining for stderr.
                     open = pipe_in.write_all(&data).await.is_ok();
                 }
-                ChannelMsg::ExtendedData { data, ext: 1 } => {
-                    tracing::debug!(target: "kalandra::server", "{repo}: {}", String::from_utf8_lossy(&data).trim_end());
-                    sink.lock()
-                        .expect("because the lock is never poisoned")
-                        .extend_from_slice(&data);
-                }
+                // Kept as a bounded tail: stderr is not progress, and a
+                // server may write it without end.
+                ChannelMsg::ExtendedData { data, ext: 1 } => sink.push(&repo, &data),
                 ChannelMsg::Eof => {
                     let _ = pipe_in.shutdown().await;
                     open = false;
@@ -462,9 +469,86 @@ async fn start(
         reader: Box::pin(pipe_out),
         writer: Box::pin(writer),
         process: Some(ServerProcess::remote(
-            Box::new((handle, write_half)),
+            Box::new(Session {
+                handle: Some(handle),
+                half: write_half,
+            }),
             stderr,
             pump,
         )),
     })
+}
+
+/// The channel's writer. Shut down, it sends EOF: the pack is complete.
+/// Dropped without that (the relay gave up), it sends EOF all the same, so
+/// the remote service fails now (receive-pack: "unpack eof") instead of
+/// waiting for the rest of a pack that will never come. Not a close: russh
+/// forgets a channel it closed, and the service's last words and exit
+/// would be lost; [`Session`] closes it when the connection goes.
+struct ChannelWriter {
+    tx: Pin<Box<dyn AsyncWrite + Send>>,
+    half: Arc<ChannelWriteHalf<Msg>>,
+    shut: bool,
+}
+
+impl AsyncWrite for ChannelWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.tx.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.tx.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = self.tx.as_mut().poll_shutdown(cx);
+        if let Poll::Ready(Ok(())) = poll {
+            self.shut = true;
+        }
+        poll
+    }
+}
+
+impl Drop for ChannelWriter {
+    fn drop(&mut self) {
+        if self.shut {
+            return;
+        }
+        let half = Arc::clone(&self.half);
+        spawn_detached(async move {
+            let _ = half.eof().await;
+        });
+    }
+}
+
+/// The ssh session behind a connection. Dropped, it closes the channel and
+/// disconnects, rather than leaving both to the server's timeouts.
+struct Session {
+    handle: Option<Handle<Checker>>,
+    half: Arc<ChannelWriteHalf<Msg>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let half = Arc::clone(&self.half);
+        let handle = self.handle.take();
+        spawn_detached(async move {
+            let _ = half.close().await;
+            if let Some(handle) = handle {
+                let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+            }
+        });
+    }
+}
+
+/// Runs `cleanup` on the current runtime, if there still is one (there is
+/// not while the process exits, and then the kernel closes the socket).
+fn spawn_detached(cleanup: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(cleanup);
+    }
 }
