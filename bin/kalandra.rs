@@ -190,6 +190,7 @@ fn main() -> ExitCode {
 async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
     let upstream = RepoUrl::parse(&args.upstream).context("invalid upstream")?;
     let downstream = RepoUrl::parse(&args.downstream).context("invalid downstream")?;
+    kalandra::limits::Limits::from_env().context("invalid environment")?;
     let scope = Scope::new(&args.include, &args.exclude)?;
     let show_progress = !args.quiet && !args.json && std::io::stderr().is_terminal();
     let options = SyncOptions {
@@ -233,6 +234,9 @@ fn transport_settings(args: &SyncArgs) -> TransportSettings {
 /// exit codes; the library only says what went wrong.
 fn exit_code(failure: &anyhow::Error) -> u8 {
     if failure.downcast_ref::<kalandra::url::Error>().is_some() {
+        return exit::USAGE;
+    }
+    if let Some(kalandra::limits::Error::InvalidVariable { .. }) = failure.downcast_ref() {
         return exit::USAGE;
     }
     if let Some(error) = failure.downcast_ref::<plan::Error>() {

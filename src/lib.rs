@@ -30,6 +30,7 @@
 pub mod ancestry;
 pub mod commit_graph;
 pub mod helper;
+pub mod limits;
 pub mod oid;
 pub mod pkt_io;
 pub mod plan;

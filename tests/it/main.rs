@@ -12,6 +12,7 @@ mod failures;
 mod git_daemon;
 mod guards;
 mod hooks;
+mod hostile_input;
 mod http;
 mod mirror;
 mod nginx;
