@@ -11,7 +11,7 @@ use kalandra::plan::{Divergence, PlanOptions, Scope, UpdateKind};
 use kalandra::progress::{human_bytes, Progress};
 use kalandra::relay::{self, Outcome, PushOptions, RefOutcome, RefStatus, SyncOptions, SyncReport};
 use kalandra::transport::TransportSettings;
-use kalandra::url::RepoUrl;
+use kalandra::url::{mask_credentials, RepoUrl};
 
 /// Exit codes, documented in docs/exit-codes.md.
 mod exit {
@@ -158,12 +158,13 @@ fn main() -> ExitCode {
         }
         Err(failure) => {
             let code = exit_code(&failure);
-            let message = format!("{failure:#}");
+            // Masked again as a whole: a secret must not show even where a
+            // cause quotes a URL that could not be parsed.
+            let message = mask_credentials(&format!("{failure:#}"));
             if args.json {
-                let shown = |raw: &str| {
-                    RepoUrl::parse(raw)
-                        .map(|u| u.to_string())
-                        .unwrap_or_else(|_| raw.to_owned())
+                let shown = |raw: &str| match RepoUrl::parse(raw) {
+                    Ok(url) => url.to_string(),
+                    Err(_) => mask_credentials(raw),
                 };
                 let value = serde_json::json!({
                     "ok": false,

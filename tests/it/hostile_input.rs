@@ -6,9 +6,10 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{path_arg, Run, World};
+use crate::harness::{helper_bin, path_arg, Run, World};
 
 /// Exit codes docs/exit-codes.md lists.
 const DOCUMENTED: [i32; 7] = [0, 1, 2, 3, 4, 5, 6];
@@ -106,6 +107,132 @@ fn a_ref_name_too_long_to_delete_downstream_ends_with_an_error_not_a_panic() {
     if run.code == 4 {
         run.assert_stderr_mentions(&["too long"]);
     }
+}
+
+#[test]
+fn a_git_path_too_long_for_the_request_is_a_usage_error() {
+    let w = World::new();
+    // Something listens, so that a request would be sent if the URL were taken.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().expect("bound").port();
+    let up = format!("git://127.0.0.1:{port}/{}", "p".repeat(70_000));
+    let down = w.root().join("down.git");
+    w.git(w.root(), &["init", "-q", "--bare", path_arg(&down)]);
+    let run = w.kalandra(&["sync", "--json", &up, path_arg(&down)]);
+    assert_clean_ending(&run);
+    run.assert_code(2);
+    let report = run.failure_report();
+    assert!(
+        report
+            .error()
+            .unwrap_or_default()
+            .contains("git:// request holds at most"),
+        "{run}"
+    );
+    assert!(
+        run.stderr.len() < 2000,
+        "the path is shortened in the message{run}"
+    );
+}
+
+/// URL forms whose secret, `hunter2` cut anywhere, must show nowhere.
+const SECRET_FORMS: &[&str] = &[
+    // bad port
+    "https://alice:hunter2@example.invalid:99999/r.git",
+    // unknown scheme
+    "ftp://alice:hunter2@example.invalid/r.git",
+    // no path
+    "git://alice:hunter2@example.invalid",
+    // a raw '/', '@' and ':' in the password
+    "https://alice:hun/ter2@example.invalid/r.git",
+    "https://alice:hun@ter2@example.invalid:99999/r.git",
+    "https://alice:hun:ter2@example.invalid:0x/r.git",
+    "https://alice:h/u@n:ter2@example.invalid:99999/r.git",
+    // a scheme git knows but kalandra does not, a remote-helper transport
+    "ht-tp://alice:hunter2@example.invalid/r.git",
+    "ext::https://alice:hunter2@example.invalid/r.git",
+];
+
+fn assert_no_secret(text: &str, context: &dyn std::fmt::Display) {
+    for piece in ["hunter2", "ter2", "hun/", "hun@", "hun:"] {
+        assert!(
+            !text.contains(piece),
+            "a piece of the secret ({piece}) shows{context}"
+        );
+    }
+}
+
+#[test]
+fn secrets_in_urls_that_do_not_parse_show_nowhere() {
+    let w = World::new();
+    let good = w.root().join("good.git");
+    w.git(w.root(), &["init", "-q", "--bare", path_arg(&good)]);
+    for form in SECRET_FORMS {
+        for args in [
+            vec!["sync", "--json", form, path_arg(&good)],
+            vec!["plan", "--json", path_arg(&good), form],
+            vec!["sync", form, path_arg(&good)],
+        ] {
+            let run = w.kalandra(&args);
+            assert_clean_ending(&run);
+            run.assert_code(2);
+            assert_no_secret(&run.stdout, &run);
+            assert_no_secret(&run.stderr, &run);
+            assert!(
+                run.stderr.contains("alice:***@"),
+                "the URL is shown, masked{run}"
+            );
+        }
+    }
+}
+
+#[test]
+fn secrets_in_a_bad_pair_show_nowhere_from_the_remote_helper() {
+    let w = World::new();
+    for form in SECRET_FORMS {
+        for pair in [
+            format!("{form}=>/tmp/down.git"),
+            format!("/tmp/up.git=>{form}"),
+            format!("{form}=>{form}=>/x"),
+        ] {
+            let mut cmd = Command::new(helper_bin());
+            cmd.args(["origin", &format!("kalandra::{pair}")]);
+            w.isolate(&mut cmd, &w.global_config());
+            let out = cmd.stdin(Stdio::null()).output().expect("the helper runs");
+            let output = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let shown = format!("\n--- the helper exited {:?}:\n{output}", out.status.code());
+            assert_eq!(out.status.code(), Some(128), "{shown}");
+            assert_no_secret(&output, &shown);
+            assert!(
+                output.contains("alice:***@"),
+                "the URL is shown, masked{shown}"
+            );
+        }
+    }
+}
+
+#[test]
+fn remote_helper_transports_are_unsupported_not_ssh_hosts() {
+    let w = World::new();
+    let down = w.root().join("down.git");
+    w.git(w.root(), &["init", "-q", "--bare", path_arg(&down)]);
+    let marker = w.root().join("ext-ran");
+    let ext = format!("ext::sh -c touch% {}", path_arg(&marker));
+    for up in [ext.as_str(), "fd::0", "fd::3,4/r.git"] {
+        let run = w.kalandra(&["sync", "--json", up, path_arg(&down)]);
+        assert_clean_ending(&run);
+        run.assert_code(2);
+        run.assert_stderr_mentions(&["unsupported transport"]);
+        assert!(
+            !run.stderr.contains("ssh://"),
+            "not taken for an ssh host{run}"
+        );
+    }
+    assert!(!marker.exists(), "nothing was run");
 }
 
 /// A git:// server on 127.0.0.1 that answers each request with `serve`, for at most
