@@ -58,6 +58,14 @@ impl RepoUrl {
             if is_scheme(scheme) {
                 return Self::parse_url(input, &scheme.to_ascii_lowercase());
             }
+            // git would take `ht_tp://u:p@h/r` for an scp-like host `ht_tp`
+            // with the path `//u:p@h/r`, and show the secret in that path.
+            // Nobody means that.
+            return Err(Error::Malformed {
+                shown: shown(input),
+                reason: "expected a scheme of letters, digits, '+', '-' and '.' before \"://\""
+                    .into(),
+            });
         }
         // `<transport>::<address>` makes git run git-remote-<transport>
         // (`ext::`, `fd::`, ...; transport.c, `transport_get`). It is no
@@ -495,6 +503,8 @@ mod tests {
             "git://alice:hunter2@example.com",
             "file://alice:hunter2@remote.example/r.git",
             "ht-tp://alice:hunter2@example.com/r.git",
+            "ht_tp://alice:hunter2@example.com/r.git",
+            "see https://alice:hunter2@example.com/r.git",
             "ext::https://alice:hunter2@example.com/r.git",
         ] {
             let err = RepoUrl::parse(bad).expect_err(bad);
