@@ -18,6 +18,7 @@ mod mirror;
 mod nginx;
 mod pack;
 mod plan;
+mod properties;
 mod remote_helper;
 mod scope;
 mod ssh;
