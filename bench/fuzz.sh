@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 duration=${1:-3600}
 cases=${2:-20000}
-properties=$(grep -c '^    fn .*(' tests/it/properties.rs)
+properties=$(grep -c '^    #[test]' tests/it/properties.rs)
 mkdir -p bench/results
 summary=bench/results/fuzz-$(date -u +%Y%m%dT%H%M%SZ).txt
 log=$(mktemp)
