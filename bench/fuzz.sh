@@ -8,7 +8,7 @@
 #
 # It uses the test profile on purpose: debug builds check integer overflow, so an overflow is
 # a crash here too. A failing property stops its round; proptest shrinks the input, prints it,
-# and records its seed under tests/it/proptest-regressions/ (commit that file with the fix: the
+# and records its seed under tests/proptest-regressions/ (commit that file with the fix: the
 # seed is then replayed first by every later run). The summary goes to stdout and to
 # bench/results/fuzz-<UTC date>.txt.
 set -u -o pipefail
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 duration=${1:-3600}
 cases=${2:-20000}
-properties=$(grep -c '^    #[test]' tests/it/properties.rs)
+properties=$(grep -cF '    #[test]' tests/it/properties.rs)
 mkdir -p bench/results
 summary=bench/results/fuzz-$(date -u +%Y%m%dT%H%M%SZ).txt
 log=$(mktemp)
