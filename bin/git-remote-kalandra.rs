@@ -38,7 +38,8 @@ fn main() -> ExitCode {
             ExitCode::from(128)
         }
         Err(error) => {
-            eprintln!("git-remote-kalandra: error: {error:#}");
+            let message = kalandra::url::mask_credentials(&format!("{error:#}"));
+            eprintln!("git-remote-kalandra: error: {message}");
             ExitCode::from(128)
         }
     }
@@ -196,7 +197,8 @@ async fn run_push(
         Ok(replies) => Ok(replies),
         Err(push::Error::Unsupported(missing)) => Err(missing),
         Err(push::Error::Relay(error)) => {
-            let message = format!("{:#}", anyhow::Error::from(error));
+            let message =
+                kalandra::url::mask_credentials(&format!("{:#}", anyhow::Error::from(error)));
             eprintln!("git-remote-kalandra: error: {message}");
             Ok(specs
                 .iter()

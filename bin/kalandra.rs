@@ -12,7 +12,7 @@ use kalandra::progress::{human_bytes, Progress};
 use kalandra::relay::{self, Outcome, PushOptions, RefOutcome, RefStatus, SyncOptions, SyncReport};
 use kalandra::terminal::escape;
 use kalandra::transport::TransportSettings;
-use kalandra::url::RepoUrl;
+use kalandra::url::{mask_credentials, RepoUrl};
 
 /// Exit codes, documented in docs/exit-codes.md.
 mod exit {
@@ -181,12 +181,13 @@ fn main() -> ExitCode {
         }
         Err(failure) => {
             let code = exit_code(&failure);
-            let message = format!("{failure:#}");
+            // Masked again as a whole: a secret must not show even where a
+            // cause quotes a URL that could not be parsed.
+            let message = mask_credentials(&format!("{failure:#}"));
             if args.json {
-                let shown = |raw: &str| {
-                    RepoUrl::parse(raw)
-                        .map(|u| u.to_string())
-                        .unwrap_or_else(|_| raw.to_owned())
+                let shown = |raw: &str| match RepoUrl::parse(raw) {
+                    Ok(url) => url.to_string(),
+                    Err(_) => mask_credentials(raw),
                 };
                 let value = serde_json::json!({
                     "ok": false,
@@ -215,6 +216,7 @@ fn main() -> ExitCode {
 async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
     let upstream = RepoUrl::parse(&args.upstream).context("invalid upstream")?;
     let downstream = RepoUrl::parse(&args.downstream).context("invalid downstream")?;
+    kalandra::limits::Limits::from_env().context("invalid environment")?;
     let scope = Scope::new(&args.include, &args.exclude)?;
     let show_progress = !args.quiet && !args.json && std::io::stderr().is_terminal();
     let options = SyncOptions {
@@ -299,6 +301,9 @@ fn exit_code(failure: &anyhow::Error) -> u8 {
             .downcast_ref::<kalandra::transport::SettingsError>()
             .is_some()
     {
+        return exit::USAGE;
+    }
+    if let Some(kalandra::limits::Error::InvalidVariable { .. }) = failure.downcast_ref() {
         return exit::USAGE;
     }
     if let Some(error) = failure.downcast_ref::<plan::Error>() {

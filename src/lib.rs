@@ -24,12 +24,14 @@
 //!    carries it back with the bytes relayed.
 //!
 //! Nothing is written to local disk, and memory is bounded by a pkt-line
-//! buffer per side whatever the pack size.
+//! buffer per side whatever the pack size; the lists read whole
+//! (advertisements, acknowledgments, reports) are capped by [`limits`].
 #![forbid(unsafe_code)]
 
 pub mod ancestry;
 pub mod commit_graph;
 pub mod helper;
+pub mod limits;
 pub mod oid;
 pub mod pkt_io;
 pub mod plan;

@@ -6,6 +6,7 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::limits::{self, Limits};
 use crate::wire::pkt::{self, Decoded, Packet};
 
 /// Enough for one maximal pkt-line plus room to read ahead.
@@ -20,6 +21,8 @@ pub enum Error {
     Truncated { partial: String },
     #[error("malformed pkt-line")]
     Malformed(#[source] pkt::Error),
+    #[error(transparent)]
+    Limit(limits::Error),
 }
 
 /// What a pkt-line holds, remembered while the decoder's borrow ends.
@@ -38,6 +41,7 @@ pub struct PacketReader<R> {
     start: usize,
     end: usize,
     last_payload: std::ops::Range<usize>,
+    limits: Limits,
 }
 
 impl<R: AsyncRead + Unpin> PacketReader<R> {
@@ -48,7 +52,18 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             start: 0,
             end: 0,
             last_payload: 0..0,
+            limits: Limits::default(),
         }
+    }
+
+    /// The caps [`Self::read_until_flush`] holds each list to.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The next pkt-line, or `None` when the stream ends cleanly between
@@ -110,14 +125,19 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     }
 
     /// Reads data pkt-lines until a flush, handing each payload to `line`.
-    /// Used for advertisements and other flush-terminated lists.
+    /// Used for advertisements and other flush-terminated lists, which are
+    /// held to the reader's [`Limits`]: past them, [`Error::Limit`] names
+    /// `list` and the cap.
     pub async fn read_until_flush<E>(
         &mut self,
+        list: &'static str,
         mut line: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<Result<(), E>, Error> {
+        let mut budget = self.limits.budget(list);
         loop {
             match self.next().await? {
                 Some(Packet::Data(data)) => {
+                    budget.take_line(data.len()).map_err(Error::Limit)?;
                     if let Err(e) = line(data) {
                         return Ok(Err(e));
                     }
@@ -171,5 +191,46 @@ mod tests {
             }
         }
         assert_eq!(reader.next().await.expect("ok"), None);
+    }
+
+    #[tokio::test]
+    async fn lists_past_the_caps_fail_naming_the_cap() {
+        let mut bytes = Vec::new();
+        for _ in 0..5 {
+            bytes.extend_from_slice(b"000aline\n\n");
+        }
+        bytes.extend_from_slice(pkt::FLUSH);
+        let read = |limits: Limits| {
+            let bytes = bytes.clone();
+            async move {
+                let mut reader = PacketReader::new(&bytes[..]).with_limits(limits);
+                reader
+                    .read_until_flush("test list", |_| Ok::<(), ()>(()))
+                    .await
+            }
+        };
+        let exact = Limits {
+            max_refs: 5,
+            max_advertisement_bytes: 50,
+        };
+        assert!(matches!(read(exact).await, Ok(Ok(()))));
+        let err = read(Limits {
+            max_refs: 4,
+            ..exact
+        })
+        .await
+        .expect_err("lines");
+        assert!(err.to_string().contains("more than 4 lines"), "{err}");
+        let err = read(Limits {
+            max_advertisement_bytes: 49,
+            ..exact
+        })
+        .await
+        .expect_err("bytes");
+        assert!(
+            err.to_string()
+                .contains("test list is larger than 49 bytes"),
+            "{err}"
+        );
     }
 }

@@ -37,7 +37,14 @@ pub enum Error {
     Malformed { shown: String, reason: String },
     #[error("refusing {what} {value:?}: it begins with '-' and would be read as an option")]
     LooksLikeOption { what: &'static str, value: String },
+    #[error("unsupported transport {transport:?} in {shown:?}: kalandra speaks file, ssh, git and http(s) itself and runs no remote helper (<transport>::<address>)")]
+    UnsupportedTransport { transport: String, shown: String },
 }
+
+/// The longest git:// host and path: the request `git-receive-pack <path>\0host=<host>:<port>\0\0version=2\0`
+/// is one pkt-line of at most 65516 bytes (gitprotocol-pack, "Git
+/// Transport"), and the fixed parts take 41 of them.
+const GIT_REQUEST_ROOM: usize = 65_516 - 41;
 
 impl RepoUrl {
     /// Parses a location the way git does: a `scheme://` URL, else an
@@ -48,12 +55,27 @@ impl RepoUrl {
             return Err(Error::Empty);
         }
         if let Some((scheme, _)) = input.split_once("://") {
-            if !scheme.is_empty()
-                && scheme
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'+')
-            {
+            if is_scheme(scheme) {
                 return Self::parse_url(input, &scheme.to_ascii_lowercase());
+            }
+            // git would take `ht_tp://u:p@h/r` for an scp-like host `ht_tp`
+            // with the path `//u:p@h/r`, and show the secret in that path.
+            // Nobody means that.
+            return Err(Error::Malformed {
+                shown: shown(input),
+                reason: "expected a scheme of letters, digits, '+', '-' and '.' before \"://\""
+                    .into(),
+            });
+        }
+        // `<transport>::<address>` makes git run git-remote-<transport>
+        // (`ext::`, `fd::`, ...; transport.c, `transport_get`). It is no
+        // scp-like host `ext` with the path `:...`.
+        if let Some((transport, _)) = input.split_once("::") {
+            if is_scheme(transport) {
+                return Err(Error::UnsupportedTransport {
+                    transport: transport.to_owned(),
+                    shown: shown(input),
+                });
             }
         }
         let colon = input.find(':');
@@ -71,7 +93,7 @@ impl RepoUrl {
 
     fn parse_url(input: &str, scheme: &str) -> Result<Self, Error> {
         let malformed = |reason: String| Error::Malformed {
-            shown: mask_userinfo(input),
+            shown: shown(input),
             reason,
         };
         let parsed = url::Url::parse(input).map_err(|e| malformed(e.to_string()))?;
@@ -121,18 +143,27 @@ impl RepoUrl {
                     path,
                 })
             }
-            "git" => Ok(Self::Git {
-                host: host()?,
-                port: parsed.port(),
-                path: path()?,
-            }),
+            "git" => {
+                let (host, path) = (host()?, path()?);
+                if host.len() + path.len() > GIT_REQUEST_ROOM {
+                    return Err(malformed(format!(
+                        "the host and path take {} bytes; a git:// request holds at most {GIT_REQUEST_ROOM}",
+                        host.len() + path.len()
+                    )));
+                }
+                Ok(Self::Git {
+                    host,
+                    port: parsed.port(),
+                    path,
+                })
+            }
             "http" | "https" => {
                 host()?;
                 Ok(Self::Http { url: parsed })
             }
             other => Err(Error::UnsupportedScheme {
                 scheme: other.to_owned(),
-                shown: mask_userinfo(input),
+                shown: shown(input),
             }),
         }
     }
@@ -146,7 +177,7 @@ impl RepoUrl {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || path.is_empty() {
             return Err(Error::Malformed {
-                shown: input.to_owned(),
+                shown: shown(input),
                 reason: "expected [user@]host:path".into(),
             });
         }
@@ -211,18 +242,68 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Replaces the `user:secret@` part of a URL-looking string with a masked form.
-fn mask_userinfo(input: &str) -> String {
-    let Some((scheme, rest)) = input.split_once("://") else {
-        return input.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+/// A URL scheme or a remote-helper name as git reads them (RFC 3986:
+/// a letter, then letters, digits, `+`, `-` and `.`).
+fn is_scheme(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+/// Masks the secret of every URL in `text`: `scheme://user:secret@host`
+/// becomes `scheme://user:***@host`. For text that may not parse as a URL
+/// (it is used on input that failed to parse, and on whole messages), so it
+/// is lenient: the secret may hold a raw `/`, `@` or `:`, and runs up to
+/// the last `@` of the URL-looking word. It errs towards masking too much
+/// (a path with `@` after a `host:port/` may be masked too) and never shows
+/// a secret. A user name alone is shown, as [`RepoUrl`]'s `Display` does.
+pub fn mask_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("://") {
+        let (before, after) = rest.split_at(start + 3);
+        out.push_str(before);
+        // The URL-looking word ends at white space, a quote or the `=>` of
+        // a kalandra:: pair.
+        let word_end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
+            .unwrap_or(after.len());
+        let word_end = after[..word_end].find("=>").unwrap_or(word_end);
+        let word = &after[..word_end];
+        // The last `@` whose prefix can be `user[:secret]`: a user name has
+        // no `/`, a secret (after the first `:`) may hold anything.
+        let first_slash = word.find('/').unwrap_or(word.len());
+        let colon_before_slash = word[..first_slash].contains(':');
+        let userinfo_end = word
+            .rmatch_indices('@')
+            .map(|(at, _)| at)
+            .find(|&at| at < first_slash || colon_before_slash);
+        match userinfo_end {
+            Some(at) => {
+                let userinfo = &word[..at];
+                match userinfo.split_once(':') {
+                    Some((user, _secret)) => {
+                        out.push_str(user);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                rest = &after[at..];
+            }
+            None => rest = after,
         }
-        None => input.to_owned(),
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `input` as quoted in an error: masked, and cut to a readable length.
+fn shown(input: &str) -> String {
+    const LIMIT: usize = 200;
+    let masked = mask_credentials(input);
+    match masked.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &masked[..cut]),
+        None => masked,
     }
 }
 
@@ -358,5 +439,109 @@ mod tests {
             RepoUrl::parse("git://host"),
             Err(Error::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn mask_credentials_hides_every_form_of_secret() {
+        let cases = [
+            (
+                "https://alice:hunter2@example.com/r.git",
+                "https://alice:***@example.com/r.git",
+            ),
+            (
+                "https://alice:hun/ter2@example.com/r.git",
+                "https://alice:***@example.com/r.git",
+            ),
+            (
+                "https://alice:hun@ter2@example.com/r.git",
+                "https://alice:***@example.com/r.git",
+            ),
+            (
+                "https://alice:hun:ter2@example.com/r.git",
+                "https://alice:***@example.com/r.git",
+            ),
+            (
+                "https://alice:h/u@n:t/er2@example.com:99999/r",
+                "https://alice:***@example.com:99999/r",
+            ),
+            (
+                "ftp://alice:hunter2@example.com",
+                "ftp://alice:***@example.com",
+            ),
+            (
+                "see \"https://a:hunter2@x/y\" and git://b:hunter2@z/w.",
+                "see \"https://a:***@x/y\" and git://b:***@z/w.",
+            ),
+            (
+                "https://a:hunter2@x/y=>https://b:hunter2@z/w",
+                "https://a:***@x/y=>https://b:***@z/w",
+            ),
+            (
+                "https://token@example.com/r.git",
+                "https://token@example.com/r.git",
+            ),
+            (
+                "https://example.com/r@v1.git",
+                "https://example.com/r@v1.git",
+            ),
+            ("/srv/a@b:c", "/srv/a@b:c"),
+            ("no url here", "no url here"),
+            ("://:hunter2@", "://:***@"),
+            ("é://é:hunter2é@é", "é://é:***@é"),
+        ];
+        for (input, masked) in cases {
+            assert_eq!(mask_credentials(input), masked, "{input}");
+        }
+    }
+
+    #[test]
+    fn unparsable_urls_never_show_their_secret() {
+        for bad in [
+            "https://alice:hunter2@example.com:99999/r.git",
+            "https://alice:hun/ter2@example.com/r.git",
+            "ftp://alice:hunter2@example.com/r.git",
+            "git://alice:hunter2@example.com",
+            "file://alice:hunter2@remote.example/r.git",
+            "ht-tp://alice:hunter2@example.com/r.git",
+            "ht_tp://alice:hunter2@example.com/r.git",
+            "see https://alice:hunter2@example.com/r.git",
+            "ext::https://alice:hunter2@example.com/r.git",
+        ] {
+            let err = RepoUrl::parse(bad).expect_err(bad);
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("ter2"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn remote_helper_transports_are_unsupported_not_scp_hosts() {
+        for input in [
+            "ext::sh -c 'touch /tmp/pwned'",
+            "fd::0",
+            "fd::3,4/path",
+            "kalandra::/a=>/b",
+        ] {
+            let err = RepoUrl::parse(input).expect_err(input);
+            assert!(
+                matches!(err, Error::UnsupportedTransport { .. }),
+                "{input}: {err:?}"
+            );
+            assert!(err.to_string().contains("unsupported transport"), "{err}");
+        }
+        assert!(matches!(parse("host:a::b"), RepoUrl::Ssh { .. }));
+    }
+
+    #[test]
+    fn git_paths_too_long_for_the_request_are_refused() {
+        let path = "p".repeat(GIT_REQUEST_ROOM);
+        let err = RepoUrl::parse(&format!("git://h/{path}")).expect_err("too long");
+        assert!(
+            err.to_string().contains("a git:// request holds at most"),
+            "{err}"
+        );
+        assert!(err.to_string().len() < 500, "the path is not quoted whole");
+        let fits = "p".repeat(GIT_REQUEST_ROOM - 2);
+        parse(&format!("git://h/{fits}"));
     }
 }

@@ -60,8 +60,7 @@ fn mask(text: &str) -> String {
     text.split("=>")
         .map(|part| match RepoUrl::parse(part) {
             Ok(url) => url.to_string(),
-            Err(_) if part.contains('@') && part.contains("://") => "<url with credentials>".into(),
-            Err(_) => part.to_owned(),
+            Err(_) => url::mask_credentials(part),
         })
         .collect::<Vec<_>>()
         .join("=>")
@@ -93,11 +92,32 @@ mod tests {
         assert!(!err.to_string().contains("hunter2"), "{err}");
         let err = Pair::parse("ftp://u:hunter2@a.example/x=>/b").expect_err("bad scheme");
         assert!(!format!("{err} {:?}", err).contains("hunter2"), "{err}");
+        for text in [
+            "https://u:hun/ter2@a.example/x=>/b=>/c",
+            "https://u:hun/ter2@a.example:99999/x",
+            "ftp://u:hun@ter2@a.example/x=>https://u:hunter2@b.example:0x/y",
+        ] {
+            let err = Pair::parse(text).expect_err(text);
+            let shown = format!("{err} {err:?} {:#}", anyhow_like(&err));
+            assert!(!shown.contains("ter2"), "{shown}");
+            assert!(shown.contains("u:***@"), "{shown}");
+        }
     }
 
     #[test]
     fn a_bad_side_is_named() {
         let err = Pair::parse("/up=>-down").expect_err("option-like");
         assert!(err.to_string().contains("downstream"), "{err}");
+    }
+
+    /// The error with its causes, as the binaries print it.
+    fn anyhow_like(err: &Error) -> String {
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
     }
 }

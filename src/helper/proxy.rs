@@ -8,6 +8,7 @@
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use crate::limits::{self, Budget, Limits};
 use crate::pkt_io::{self, PacketReader};
 use crate::transport::{self, ConnectOptions, Service, TransportSettings};
 use crate::url::RepoUrl;
@@ -30,6 +31,12 @@ pub enum Error {
     },
     #[error("upstream {repo} closed the connection in the middle of a response")]
     UpstreamClosed { repo: String },
+    #[error("invalid limits for upstream {repo}")]
+    Limits {
+        repo: String,
+        #[source]
+        source: limits::Error,
+    },
     #[error("reading git's request failed")]
     Git(#[source] pkt_io::Error),
     #[error("writing failed")]
@@ -56,6 +63,10 @@ where
     W: AsyncWrite + Unpin,
 {
     let repo = upstream.to_string();
+    let limits = Limits::from_env().map_err(|source| Error::Limits {
+        repo: repo.clone(),
+        source,
+    })?;
     let connection = transport::connect(
         upstream,
         Service::UploadPack,
@@ -84,7 +95,10 @@ where
         }
         _ => return Ok(Outcome::Fallback),
     }
-    copy_until_flush(&mut up, &mut advertisement, &repo).await?;
+    // Held whole before git sees it, so held to the same caps as any
+    // advertisement.
+    let mut budget = limits.budget("capability advertisement");
+    copy_until_flush(&mut up, &mut advertisement, &mut budget, &repo).await?;
     to_git.write_all(b"\n").await.map_err(Error::Write)?;
     to_git
         .write_all(&advertisement)
@@ -139,11 +153,20 @@ fn encode(packet: Packet<'_>, out: &mut Vec<u8>) {
 async fn copy_until_flush<R: AsyncRead + Unpin>(
     up: &mut PacketReader<R>,
     out: &mut Vec<u8>,
+    budget: &mut Budget,
     repo: &str,
 ) -> Result<(), Error> {
     loop {
         match up.next().await {
             Ok(Some(packet)) => {
+                if let Packet::Data(data) = packet {
+                    budget
+                        .take_line(data.len())
+                        .map_err(|limit| Error::Upstream {
+                            repo: repo.to_owned(),
+                            source: pkt_io::Error::Limit(limit),
+                        })?;
+                }
                 let end = packet == Packet::Flush;
                 encode(packet, out);
                 if end {

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use tokio::io::AsyncWriteExt;
 
+use crate::limits::{self, Budget, Limits};
 use crate::oid::ObjectFormat;
 use crate::pkt_io::{self, PacketReader};
 use crate::progress::{Progress, Side};
@@ -83,6 +84,18 @@ pub enum Error {
     },
     #[error("downstream {repo} reported an error: {message}")]
     Server { repo: String, message: String },
+    #[error("invalid limits for downstream {repo}")]
+    Limits {
+        repo: String,
+        #[source]
+        source: limits::Error,
+    },
+    #[error("cannot push to downstream {repo}")]
+    Commands {
+        repo: String,
+        #[source]
+        source: commands::Error,
+    },
 }
 
 /// A connected receive-pack after its ref advertisement.
@@ -110,10 +123,16 @@ impl ReceivePack {
             writer,
             process,
         } = connection;
-        let mut reader = PacketReader::new(reader);
+        let limits = match Limits::from_env() {
+            Ok(limits) => limits,
+            Err(source) => return Err(Error::Limits { repo, source }),
+        };
+        let mut reader = PacketReader::new(reader).with_limits(limits);
         let mut parser = AdvertisementParser::new();
         let mut session_process = process;
-        let read = reader.read_until_flush(|line| parser.push_line(line)).await;
+        let read = reader
+            .read_until_flush("ref advertisement", |line| parser.push_line(line))
+            .await;
         let parsed = match read {
             Ok(parsed) => parsed,
             Err(source) => {
@@ -217,7 +236,15 @@ impl ReceivePack {
         } else {
             &[]
         };
-        let bytes = commands::encode(commands, &caps, push_options);
+        let bytes = match commands::encode(commands, &caps, push_options) {
+            Ok(bytes) => bytes,
+            Err(source) => {
+                return Err(Error::Commands {
+                    repo: self.repo,
+                    source,
+                })
+            }
+        };
         if let Err(source) = self.writer.write_all(&bytes).await {
             let detail = self.failure_detail().await;
             return Err(Error::Write {
@@ -308,6 +335,7 @@ pub struct PushOutcome {
 impl ReportReader {
     pub async fn read_report(mut self, progress: &Progress) -> Result<PushOutcome, Error> {
         let mut parser = ReportParser::new();
+        let mut budget = self.reader.limits().budget("push report");
         let mut inner = Vec::new();
         let mut report_done = false;
         loop {
@@ -328,6 +356,9 @@ impl ReportReader {
                 _ => continue,
             };
             if !self.sideband {
+                if let Err(limit) = budget.take_line(data.len()) {
+                    return Err(self.read_error(pkt_io::Error::Limit(limit)).await);
+                }
                 parser.push_line(data).map_err(|source| Error::Report {
                     repo: self.repo.clone(),
                     source,
@@ -337,7 +368,7 @@ impl ReportReader {
             match sideband::demux(data) {
                 Ok(Band::Data(bytes)) => {
                     inner.extend_from_slice(bytes);
-                    report_done |= self.drain_report(&mut inner, &mut parser)?;
+                    report_done |= self.drain_report(&mut inner, &mut parser, &mut budget)?;
                 }
                 Ok(Band::Progress(text)) => {
                     progress.server_message(Side::Downstream, text);
@@ -379,7 +410,12 @@ impl ReportReader {
     /// With side-band, the report is pkt-lines nested inside band 1, and one
     /// inner line may be split across band packets. Returns true at the
     /// inner flush that ends the report.
-    fn drain_report(&self, inner: &mut Vec<u8>, parser: &mut ReportParser) -> Result<bool, Error> {
+    fn drain_report(
+        &self,
+        inner: &mut Vec<u8>,
+        parser: &mut ReportParser,
+        budget: &mut Budget,
+    ) -> Result<bool, Error> {
         let mut consumed_total = 0;
         let mut done = false;
         while let Decoded::Complete { packet, consumed } = pkt::decode(&inner[consumed_total..])
@@ -390,10 +426,17 @@ impl ReportReader {
         {
             consumed_total += consumed;
             match packet {
-                Packet::Data(line) => parser.push_line(line).map_err(|source| Error::Report {
-                    repo: self.repo.clone(),
-                    source,
-                })?,
+                Packet::Data(line) => {
+                    budget.take_line(line.len()).map_err(|limit| Error::Read {
+                        repo: self.repo.clone(),
+                        detail: None,
+                        source: pkt_io::Error::Limit(limit),
+                    })?;
+                    parser.push_line(line).map_err(|source| Error::Report {
+                        repo: self.repo.clone(),
+                        source,
+                    })?
+                }
                 Packet::Flush => {
                     done = true;
                     break;

@@ -4,6 +4,7 @@
 //! `refs/pull/*` is never even listed) and `fetch` serves any object the
 //! server has, not only advertised tips (gitprotocol-v2, "fetch").
 
+use crate::limits::{self, Limits};
 use crate::oid::{ObjectFormat, ObjectId};
 use crate::pkt_io::{self, PacketReader};
 use crate::progress::Progress;
@@ -77,6 +78,12 @@ pub enum Error {
     },
     #[error("upstream {repo} reported an error: {message}")]
     Server { repo: String, message: String },
+    #[error("invalid limits for upstream {repo}")]
+    Limits {
+        repo: String,
+        #[source]
+        source: limits::Error,
+    },
     #[error("upstream {repo} sent {found:?} where {expected} was expected")]
     Unexpected {
         repo: String,
@@ -172,9 +179,13 @@ impl UploadPack {
             writer,
             process,
         } = connection;
+        let limits = match Limits::from_env() {
+            Ok(limits) => limits,
+            Err(source) => return Err(Error::Limits { repo, source }),
+        };
         let mut session = Self {
             repo,
-            reader: PacketReader::new(reader),
+            reader: PacketReader::new(reader).with_limits(limits),
             writer,
             process,
             protocol: Protocol::V0 {
@@ -219,7 +230,7 @@ impl UploadPack {
             let mut capabilities = Capabilities::default();
             let result = self
                 .reader
-                .read_until_flush(|line| {
+                .read_until_flush("capability advertisement", |line| {
                     let (name, value) = v2::parse_capability_line(line)?;
                     capabilities.push(&name, value.as_deref());
                     Ok(())
@@ -234,7 +245,7 @@ impl UploadPack {
         if result.is_ok() {
             let read = self
                 .reader
-                .read_until_flush(|line| parser.push_line(line))
+                .read_until_flush("ref advertisement", |line| parser.push_line(line))
                 .await;
             result = match read {
                 Ok(inner) => inner,
@@ -348,6 +359,7 @@ impl UploadPack {
     async fn read_acknowledgments(&mut self, acked: &mut Vec<ObjectId>) -> Result<Acks, Error> {
         let mut in_acks = false;
         let mut ready = false;
+        let mut budget = self.reader.limits().budget("acknowledgments section");
         loop {
             let line = match self.reader.next().await {
                 Ok(Some(Packet::Data(line))) => line.to_vec(),
@@ -363,6 +375,9 @@ impl UploadPack {
                 Ok(None) => return Err(self.closed("during negotiation").await),
                 Err(source) => return Err(self.read_error(source).await),
             };
+            if let Err(limit) = budget.take_line(line.len()) {
+                return Err(self.read_error(pkt_io::Error::Limit(limit)).await);
+            }
             if let Some(message) = pkt::error_line(&line) {
                 return Err(self.server_error(message));
             }
@@ -437,13 +452,17 @@ impl UploadPack {
                     peel: true,
                     unborn: false,
                 }
-                .encode();
+                .encode()
+                .map_err(|source| Error::V2 {
+                    repo: self.repo.clone(),
+                    source,
+                })?;
                 self.send(&request).await?;
                 let mut lines = Vec::new();
                 let mut server_error = None;
                 let result = self
                     .reader
-                    .read_until_flush(|line| {
+                    .read_until_flush("ls-refs answer", |line| {
                         if let Some(message) = pkt::error_line(line) {
                             server_error = Some(String::from_utf8_lossy(message).into_owned());
                             return Ok(());
@@ -695,17 +714,21 @@ fn v0_fetch_request(args: &FetchArgs, agent: &str) -> Vec<u8> {
         caps.push("no-progress".into());
     }
     caps.push(format!("agent={agent}"));
+    let line = |text: &str, out: &mut Vec<u8>| {
+        pkt::encode_text(text, out)
+            .expect("because object ids and capability words fit in a pkt-line")
+    };
     for (i, want) in args.wants.iter().enumerate() {
         if i == 0 {
-            pkt::encode_text(&format!("want {want} {}", caps.join(" ")), &mut out);
+            line(&format!("want {want} {}", caps.join(" ")), &mut out);
         } else {
-            pkt::encode_text(&format!("want {want}"), &mut out);
+            line(&format!("want {want}"), &mut out);
         }
     }
     out.extend_from_slice(pkt::FLUSH);
     for have in &args.haves {
-        pkt::encode_text(&format!("have {have}"), &mut out);
+        line(&format!("have {have}"), &mut out);
     }
-    pkt::encode_text("done", &mut out);
+    line("done", &mut out);
     out
 }

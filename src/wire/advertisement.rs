@@ -159,13 +159,14 @@ impl AdvertisementParser {
             return Ok(());
         }
         if let Some(base) = name.strip_suffix("^{}") {
+            // Only the ref just before: git writes the peeled line right
+            // after its tag, and looking further back would let a server
+            // make each of a million lines scan a million refs.
             let target = self
                 .advertisement
                 .refs
-                .iter_mut()
-                .rev()
-                .find(|r| r.name == base)
-                .filter(|r| r.peeled.is_none())
+                .last_mut()
+                .filter(|r| r.name == base && r.peeled.is_none())
                 .ok_or_else(|| Error::OrphanPeeled { found: found() })?;
             target.peeled = Some(oid);
             return Ok(());
@@ -418,6 +419,21 @@ object-format=sha1 agent=git/2.47.3\n\
             .push_line(b"shallow zzz\n")
             .expect_err("bad shallow");
         assert!(err.to_string().contains("shallow zzz"), "{err}");
+    }
+
+    #[test]
+    fn a_peeled_line_must_follow_its_tag() {
+        let payloads = data_payloads(UPLOAD_PACK_V0);
+        let mut parser = AdvertisementParser::new();
+        for line in &payloads[..4] {
+            parser.push_line(line).expect("valid");
+        }
+        // refs/tags/v1 came last: its peeled line fits; main's does not any more.
+        let err = parser
+            .push_line(b"890c228dd533332a4add2fb4e2ec8c3971b3f9cf refs/heads/main^{}\n")
+            .expect_err("not right after main");
+        assert!(matches!(err, Error::OrphanPeeled { .. }), "{err:?}");
+        parser.push_line(payloads[4]).expect("right after v1");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::oid::{InvalidObjectId, ObjectId};
 use crate::wire::capabilities::{self, Capabilities};
-use crate::wire::pkt::{encode_data, encode_text, FLUSH};
+use crate::wire::pkt::{encode_data, encode_text, FLUSH, MAX_DATA_LEN};
 use crate::wire::{shorten, trim_newline};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -16,6 +16,13 @@ pub enum Error {
         #[source]
         source: InvalidObjectId,
     },
+    #[error(
+        "expected a command line of at most {MAX_DATA_LEN} bytes (one pkt-line), got {len} bytes \
+         for ref {name:?}: the ref name is too long to push"
+    )]
+    TooLong { name: String, len: usize },
+    #[error("expected a push option of at most {MAX_DATA_LEN} bytes (one pkt-line), got {len} bytes: {found:?}")]
+    OptionTooLong { found: String, len: usize },
     #[error("expected valid capabilities after the NUL in command {found:?}")]
     Capabilities {
         found: String,
@@ -48,30 +55,39 @@ impl Command {
 /// (gitprotocol-pack.txt, "push-options"). With no commands, only a flush is
 /// written: receive-pack then expects neither options nor a pack.
 ///
-/// # Panics
-///
-/// If one line is longer than a pkt-line can be (65516 bytes): ref names
-/// and capabilities are far shorter.
-pub fn encode(commands: &[Command], capabilities: &[String], push_options: &[String]) -> Vec<u8> {
+/// git sets no limit on a ref name's length but a command must fit in one
+/// pkt-line, so a name of some 65 400 bytes cannot be pushed: that is
+/// [`Error::TooLong`], found before anything is sent.
+pub fn encode(
+    commands: &[Command],
+    capabilities: &[String],
+    push_options: &[String],
+) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     for (i, command) in commands.iter().enumerate() {
         let line = format!("{} {} {}", command.old, command.new, command.name);
+        let too_long = |len| Error::TooLong {
+            name: shorten(command.name.as_bytes()),
+            len,
+        };
         if i == 0 {
             let line = format!("{line}\0{}\n", capabilities.join(" "));
-            encode_data(line.as_bytes(), &mut out)
-                .expect("because a command and capabilities fit in one pkt-line");
+            encode_data(line.as_bytes(), &mut out).map_err(|_| too_long(line.len()))?;
         } else {
-            encode_text(&line, &mut out);
+            encode_text(&line, &mut out).map_err(|_| too_long(line.len() + 1))?;
         }
     }
     out.extend_from_slice(FLUSH);
     if !commands.is_empty() && !push_options.is_empty() {
         for option in push_options {
-            encode_text(option, &mut out);
+            encode_text(option, &mut out).map_err(|_| Error::OptionTooLong {
+                found: shorten(option.as_bytes()),
+                len: option.len(),
+            })?;
         }
         out.extend_from_slice(FLUSH);
     }
-    out
+    Ok(out)
 }
 
 /// Parses one command line as receive-pack does; the first one carries the
@@ -180,7 +196,7 @@ refs/heads/dev\n\
             "agent=kalandra",
         ]);
         let options = strings(&["ci.skip", "note=hi there"]);
-        assert_eq!(encode(&commands(), &caps, &options), OURS);
+        assert_eq!(encode(&commands(), &caps, &options).expect("fits"), OURS);
     }
 
     #[test]
@@ -208,7 +224,7 @@ quiet object-format=sha1 agent=git/2.47.3";
         let (delete, _) = parse_line(recorded).expect("valid");
         assert!(delete.is_delete());
         assert!(!commands()[0].is_delete());
-        let encoded = encode(&[delete], &[], &strings(&["ignored? no: sent"]));
+        let encoded = encode(&[delete], &[], &strings(&["ignored? no: sent"])).expect("fits");
         assert_eq!(
             encoded,
             b"0066890c228dd533332a4add2fb4e2ec8c3971b3f9cf \
@@ -216,10 +232,12 @@ quiet object-format=sha1 agent=git/2.47.3";
 0016ignored? no: sent\n0000"
         );
         assert_eq!(
-            encode(&[], &strings(&["report-status"]), &strings(&["x"])),
+            encode(&[], &strings(&["report-status"]), &strings(&["x"])).expect("fits"),
             FLUSH
         );
-        assert!(encode(&commands(), &[], &[]).ends_with(b"refs/heads/dev\n0000"));
+        assert!(encode(&commands(), &[], &[])
+            .expect("fits")
+            .ends_with(b"refs/heads/dev\n0000"));
     }
 
     #[test]
@@ -239,5 +257,38 @@ quiet object-format=sha1 agent=git/2.47.3";
         bad_caps.extend_from_slice(b" =x");
         let err = parse_line(&bad_caps).expect_err("bad caps");
         assert!(matches!(err, Error::Capabilities { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_ref_name_too_long_for_a_pkt_line_is_an_error_not_a_panic() {
+        let caps = strings(&["report-status-v2", "side-band-64k", "agent=kalandra"]);
+        // 82 bytes of ids and spaces, then the name: this name fits alone,
+        // but not with the capabilities of a first command.
+        let name = format!("refs/heads/{}", "n".repeat(MAX_DATA_LEN - 82 - 11 - 1));
+        for (first, second) in [
+            (name.clone(), "refs/heads/ok"),
+            ("refs/heads/ok".into(), &name[..]),
+        ] {
+            let mut list = commands();
+            list[0].name = first;
+            list[1].name = second.to_owned();
+            let result = encode(&list, &caps, &[]);
+            if second == name {
+                // As a plain line it still fits, exactly.
+                let bytes = result.expect("fits without capabilities");
+                assert!(bytes.windows(4).any(|w| w == b"fff0"));
+                continue;
+            }
+            let err = result.expect_err("too long");
+            assert!(matches!(err, Error::TooLong { .. }), "{err:?}");
+            assert!(err.to_string().contains("refs/heads/nnnn"), "{err}");
+            assert!(err.to_string().len() < 400, "the name is shortened: {err}");
+        }
+        let mut list = commands();
+        list[1].name = format!("{name}n");
+        let err = encode(&list, &caps, &[]).expect_err("too long as a plain line");
+        assert!(err.to_string().contains("65517 bytes"), "{err}");
+        let err = encode(&commands(), &caps, &["o".repeat(MAX_DATA_LEN)]).expect_err("option");
+        assert!(matches!(err, Error::OptionTooLong { .. }), "{err:?}");
     }
 }

@@ -103,18 +103,24 @@ pub fn encode_data(payload: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
 
 /// Appends one text packet: `line` terminated by exactly one `\n`.
 ///
-/// # Panics
-///
-/// If `line` is longer than [`MAX_DATA_LEN`]; text lines of the protocol are
-/// a command, a capability or a ref name and an object id or two.
-pub fn encode_text(line: &str, out: &mut Vec<u8>) {
-    let mut payload = Vec::with_capacity(line.len() + 1);
-    payload.extend_from_slice(line.as_bytes());
-    if !line.ends_with('\n') {
-        payload.push(b'\n');
+/// A line longer than [`MAX_DATA_LEN`] with its newline is an error, and
+/// nothing is appended: a ref name can be that long (git sets no limit), a
+/// pkt-line cannot.
+pub fn encode_text(line: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+    let newline = if line.ends_with('\n') { 0 } else { 1 };
+    let len = line.len() + newline;
+    if len > MAX_DATA_LEN {
+        return Err(Error::PayloadTooLong {
+            len,
+            found: shorten(line.as_bytes()),
+        });
     }
-    encode_data(&payload, out)
-        .expect("because protocol text lines are far shorter than a pkt-line can be");
+    out.extend_from_slice(format!("{:04x}", len + HEADER_LEN).as_bytes());
+    out.extend_from_slice(line.as_bytes());
+    if newline == 1 {
+        out.push(b'\n');
+    }
+    Ok(())
 }
 
 /// Returns the message of an `ERR <msg>` packet, without its newline.
@@ -265,8 +271,8 @@ mod tests {
     #[test]
     fn encodes_data_and_text() {
         let mut out = Vec::new();
-        encode_text("command=ls-refs", &mut out);
-        encode_text("agent=git/2.47.3\n", &mut out);
+        encode_text("command=ls-refs", &mut out).expect("short");
+        encode_text("agent=git/2.47.3\n", &mut out).expect("short");
         out.extend_from_slice(DELIM);
         encode_data(b"\x01PACK", &mut out).expect("short");
         out.extend_from_slice(FLUSH);
@@ -297,6 +303,18 @@ mod tests {
         let mut out = Vec::new();
         let err = encode_data(&payload, &mut out).expect_err("too long");
         assert!(err.to_string().contains("yyyy"), "{err}");
+        assert!(err.to_string().contains("65517"), "{err}");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn encode_text_rejects_an_oversized_line_instead_of_panicking() {
+        let mut out = Vec::new();
+        let fits = "z".repeat(MAX_DATA_LEN - 1);
+        encode_text(&fits, &mut out).expect("fits with its newline");
+        assert_eq!(&out[..4], b"fff0");
+        out.clear();
+        let err = encode_text(&"z".repeat(MAX_DATA_LEN), &mut out).expect_err("too long");
         assert!(err.to_string().contains("65517"), "{err}");
         assert!(out.is_empty());
     }

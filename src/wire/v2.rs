@@ -2,7 +2,7 @@
 //! `ls-refs` response, and the `ls-refs` and `fetch` requests.
 
 use crate::oid::{InvalidObjectId, ObjectFormat, ObjectId};
-use crate::wire::pkt::{encode_text, DELIM, FLUSH};
+use crate::wire::pkt::{encode_text, DELIM, FLUSH, MAX_DATA_LEN};
 use crate::wire::{shorten, trim_newline};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -17,6 +17,21 @@ pub enum Error {
         #[source]
         source: InvalidObjectId,
     },
+    #[error("expected a request line of at most {MAX_DATA_LEN} bytes (one pkt-line), got {len} bytes: {found:?}")]
+    RequestTooLong { found: String, len: usize },
+}
+
+/// Appends a request line whose length the caller controls (a ref prefix).
+fn encode_argument(line: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+    encode_text(line, out).map_err(|_| Error::RequestTooLong {
+        found: shorten(line.as_bytes()),
+        len: line.len() + 1,
+    })
+}
+
+/// Appends a request line built from object ids and fixed words only.
+fn encode_fixed(line: &str, out: &mut Vec<u8>) {
+    encode_text(line, out).expect("because object ids and fixed words fit in a pkt-line");
 }
 
 /// Whether the first line of a response announces protocol v2.
@@ -104,9 +119,9 @@ pub fn parse_ls_refs_line(payload: &[u8]) -> Result<LsRef, Error> {
 /// then the delimiter before the command's arguments
 /// (gitprotocol-v2.txt, "Command Request").
 fn encode_command_header(command: &str, agent: &str, format: ObjectFormat, out: &mut Vec<u8>) {
-    encode_text(&format!("command={command}"), out);
-    encode_text(&format!("agent={agent}"), out);
-    encode_text(&format!("object-format={format}"), out);
+    encode_fixed(&format!("command={command}"), out);
+    encode_fixed(&format!("agent={agent}"), out);
+    encode_fixed(&format!("object-format={format}"), out);
     out.extend_from_slice(DELIM);
 }
 
@@ -121,7 +136,8 @@ pub struct LsRefsRequest<'a> {
 }
 
 impl LsRefsRequest<'_> {
-    pub fn encode(&self) -> Vec<u8> {
+    /// Fails only for a prefix too long for a pkt-line.
+    pub fn encode(&self) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
         encode_command_header("ls-refs", self.agent, self.object_format, &mut out);
         for (wanted, arg) in [
@@ -130,14 +146,14 @@ impl LsRefsRequest<'_> {
             (self.unborn, "unborn"),
         ] {
             if wanted {
-                encode_text(arg, &mut out);
+                encode_fixed(arg, &mut out);
             }
         }
         for prefix in self.prefixes {
-            encode_text(&format!("ref-prefix {prefix}"), &mut out);
+            encode_argument(&format!("ref-prefix {prefix}"), &mut out)?;
         }
         out.extend_from_slice(FLUSH);
-        out
+        Ok(out)
     }
 }
 
@@ -184,23 +200,23 @@ impl FetchRequest<'_> {
             (self.wait_for_done, "wait-for-done"),
         ] {
             if wanted {
-                encode_text(arg, &mut out);
+                encode_fixed(arg, &mut out);
             }
         }
         if let Some(depth) = self.deepen {
-            encode_text(&format!("deepen {depth}"), &mut out);
+            encode_fixed(&format!("deepen {depth}"), &mut out);
         }
         if let Some(spec) = self.filter {
-            encode_text(&format!("filter {spec}"), &mut out);
+            encode_fixed(&format!("filter {spec}"), &mut out);
         }
         for want in self.wants {
-            encode_text(&format!("want {want}"), &mut out);
+            encode_fixed(&format!("want {want}"), &mut out);
         }
         for have in self.haves {
-            encode_text(&format!("have {have}"), &mut out);
+            encode_fixed(&format!("have {have}"), &mut out);
         }
         if done {
-            encode_text("done", &mut out);
+            encode_fixed("done", &mut out);
         }
         out.extend_from_slice(FLUSH);
         out
@@ -387,7 +403,7 @@ symref-target:refs/heads/main\n\
             peel: true,
             unborn: true,
         };
-        assert_eq!(request.encode(), CLONE_LS_REFS_REQUEST);
+        assert_eq!(request.encode().expect("fits"), CLONE_LS_REFS_REQUEST);
         let minimal = LsRefsRequest {
             object_format: ObjectFormat::Sha256,
             agent: "kalandra",
@@ -397,8 +413,27 @@ symref-target:refs/heads/main\n\
             unborn: false,
         };
         assert_eq!(
-            minimal.encode(),
+            minimal.encode().expect("fits"),
             b"0014command=ls-refs\n0013agent=kalandra\n0019object-format=sha256\n00010000"
+        );
+    }
+
+    #[test]
+    fn an_oversized_ref_prefix_is_an_error_not_a_panic() {
+        let prefixes = [format!("refs/heads/{}", "p".repeat(MAX_DATA_LEN))];
+        let request = LsRefsRequest {
+            object_format: ObjectFormat::Sha1,
+            agent: "kalandra",
+            prefixes: &prefixes,
+            symrefs: true,
+            peel: true,
+            unborn: false,
+        };
+        let err = request.encode().expect_err("too long");
+        assert!(matches!(err, Error::RequestTooLong { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("ref-prefix refs/heads/ppp"),
+            "{err}"
         );
     }
 
