@@ -6,7 +6,7 @@
 //! prints one JSON object: baseline, peak and after-the-run values, errors, wall time.
 //! Open descriptors and memory must return to their baseline once the syncs are done.
 //!
-//!     cargo run --release --example load -- UPSTREAM WORKDIR [COUNT]
+//!     cargo run --release --example load -- UPSTREAM WORKDIR [COUNT]   (LOAD_ROUNDS=2)
 //!
 //! `bench/load.sh` runs it against a local path and a git daemon on 127.0.0.1.
 
@@ -86,7 +86,11 @@ async fn main() {
     // where they were after the first (what the allocator keeps is not a leak; growth is).
     let mut rounds = Vec::new();
     let mut errors = Vec::new();
-    for round in 0..2 {
+    let round_count: usize = std::env::var("LOAD_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(2);
+    for round in 0..round_count {
         if round > 0 {
             for down in &downs {
                 let _ = std::fs::remove_dir_all(down);
