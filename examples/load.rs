@@ -129,7 +129,15 @@ async fn main() {
             match task.await {
                 Ok(Ok(report)) if report.result.outcome() == Outcome::Complete => {}
                 Ok(Ok(report)) => errors.push(format!("outcome {:?}", report.result.outcome())),
-                Ok(Err(error)) => errors.push(error.to_string()),
+                Ok(Err(error)) => {
+                    let mut text = error.to_string();
+                    let mut cause = std::error::Error::source(&error);
+                    while let Some(source) = cause {
+                        text.push_str(&format!(": {source}"));
+                        cause = source.source();
+                    }
+                    errors.push(text);
+                }
                 Err(join) => errors.push(join.to_string()),
             }
         }
