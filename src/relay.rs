@@ -609,9 +609,15 @@ fn finish(
             let (status, reason) = match status.map(|s| &s.result) {
                 Some(RefResult::Ok) => (RefStatus::Ok, None),
                 Some(RefResult::Rejected(reason)) => (RefStatus::Rejected, Some(reason.clone())),
+                // Not rejected: a report that skips a ref (or names it garbled) says nothing
+                // about it. The fresh look at downstream's refs settles it, else it stays
+                // unknown (exit 7).
                 None => (
-                    RefStatus::Rejected,
-                    Some("downstream did not report on this ref".to_owned()),
+                    RefStatus::Unknown,
+                    Some(
+                        "downstream did not report on this ref; it may or may not have moved"
+                            .to_owned(),
+                    ),
                 ),
             };
             RefOutcome::new(u, status, reason)
@@ -914,7 +920,22 @@ async fn verify(
             tracing::warn!("cannot re-read downstream's refs to settle the lost report: {error}");
             return Ok(());
         }
-        Err(error) => return Err(error),
+        // Downstream said `ok` and may well have moved the refs: failing the sync as a
+        // connection error would claim "downstream was not changed". What landed cannot be
+        // confirmed, so it is unknown (exit 7), and the next sync settles it.
+        Err(error) => {
+            let reason = format!(
+                "downstream reported it updated, but the fresh look at its refs failed ({error}); \
+                 the ref may or may not have moved"
+            );
+            for outcome in &mut result.refs {
+                if outcome.status == RefStatus::Ok {
+                    outcome.status = RefStatus::Unknown;
+                    outcome.reason = Some(reason.clone());
+                }
+            }
+            return Ok(());
+        }
     };
     let repo = session.repo().to_owned();
     let now: std::collections::HashMap<&str, &ObjectId> = session

@@ -9,6 +9,8 @@ mod cli;
 mod commit_graph;
 mod divergence;
 mod failures;
+mod fault_proxy;
+mod faults;
 mod git_daemon;
 mod guards;
 mod hooks;
