@@ -370,9 +370,8 @@ fn print_human(report: &SyncReport) {
     let unknown = report.result.count(RefStatus::Unknown);
     if unknown > 0 {
         eprintln!(
-            "kalandra: warning: outcome unknown: downstream's report was lost after it \
-             received everything, so {unknown} ref{} may or may not have moved; run the sync \
-             again to settle it",
+            "kalandra: warning: outcome unknown: {unknown} ref{} may or may not have moved \
+             downstream (see the reasons above); run the sync again to settle it",
             if unknown == 1 { "" } else { "s" }
         );
     }

@@ -545,7 +545,7 @@ fn settle(
         Ok(outcome) => finish(downstream, updates, pack, bytes_relayed, outcome)?,
         Err(error) => {
             let reason = format!(
-                "downstream received everything, then its report was lost ({}); \
+                "the whole pack was sent to downstream, then its report was lost ({}); \
                  the ref may or may not have moved",
                 chain(&error)
             );
