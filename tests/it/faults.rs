@@ -658,16 +658,11 @@ fn a_ref_missing_from_a_garbled_report_is_settled_not_rejected() {
 fn an_ssh_server_silent_before_the_git_command_runs_is_a_connect_timeout() {
     let bench = Bench::new(Transport::Ssh);
     let [_, to_client] = bench.clean(Side::Downstream);
-    let session = to_client
-        .connection_starts
-        .get(1)
-        .copied()
-        .unwrap_or(to_client.bytes.len() as u64);
-    // Halfway through the first session's bytes from sshd: past the key exchange, before
-    // receive-pack's advertisement (the mark of the sweep that found it).
+    // sshd's first encrypted packet (the answer to the userauth service request): the key
+    // exchange is over, authentication has not started.
     let injection = Injection {
         direction: Direction::ToClient,
-        at: session / 2,
+        at: end_of_key_exchange(&to_client.bytes).expect("sshd's NEWKEYS in the clean run"),
         fault: Fault::Stall,
     };
     let (run, down, proxy) = bench.run(Side::Downstream, Some(injection));
@@ -685,4 +680,19 @@ fn an_ssh_server_silent_before_the_git_command_runs_is_a_connect_timeout() {
         "downstream unchanged{run}"
     );
     bench.w.assert_fsck(&down);
+}
+
+/// The offset just past the server's SSH_MSG_NEWKEYS: after the version line, the binary
+/// packets are in the clear until then (RFC 4253 sections 6 and 7.3).
+fn end_of_key_exchange(bytes: &[u8]) -> Option<u64> {
+    const NEWKEYS: u8 = 21;
+    let mut at = bytes.windows(2).position(|w| w == b"\r\n")? + 2;
+    loop {
+        let length = u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize;
+        let kind = *bytes.get(at + 5)?;
+        at += 4 + length;
+        if kind == NEWKEYS {
+            return Some(at as u64);
+        }
+    }
 }
