@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The long fault sweep: tests/it/faults.rs with KALANDRA_FAULT_SWEEP=long, i.e. the named
 # offsets plus 47 evenly spaced ones and every named offset +-1..3, for cut, flip, duplicate
-# (1 and 100 bytes), stall and a 400-byte drip, upstream and downstream, each way.
+# (1 and 100 bytes), stall and a 400-byte drip, upstream and downstream, each way, over
+# git://, smart HTTP (nginx + git http-backend) and ssh (sshd).
 # One line per case ("fault-sweep ...") and the outcomes by exit code go to
 # bench/results/fault-sweep-<UTC date>.txt. See docs/robustness.md, "Fault injection".
 set -u -o pipefail

@@ -1,5 +1,5 @@
-//! The fault sweep: a [`FaultProxy`] in front of a real `git daemon`, on the upstream or the
-//! downstream side, cuts, stalls, drips, flips or duplicates bytes at offsets placed across a
+//! The fault sweep: a [`FaultProxy`] in front of a real server (`git daemon`, nginx +
+//! `git http-backend`, or OpenSSH's sshd), on the upstream or the downstream side, cuts, stalls, drips, flips or duplicates bytes at offsets placed across a
 //! whole sync (advertisement, negotiation, pack start, middle and end, the report). Every run
 //! must end with a documented exit code and an error message, leave downstream's refs either
 //! as they were or as the exit code and report say, and keep downstream fsck-clean.
@@ -8,12 +8,17 @@
 //! many more offsets and longer drips. See docs/robustness.md, "Fault injection".
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::fault_proxy::{Direction, Fault, FaultProxy, Injection, Transcript};
 use crate::git_daemon::Daemon;
 use crate::harness::{path_arg, random_hex_lines, Refs, Run, World};
+use crate::nginx::Nginx;
+use crate::sshd::{self, Protocol, Sshd};
 
 /// Exit codes docs/exit-codes.md allows for a sync that reached its servers (5: a mangled
 /// advertisement can look like an empty upstream, which the mass-delete guard refuses).
@@ -22,10 +27,94 @@ const DOCUMENTED: &[i32] = &[0, 3, 4, 5, 6, 7, 8];
 /// Generous: `--max-duration` is 30 s, and kalandra must end on its own well before this.
 const RUN_BOUND: Duration = Duration::from_secs(90);
 
+/// How many faulty runs a sweep has going at once: most of a run is waiting (on an idle
+/// timeout, a drip, a server's process start), not computing.
+const AT_ONCE: usize = 3;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Side {
     Upstream,
     Downstream,
+}
+
+/// The server behind the proxy, and so the transport kalandra speaks through it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    /// `git daemon --enable=receive-pack`.
+    Git,
+    /// nginx + fcgiwrap + `git http-backend`, smart HTTP protocol v2 (`/v2/`).
+    Http,
+    /// OpenSSH's sshd, protocol v2; known_hosts trusts its key at each proxy's port.
+    Ssh,
+}
+
+enum Server {
+    Git(Daemon),
+    Http(Nginx),
+    Ssh(Sshd),
+}
+
+impl Server {
+    fn start(transport: Transport, w: &World) -> Self {
+        match transport {
+            Transport::Git => Server::Git(Daemon::start(w.root())),
+            Transport::Http => Server::Http(Nginx::start(w)),
+            Transport::Ssh => {
+                use std::os::unix::fs::PermissionsExt;
+                let sshd = Sshd::start(&w.root().join("sshd"), Protocol::V2);
+                let key = sshd::keygen(&w.root().join("client-key"), "", "kalandra-fault-sweep");
+                sshd.authorize(&key);
+                let ssh_dir = w.home().join(".ssh");
+                std::fs::create_dir_all(&ssh_dir).expect("can create ~/.ssh");
+                std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o700))
+                    .expect("can chmod ~/.ssh");
+                std::fs::write(
+                    ssh_dir.join("config"),
+                    format!(
+                        "Host 127.0.0.1\n    IdentityFile {}\n    IdentitiesOnly yes\n",
+                        key.display()
+                    ),
+                )
+                .expect("can write ~/.ssh/config");
+                Server::Ssh(sshd)
+            }
+        }
+    }
+
+    fn port(&self) -> u16 {
+        match self {
+            Server::Git(daemon) => daemon.port(),
+            Server::Http(nginx) => nginx.port,
+            Server::Ssh(sshd) => sshd.port(),
+        }
+    }
+
+    /// The URL of `repo` (under the world's `root`) through a proxy on `port`. For ssh, first
+    /// trusts the server's host key as `[127.0.0.1]:port` in `~/.ssh/known_hosts`.
+    fn url_through(&self, w: &World, repo: &Path, port: u16) -> String {
+        let relative = repo.strip_prefix(w.root()).expect("inside the root");
+        match self {
+            Server::Git(_) => format!("git://127.0.0.1:{port}/{}", relative.display()),
+            // nginx has no server_name: the Host header (the proxy's port) does not matter.
+            Server::Http(_) => format!("http://127.0.0.1:{port}/v2/{}", relative.display()),
+            Server::Ssh(sshd) => {
+                use std::io::Write;
+                let line = format!("[127.0.0.1]:{port} {}\n", sshd.host_public_key());
+                // One short append per case: cases running at once do not interleave lines.
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(w.home().join(".ssh").join("known_hosts"))
+                    .and_then(|mut f| f.write_all(line.as_bytes()))
+                    .expect("can append to known_hosts");
+                format!(
+                    "ssh://{}@127.0.0.1:{port}{}",
+                    sshd.user(),
+                    repo.to_str().expect("test paths are UTF-8")
+                )
+            }
+        }
+    }
 }
 
 fn long_sweep() -> bool {
@@ -35,16 +124,18 @@ fn long_sweep() -> bool {
 /// The mirror fixture mirrored once into a pristine downstream, then changed upstream so that
 /// the next sync creates, updates (with a 64 KiB pack of incompressible data) and deletes.
 struct Bench {
+    // Declared first: stopped (with every process it started) before the world's files go.
+    server: Server,
+    transport: Transport,
     w: World,
     up: PathBuf,
     pristine: PathBuf,
     before: Refs,
-    daemon: Daemon,
-    cases: std::cell::Cell<usize>,
+    cases: AtomicUsize,
 }
 
 impl Bench {
-    fn new() -> Self {
+    fn new(transport: Transport) -> Self {
         let w = World::new();
         let fx = w.fixture("mirror.sh");
         let (up, pristine) = (fx.join("upstream"), fx.join("empty.git"));
@@ -55,21 +146,21 @@ impl Bench {
         w.git(&up, &["branch", "fault/new", "main"]);
         w.git(&up, &["branch", "-D", "feature/a"]);
         w.checkout(&up, "develop", None);
-        let daemon = Daemon::start(w.root());
+        let server = Server::start(transport, &w);
         Bench {
+            server,
+            transport,
             w,
             up,
             pristine,
             before,
-            daemon,
-            cases: std::cell::Cell::new(0),
+            cases: AtomicUsize::new(0),
         }
     }
 
-    /// A fresh copy of the pristine downstream, under the daemon's root.
+    /// A fresh copy of the pristine downstream, under the server's root.
     fn fresh_downstream(&self) -> PathBuf {
-        let n = self.cases.get();
-        self.cases.set(n + 1);
+        let n = self.cases.fetch_add(1, Ordering::Relaxed);
         let down = self.w.root().join(format!("down-{n}.git"));
         let status = std::process::Command::new("cp")
             .arg("-a")
@@ -84,30 +175,40 @@ impl Bench {
     /// One sync with `side` behind a proxy injecting `injection`.
     fn run(&self, side: Side, injection: Option<Injection>) -> (Run, PathBuf, FaultProxy) {
         let down = self.fresh_downstream();
-        let proxy = FaultProxy::start(self.daemon.port(), injection);
-        let through = |repo: &std::path::Path| {
-            let relative = repo.strip_prefix(self.w.root()).expect("inside the root");
-            format!("git://127.0.0.1:{}/{}", proxy.port(), relative.display())
-        };
+        let proxy = FaultProxy::start(self.server.port(), injection);
+        let through = |repo: &Path| self.server.url_through(&self.w, repo, proxy.port());
         let (up, down_url) = match side {
             Side::Upstream => (through(&self.up), path_arg(&down).to_owned()),
             Side::Downstream => (path_arg(&self.up).to_owned(), through(&down)),
         };
         let started = Instant::now();
-        let run = self.w.kalandra(&[
-            "sync",
-            "--json",
-            "--idle-timeout",
-            "2",
-            "--max-duration",
-            "30",
-            &up,
-            &down_url,
-        ]);
+        // No agent and no host-key override from the outside: ssh uses ~/.ssh only.
+        let env: [(&str, Option<OsString>); 2] = [
+            ("SSH_AUTH_SOCK", None),
+            ("KALANDRA_SSH_STRICT_HOST_KEY_CHECKING", None),
+        ];
+        let run = self.w.kalandra_env(
+            self.w.root(),
+            &[
+                "sync",
+                "--json",
+                "--connect-timeout",
+                "5",
+                "--idle-timeout",
+                "2",
+                "--max-duration",
+                "30",
+                &up,
+                &down_url,
+            ],
+            &self.w.global_config(),
+            &env,
+        );
         assert!(
             started.elapsed() < RUN_BOUND,
-            "kalandra took {:?} with {injection:?} on {side:?}{run}",
-            started.elapsed()
+            "kalandra took {:?} with {injection:?} on {:?} {side:?}{run}",
+            started.elapsed(),
+            self.transport
         );
         (run, down, proxy)
     }
@@ -127,7 +228,7 @@ impl Bench {
     fn case(&self, side: Side, label: &str, injection: Injection) -> i32 {
         let (run, down, proxy) = self.run(side, Some(injection));
         drop(proxy);
-        let what = format!("{side:?} {label} {injection:?}");
+        let what = format!("{:?} {side:?} {label} {injection:?}", self.transport);
         assert!(
             DOCUMENTED.contains(&run.code),
             "undocumented exit code for {what}{run}"
@@ -184,7 +285,8 @@ impl Bench {
         }
         self.w.assert_fsck(&down);
         eprintln!(
-            "fault-sweep {side:?} {:?} {label} at {} {:?}: exit {} in {} ms{}",
+            "fault-sweep {:?} {side:?} {:?} {label} at {} {:?}: exit {} in {} ms{}",
+            self.transport,
             injection.direction,
             injection.at,
             injection.fault,
@@ -215,10 +317,37 @@ fn first_flush(bytes: &[u8]) -> Option<usize> {
     None
 }
 
+/// Where the first flush-pkt of an HTTP exchange starts: in the first message body (after
+/// the headers and, if chunked, the first chunk's size line) that opens with pkt-lines. The
+/// `GET .../info/refs` request has no body; the next candidate is then the first POST's.
+fn first_flush_in_http_body(bytes: &[u8]) -> Option<usize> {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let mut from = 0;
+    while let Some(headers) = find(&bytes[from..], b"\r\n\r\n") {
+        let mut body = from + headers + 4;
+        if let Some(line) = find(&bytes[body..], b"\r\n") {
+            if (1..=8).contains(&line) && bytes[body..body + line].iter().all(u8::is_ascii_hexdigit)
+            {
+                body += line + 2;
+            }
+        }
+        if let Some(flush) = first_flush(&bytes[body..]) {
+            return Some(body + flush);
+        }
+        from = body;
+    }
+    None
+}
+
 /// Named offsets across one direction of a clean run: its start, the advertisement (or first
 /// request), what follows it (negotiation, commands, the report), the pack's start, middle and
 /// last 24 bytes, the last byte, and the next connection (downstream's fresh look at its refs).
-fn landmarks(t: &Transcript) -> Vec<(String, u64)> {
+///
+/// ssh is encrypted: the advertisement and the pack cannot be found in its bytes. Its marks
+/// are the end of the version banner, then fractions of the first session (the key exchange
+/// and authentication come first, the pack in the largest share of the rest), its last
+/// bytes and the next session.
+fn landmarks(t: &Transcript, transport: Transport) -> Vec<(String, u64)> {
     let total = t.bytes.len() as u64;
     let end_of = |offset: u64| {
         t.connection_starts
@@ -228,26 +357,46 @@ fn landmarks(t: &Transcript) -> Vec<(String, u64)> {
             .unwrap_or(total)
     };
     let mut out: Vec<(String, u64)> = vec![("start".into(), 0)];
-    let flush = first_flush(&t.bytes).map(|f| f as u64);
-    if let Some(f) = flush {
-        out.push(("advertisement".into(), f / 2));
-        out.push(("advertisement end".into(), f));
-        out.push(("after advertisement".into(), f + 5));
-    }
-    let pack = t
-        .bytes
-        .windows(4)
-        .position(|w| w == b"PACK")
-        .map(|p| p as u64);
-    let last = match pack {
-        Some(p) => {
-            let end = end_of(p);
-            out.push(("before pack".into(), p.saturating_sub(6)));
-            out.push(("pack start".into(), p + 2));
-            out.push(("pack middle".into(), (p + end) / 2));
-            end
+    let last = match transport {
+        Transport::Ssh => {
+            let session = end_of(0);
+            if let Some(banner) = t.bytes.windows(2).position(|w| w == b"\r\n") {
+                out.push(("after banner".into(), banner as u64 + 2));
+            }
+            for (label, eighths) in [("session 1/8", 1), ("session 1/4", 2)] {
+                out.push((label.into(), session * eighths / 8));
+            }
+            for (label, eighths) in [("session 1/2", 4), ("session 3/4", 6)] {
+                out.push((label.into(), session * eighths / 8));
+            }
+            session
         }
-        None => end_of(0),
+        Transport::Git | Transport::Http => {
+            let flush = match transport {
+                Transport::Http => first_flush_in_http_body(&t.bytes),
+                _ => first_flush(&t.bytes),
+            };
+            if let Some(f) = flush.map(|f| f as u64) {
+                out.push(("advertisement".into(), f / 2));
+                out.push(("advertisement end".into(), f));
+                out.push(("after advertisement".into(), f + 5));
+            }
+            let pack = t
+                .bytes
+                .windows(4)
+                .position(|w| w == b"PACK")
+                .map(|p| p as u64);
+            match pack {
+                Some(p) => {
+                    let end = end_of(p);
+                    out.push(("before pack".into(), p.saturating_sub(6)));
+                    out.push(("pack start".into(), p + 2));
+                    out.push(("pack middle".into(), (p + end) / 2));
+                    end
+                }
+                None => end_of(0),
+            }
+        }
     };
     out.push(("last 24 bytes".into(), last.saturating_sub(24)));
     out.push(("last 8 bytes".into(), last.saturating_sub(8)));
@@ -273,72 +422,98 @@ fn landmarks(t: &Transcript) -> Vec<(String, u64)> {
     out
 }
 
-/// The faults of one sweep, and at which landmarks (None: all of them).
-fn faults() -> Vec<(Fault, Option<&'static [&'static str]>)> {
+/// The faults of one sweep, and whether each is limited to a few marks ([`slow_marks`]).
+fn faults() -> Vec<(Fault, bool)> {
     if long_sweep() {
         return vec![
-            (Fault::Cut, None),
-            (Fault::Flip, None),
-            (Fault::Duplicate { len: 1 }, None),
-            (Fault::Duplicate { len: 100 }, None),
-            (Fault::Stall, None),
+            (Fault::Cut, false),
+            (Fault::Flip, false),
+            (Fault::Duplicate { len: 1 }, false),
+            (Fault::Duplicate { len: 100 }, false),
+            (Fault::Stall, false),
             (
                 Fault::Drip {
                     bytes: 400,
                     delay: Duration::from_millis(5),
                 },
-                None,
+                false,
             ),
         ];
     }
     vec![
-        (Fault::Cut, None),
-        (Fault::Flip, None),
-        (Fault::Duplicate { len: 16 }, None),
-        (
-            Fault::Stall,
-            Some(&["advertisement", "pack middle", "last byte"]),
-        ),
+        (Fault::Cut, false),
+        (Fault::Flip, false),
+        (Fault::Duplicate { len: 16 }, false),
+        (Fault::Stall, true),
         (
             Fault::Drip {
                 bytes: 48,
                 delay: Duration::from_millis(10),
             },
-            Some(&["after advertisement", "pack start", "last 24 bytes"]),
+            true,
         ),
     ]
 }
 
-fn sweep(side: Side, which: fn(&Fault) -> bool) {
-    let bench = Bench::new();
+/// The stall and drip placements: for ssh, the fractions of the session stand in for the
+/// advertisement and the pack.
+fn slow_marks(transport: Transport, fault: &Fault) -> &'static [&'static str] {
+    match (transport, fault) {
+        (Transport::Ssh, Fault::Stall) => &["session 1/8", "session 1/2", "last byte"],
+        (Transport::Ssh, _) => &["after banner", "session 1/4", "last 24 bytes"],
+        (_, Fault::Stall) => &["advertisement", "pack middle", "last byte"],
+        _ => &["after advertisement", "pack start", "last 24 bytes"],
+    }
+}
+
+fn sweep(transport: Transport, side: Side, which: fn(&Fault) -> bool) {
+    let bench = Bench::new(transport);
     let transcripts = bench.clean(side);
-    let mut outcomes: BTreeMap<i32, usize> = BTreeMap::new();
+    let mut cases: Vec<(String, Injection)> = Vec::new();
     for direction in [Direction::ToServer, Direction::ToClient] {
         let t = &transcripts[direction.index()];
         assert!(
             !t.bytes.is_empty(),
-            "the clean run sent nothing {direction:?} on {side:?}"
+            "the clean run sent nothing {direction:?} on {transport:?} {side:?}"
         );
-        let marks = landmarks(t);
-        for (fault, only) in faults().into_iter().filter(|(f, _)| which(f)) {
+        let marks = landmarks(t, transport);
+        for (fault, limited) in faults().into_iter().filter(|(f, _)| which(f)) {
             for (label, at) in &marks {
-                if only.is_some_and(|o| !o.contains(&label.as_str())) {
+                if limited && !slow_marks(transport, &fault).contains(&label.as_str()) {
                     continue;
                 }
-                let code = bench.case(
-                    side,
-                    label,
-                    Injection {
-                        direction,
-                        at: *at,
-                        fault,
-                    },
-                );
-                *outcomes.entry(code).or_default() += 1;
+                let injection = Injection {
+                    direction,
+                    at: *at,
+                    fault,
+                };
+                cases.push((label.clone(), injection));
             }
         }
     }
-    eprintln!("fault-sweep {side:?} outcomes by exit code: {outcomes:?}");
+    let outcomes: Mutex<BTreeMap<i32, usize>> = Mutex::default();
+    for batch in cases.chunks(AT_ONCE) {
+        std::thread::scope(|s| {
+            for (label, injection) in batch {
+                let (bench, outcomes) = (&bench, &outcomes);
+                s.spawn(move || {
+                    let code = bench.case(side, label, *injection);
+                    *outcomes
+                        .lock()
+                        .expect("no case panicked holding the tally")
+                        .entry(code)
+                        .or_default() += 1;
+                });
+            }
+        });
+    }
+    let outcomes = outcomes
+        .into_inner()
+        .expect("no case panicked holding the tally");
+    eprintln!(
+        "fault-sweep {transport:?} {side:?} {} runs, by exit code: {outcomes:?}",
+        cases.len()
+    );
 }
 
 fn breaks(f: &Fault) -> bool {
@@ -351,22 +526,62 @@ fn slows(f: &Fault) -> bool {
 
 #[test]
 fn faults_upstream_cut_flip_duplicate() {
-    sweep(Side::Upstream, breaks);
+    sweep(Transport::Git, Side::Upstream, breaks);
 }
 
 #[test]
 fn faults_upstream_stall_drip() {
-    sweep(Side::Upstream, slows);
+    sweep(Transport::Git, Side::Upstream, slows);
 }
 
 #[test]
 fn faults_downstream_cut_flip_duplicate() {
-    sweep(Side::Downstream, breaks);
+    sweep(Transport::Git, Side::Downstream, breaks);
 }
 
 #[test]
 fn faults_downstream_stall_drip() {
-    sweep(Side::Downstream, slows);
+    sweep(Transport::Git, Side::Downstream, slows);
+}
+
+#[test]
+fn faults_http_upstream_cut_flip_duplicate() {
+    sweep(Transport::Http, Side::Upstream, breaks);
+}
+
+#[test]
+fn faults_http_upstream_stall_drip() {
+    sweep(Transport::Http, Side::Upstream, slows);
+}
+
+#[test]
+fn faults_http_downstream_cut_flip_duplicate() {
+    sweep(Transport::Http, Side::Downstream, breaks);
+}
+
+#[test]
+fn faults_http_downstream_stall_drip() {
+    sweep(Transport::Http, Side::Downstream, slows);
+}
+
+#[test]
+fn faults_ssh_upstream_cut_flip_duplicate() {
+    sweep(Transport::Ssh, Side::Upstream, breaks);
+}
+
+#[test]
+fn faults_ssh_upstream_stall_drip() {
+    sweep(Transport::Ssh, Side::Upstream, slows);
+}
+
+#[test]
+fn faults_ssh_downstream_cut_flip_duplicate() {
+    sweep(Transport::Ssh, Side::Downstream, breaks);
+}
+
+#[test]
+fn faults_ssh_downstream_stall_drip() {
+    sweep(Transport::Ssh, Side::Downstream, slows);
 }
 
 /// Found by the sweep: downstream accepted the push and said `ok`, then the connection for
@@ -374,7 +589,7 @@ fn faults_downstream_stall_drip() {
 /// every ref moved.
 #[test]
 fn a_fresh_look_cut_after_a_reported_push_is_unknown_not_unchanged() {
-    let bench = Bench::new();
+    let bench = Bench::new(Transport::Git);
     let [to_server, _] = bench.clean(Side::Downstream);
     let fresh_look = *to_server
         .connection_starts
@@ -410,7 +625,7 @@ fn a_fresh_look_cut_after_a_reported_push_is_unknown_not_unchanged() {
 /// and the fresh look at downstream's refs settles it.
 #[test]
 fn a_ref_missing_from_a_garbled_report_is_settled_not_rejected() {
-    let bench = Bench::new();
+    let bench = Bench::new(Transport::Git);
     let [_, to_client] = bench.clean(Side::Downstream);
     let needle = b"ok refs/heads/main";
     let at = to_client
@@ -434,4 +649,50 @@ fn a_ref_missing_from_a_garbled_report_is_settled_not_rejected() {
         assert_eq!(after.get(&name), entry.change.new.as_ref(), "{name} landed");
     }
     bench.w.assert_fsck(&down);
+}
+
+/// Found by the sweep: an ssh server that went silent after the key exchange, during
+/// authentication or the channel request, was watched by no timeout: the sync hung until
+/// `--max-duration` cut it off, 10 s late, with exit 1. The connect timeout covers it now.
+#[test]
+fn an_ssh_server_silent_before_the_git_command_runs_is_a_connect_timeout() {
+    let bench = Bench::new(Transport::Ssh);
+    let [_, to_client] = bench.clean(Side::Downstream);
+    // sshd's first encrypted packet (the answer to the userauth service request): the key
+    // exchange is over, authentication has not started.
+    let injection = Injection {
+        direction: Direction::ToClient,
+        at: end_of_key_exchange(&to_client.bytes).expect("sshd's NEWKEYS in the clean run"),
+        fault: Fault::Stall,
+    };
+    let (run, down, proxy) = bench.run(Side::Downstream, Some(injection));
+    drop(proxy);
+    run.assert_code(4);
+    assert!(
+        run.report()
+            .error()
+            .is_some_and(|e| e.contains("timed out after 5 s")),
+        "the error names the connect timeout{run}"
+    );
+    assert_eq!(
+        bench.w.refs(&down),
+        bench.before,
+        "downstream unchanged{run}"
+    );
+    bench.w.assert_fsck(&down);
+}
+
+/// The offset just past the server's SSH_MSG_NEWKEYS: after the version line, the binary
+/// packets are in the clear until then (RFC 4253 sections 6 and 7.3).
+fn end_of_key_exchange(bytes: &[u8]) -> Option<u64> {
+    const NEWKEYS: u8 = 21;
+    let mut at = bytes.windows(2).position(|w| w == b"\r\n")? + 2;
+    loop {
+        let length = u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize;
+        let kind = *bytes.get(at + 5)?;
+        at += 4 + length;
+        if kind == NEWKEYS {
+            return Some(at as u64);
+        }
+    }
 }

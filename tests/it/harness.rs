@@ -2,12 +2,12 @@
 //! running `kalandra`, reading refs and checking that a mirror is complete.
 
 use std::{
-    cell::Cell,
     collections::BTreeMap,
     ffi::OsStr,
     io::Read,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -60,7 +60,8 @@ const GLOBAL_CONFIG: &str = "\
 pub struct World {
     tmp: tempfile::TempDir,
     home: PathBuf,
-    tick: Cell<u64>,
+    /// Atomic so that a test may run cases from several threads (the fault sweeps).
+    tick: AtomicU64,
 }
 
 impl Default for World {
@@ -82,7 +83,7 @@ impl World {
         World {
             tmp,
             home,
-            tick: Cell::new(0),
+            tick: AtomicU64::new(0),
         }
     }
 
@@ -145,8 +146,7 @@ impl World {
                 cmd.env_remove(&name);
             }
         }
-        let now = 946_684_800 + 86_400 + 60 * self.tick.get();
-        self.tick.set(self.tick.get() + 1);
+        let now = 946_684_800 + 86_400 + 60 * self.tick.fetch_add(1, Ordering::Relaxed);
         cmd.env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
             .env("GIT_CONFIG_NOSYSTEM", "1")

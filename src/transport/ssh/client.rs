@@ -193,21 +193,29 @@ impl Checker {
 }
 
 /// Connects, authenticates and starts `command` on a session channel.
+///
+/// The connect timeout bounds all of it, not only the TCP connect and the
+/// key exchange: until the channel runs `command`, no idle timeout watches
+/// the connection, and a server that went silent during authentication or
+/// the channel request would otherwise hold the sync until `--max-duration`
+/// (found by the fault sweep, tests/it/faults.rs).
 pub async fn connect(
     target: Target,
     command: &str,
     protocol_v2: bool,
 ) -> Result<Connection, Error> {
+    let deadline = tokio::time::Instant::now() + target.connect_timeout;
+    let timed_out = |_| Error::ConnectTimeout {
+        host_port: target.host_port(),
+        secs: target.connect_timeout.as_secs(),
+    };
     let host_port = target.host_port();
-    let socket = tokio::time::timeout(
-        target.connect_timeout,
+    let socket = tokio::time::timeout_at(
+        deadline,
         tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
     )
     .await
-    .map_err(|_| Error::ConnectTimeout {
-        host_port: host_port.clone(),
-        secs: target.connect_timeout.as_secs(),
-    })?
+    .map_err(timed_out)?
     .map_err(|source| Error::Connect {
         host_port: host_port.clone(),
         source,
@@ -236,15 +244,10 @@ pub async fn connect(
         window_size: 8 * 1024 * 1024,
         ..Default::default()
     });
-    let handshake = tokio::time::timeout(
-        target.connect_timeout,
-        client::connect_stream(config, socket, checker),
-    )
-    .await
-    .map_err(|_| Error::ConnectTimeout {
-        host_port: host_port.clone(),
-        secs: target.connect_timeout.as_secs(),
-    })?;
+    let handshake =
+        tokio::time::timeout_at(deadline, client::connect_stream(config, socket, checker))
+            .await
+            .map_err(timed_out)?;
     let mut handle = match handshake {
         Ok(handle) => handle,
         Err(source) => {
@@ -272,8 +275,12 @@ pub async fn connect(
             });
         }
     };
-    authenticate(&mut handle, &target).await?;
-    start(handle, command, protocol_v2, &target).await
+    tokio::time::timeout_at(deadline, async {
+        authenticate(&mut handle, &target).await?;
+        start(handle, command, protocol_v2, &target).await
+    })
+    .await
+    .map_err(timed_out)?
 }
 
 /// The public half of an identity: `<file>.pub`, or the public part that an
