@@ -183,7 +183,7 @@ fn main() -> ExitCode {
             let code = exit_code(&failure);
             // Masked again as a whole: a secret must not show even where a
             // cause quotes a URL that could not be parsed.
-            let message = mask_credentials(&format!("{failure:#}"));
+            let message = mask_credentials(&error_chain(&failure));
             if args.json {
                 let shown = |raw: &str| match RepoUrl::parse(raw) {
                     Ok(url) => url.to_string(),
@@ -319,6 +319,26 @@ fn exit_code(failure: &anyhow::Error) -> u8 {
         Some(_) => exit::CONNECTION,
         None => exit::OTHER,
     }
+}
+
+/// The error and its causes on one line, as `{:#}` prints them, but without a cause whose
+/// text the previous link already ends with: some libraries (russh) put their cause into
+/// their own message, which would otherwise read twice.
+fn error_chain(failure: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut previous = String::new();
+    for link in failure.chain() {
+        let current = link.to_string();
+        if !previous.is_empty() && previous.ends_with(&current) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&current);
+        previous = current;
+    }
+    text
 }
 
 /// The JSON `error_kind` of a failed run, one per exit code.
@@ -485,4 +505,22 @@ fn init_logging(args: &SyncArgs) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[test]
+    fn a_cause_already_in_its_parents_message_is_not_repeated() {
+        let failure = anyhow::anyhow!("internal overflow error")
+            .context("SshEncoding: internal overflow error")
+            .context("reading from upstream failed");
+        assert_eq!(
+            error_chain(&failure),
+            "reading from upstream failed: SshEncoding: internal overflow error"
+        );
+        let plain = anyhow::anyhow!("refused").context("cannot connect");
+        assert_eq!(error_chain(&plain), "cannot connect: refused");
+    }
 }
