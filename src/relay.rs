@@ -436,15 +436,7 @@ impl Relay {
                 capability,
             });
         }
-        let null = ObjectId::null(format);
-        let commands: Vec<Command> = updates
-            .iter()
-            .map(|u| Command {
-                old: u.old.clone().unwrap_or_else(|| null.clone()),
-                new: u.new.clone().unwrap_or_else(|| null.clone()),
-                name: u.name.clone(),
-            })
-            .collect();
+        let commands = commands_for(updates, format);
         let caps = &downstream.advertisement().capabilities;
         let downstream_has: BTreeSet<ObjectId> = downstream
             .advertisement()
@@ -876,6 +868,19 @@ async fn push_in_phases(
     Ok(early)
 }
 
+/// receive-pack's commands for `updates`: a missing side is the null id.
+fn commands_for(updates: &[RefUpdate], format: ObjectFormat) -> Vec<Command> {
+    let null = ObjectId::null(format);
+    updates
+        .iter()
+        .map(|u| Command {
+            old: u.old.clone().unwrap_or_else(|| null.clone()),
+            new: u.new.clone().unwrap_or_else(|| null.clone()),
+            name: u.name.clone(),
+        })
+        .collect()
+}
+
 /// A deletes-only push on a connection of its own.
 async fn push_without_pack(
     downstream: &RepoUrl,
@@ -885,15 +890,7 @@ async fn push_without_pack(
 ) -> Result<PushResult, Error> {
     let session = connect_downstream(downstream, &options.transport).await?;
     let repo = session.repo().to_owned();
-    let null = ObjectId::null(session.object_format());
-    let commands: Vec<Command> = deletes
-        .iter()
-        .map(|u| Command {
-            old: u.old.clone().unwrap_or_else(|| null.clone()),
-            new: null.clone(),
-            name: u.name.clone(),
-        })
-        .collect();
+    let commands = commands_for(deletes, session.object_format());
     let args = PushArgs {
         atomic: options.push.atomic && session.supports_atomic(),
         progress: options.push.progress,
