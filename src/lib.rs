@@ -30,6 +30,9 @@
 
 pub mod ancestry;
 pub mod commit_graph;
+pub mod config;
+pub mod error_kind;
+pub mod fleet;
 pub mod helper;
 pub mod limits;
 pub mod oid;

@@ -102,6 +102,28 @@ pub struct TransportSettings {
     pub low_speed_time: Duration,
     /// Giving up on a connection this long after it was opened.
     pub max_duration: Option<Duration>,
+    /// A token for upstream's http(s) server, in place of
+    /// `KALANDRA_UPSTREAM_TOKEN` (a fleet config's `upstream_token_*`).
+    pub upstream_token: Option<Token>,
+    /// The same for downstream.
+    pub downstream_token: Option<Token>,
+}
+
+/// A secret sent as the http password, and where it came from (for
+/// messages). `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    pub secret: String,
+    /// Where it came from, as messages name it: `$NAME`, or a file's path.
+    pub source: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for TransportSettings {
@@ -112,6 +134,8 @@ impl Default for TransportSettings {
             low_speed_limit: 0,
             low_speed_time: DEFAULT_LOW_SPEED_TIME,
             max_duration: None,
+            upstream_token: None,
+            downstream_token: None,
         }
     }
 }
@@ -192,7 +216,7 @@ impl TransportSettings {
             low_speed_time: time
                 .map(Duration::from_secs)
                 .unwrap_or(defaults.low_speed_time),
-            max_duration: None,
+            ..defaults
         })
     }
 }
