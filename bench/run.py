@@ -120,7 +120,8 @@ def _descendants(pid: int) -> list[int]:
 
 
 def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture",
-            cwd: Path | None = None) -> dict:
+            cwd: Path | None = None, run_env: dict[str, str] | None = None,
+            others: tuple[int, ...] = ()) -> dict:
     """Run cmd and sample /proc every POLL seconds (every FAST_POLL during the
     first FAST_FOR seconds) until it exits.
 
@@ -132,11 +133,14 @@ def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture
         descendants.  max_single_rss: ru_maxrss from wait4 (largest single process in
         the tree, the process included).
     stdout: "capture" (kept, decoded), "count" (drained and counted), or "null".
+    run_env: the environment (default env()).  others: pids of other process trees
+    (servers, say) sampled at the same times: others_peak_rss is the max over samples
+    of the sum of their trees' VmRSS.
     """
     fin = open(stdin, "rb") if stdin else subprocess.DEVNULL
     out_target = {"capture": subprocess.PIPE, "count": subprocess.PIPE, "null": subprocess.DEVNULL}[stdout]
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdin=fin, stdout=out_target, stderr=subprocess.PIPE, env=env(), cwd=cwd)
+    p = subprocess.Popen(cmd, stdin=fin, stdout=out_target, stderr=subprocess.PIPE, env=run_env or env(), cwd=cwd)
     pid = p.pid
     chunks: list[bytes] = []
     errs: list[bytes] = []
@@ -157,7 +161,10 @@ def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture
         for b in iter(lambda: p.stderr.read(65536), b""):
             errs.append(b)
 
-    st_ = dict(hwm=None, tree_peak=0, samples=0)
+    st_ = dict(hwm=None, tree_peak=0, samples=0, others_peak=0)
+
+    def tree_rss(root: int) -> int:
+        return sum(_field(_read(f"/proc/{c}/status"), "VmRSS:") or 0 for c in [root, *_descendants(root)])
     thread_writes: dict[str, int] = {}
 
     def sample() -> None:
@@ -170,6 +177,8 @@ def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture
                 rss += _field(_read(f"/proc/{c}/status"), "VmRSS:") or 0
             st_["tree_peak"] = max(st_["tree_peak"], rss)
             st_["samples"] += 1
+            if others:
+                st_["others_peak"] = max(st_["others_peak"], sum(tree_rss(o) for o in others))
         try:
             for tid in os.listdir(f"/proc/{pid}/task"):
                 w = _field(_read(f"/proc/{pid}/task/{tid}/io"), "write_bytes:")
@@ -220,6 +229,7 @@ def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture
         tree_peak_rss=tree_peak * 1024 if samples else None,
         tree_write_bytes=tree_w,
         max_single_rss=ru.ru_maxrss * 1024,
+        others_peak_rss=st_["others_peak"] * 1024,
         samples=samples,
         stdout=b"".join(chunks).decode(errors="replace") if stdout == "capture" else None,
         stdout_bytes=counted[0],
@@ -597,16 +607,22 @@ def main() -> None:
     if kal_note:
         print(f"kalandra: pending ({kal_note})")
     print(t)
+    save_report(report, f"{a.size}-s{a.seed}", a.json)
+
+
+def save_report(report: dict, stem: str, also: str | None) -> None:
+    """Writes the JSON report to bench/work/results/STEM-TIME.json, and to `also`
+    ('-': stdout) if given."""
     res_dir = WORK_DIR / "results"
     res_dir.mkdir(exist_ok=True)
-    out = res_dir / f"{a.size}-s{a.seed}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    text = json.dumps(report, indent=2, default=str) + "\n"
+    out = res_dir / f"{stem}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
+    out.write_text(text)
     print(f"JSON report: {out}")
-    if a.json:
-        if a.json == "-":
-            print(json.dumps(report, indent=2, default=str))
-        else:
-            Path(a.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if also == "-":
+        print(text, end="")
+    elif also:
+        Path(also).write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Offline checks of the manifests in docs/deploy/ (no cluster needed).
+
+    python3 docs/deploy/check.py                       # YAML + consistency checks
+    python3 docs/deploy/check.py --kalandra PATH       # + `kalandra config check` of the ConfigMap's file
+
+Always (PyYAML; Debian's python3-yaml):
+  * every file parses as YAML, every document has apiVersion, kind and metadata.name;
+  * the CronJob's jobTemplate.spec is the Job's spec (activeDeadlineSeconds aside);
+  * N agrees: spec.completions == KALANDRA_SHARDS, parallelism <= N, and the command is
+    `kalandra sync --config /etc/kalandra/mirrors.toml --shard $(JOB_COMPLETION_INDEX)/$(KALANDRA_SHARDS) --json`;
+  * every $(VAR) in args is defined in the container's env;
+  * every Secret/ConfigMap the pods refer to (and every key) exists in these files;
+  * mirrors.toml parses as TOML and every *_token_env it names is set in the pod's env;
+  * non-root, readOnlyRootFilesystem, no privilege escalation, memory limit set.
+If the kubernetes-validate package is importable (PyPI; `pip install kubernetes-validate`
+in a venv), every document is also validated, strictly (unknown fields are errors),
+against the Kubernetes JSON schemas it ships, for --k8s-version (default 1.33.0).
+Exits non-zero on the first failed check; says which optional checks were skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+FILES = ("configmap.yaml", "secret.example.yaml", "job.yaml", "cronjob.yaml")
+COMMAND = ["kalandra", "sync", "--config", "/etc/kalandra/mirrors.toml", "--shard",
+           "$(JOB_COMPLETION_INDEX)/$(KALANDRA_SHARDS)", "--json"]
+
+
+def fail(msg: str) -> None:
+    sys.exit(f"FAIL: {msg}")
+
+
+def check_pod(what: str, job_spec: dict, docs: dict, token_envs: set[str]) -> None:
+    pod = job_spec["template"]["spec"]
+    if job_spec.get("completionMode") != "Indexed":
+        fail(f"{what}: completionMode is not Indexed")
+    (c,) = pod["containers"]
+    env = {e["name"]: e for e in c.get("env", [])}
+    n = int(env["KALANDRA_SHARDS"]["value"])
+    if job_spec["completions"] != n:
+        fail(f"{what}: completions {job_spec['completions']} != KALANDRA_SHARDS {n}")
+    if not 1 <= job_spec.get("parallelism", n) <= n:
+        fail(f"{what}: parallelism must be 1..N")
+    if c["command"] + c["args"] != COMMAND:
+        fail(f"{what}: command is {c['command'] + c['args']}")
+    for var in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", " ".join(c["args"])):
+        if var not in env:
+            fail(f"{what}: $({var}) is used in args but not defined in env")
+    missing = token_envs - set(env)
+    if missing:
+        fail(f"{what}: mirrors.toml references {sorted(missing)}, not set in the container's env")
+    secrets = {d["metadata"]["name"]: d for d in docs.get("Secret", [])}
+    maps = {d["metadata"]["name"]: d for d in docs.get("ConfigMap", [])}
+    for e in env.values():
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            s = secrets.get(ref["name"])
+            if not s or ref["key"] not in s.get("stringData", {}) | s.get("data", {}):
+                fail(f"{what}: env {e['name']} refers to {ref['name']}/{ref['key']}, not in secret.example.yaml")
+    for v in pod.get("volumes", []):
+        if "configMap" in v and v["configMap"]["name"] not in maps:
+            fail(f"{what}: volume {v['name']} refers to a ConfigMap not in configmap.yaml")
+        if "secret" in v and v["secret"]["secretName"] not in secrets:
+            fail(f"{what}: volume {v['name']} refers to a Secret not in secret.example.yaml")
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    if "/etc/kalandra" not in mounts or not all(m.get("readOnly") for m in mounts.values()):
+        fail(f"{what}: the config must be mounted at /etc/kalandra, every mount read-only")
+    psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
+    if not (psc.get("runAsNonRoot") and psc.get("runAsUser", 0) != 0):
+        fail(f"{what}: the pod must run as a non-root user")
+    if not (csc.get("readOnlyRootFilesystem") and csc.get("allowPrivilegeEscalation") is False):
+        fail(f"{what}: readOnlyRootFilesystem and allowPrivilegeEscalation: false are required")
+    if "memory" not in c.get("resources", {}).get("limits", {}):
+        fail(f"{what}: no memory limit")
+    if pod.get("restartPolicy") != "Never":
+        fail(f"{what}: restartPolicy must be Never (podFailurePolicy needs it)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kalandra", help="also run `kalandra config check` on the ConfigMap's mirrors.toml")
+    ap.add_argument("--k8s-version", default="1.33.0")
+    a = ap.parse_args()
+
+    docs: dict[str, list[dict]] = {}
+    per_file: dict[str, list[dict]] = {}
+    for f in FILES:
+        ds = [d for d in yaml.safe_load_all((HERE / f).read_text()) if d is not None]
+        for d in ds:
+            if not (d.get("apiVersion") and d.get("kind") and d.get("metadata", {}).get("name")):
+                fail(f"{f}: a document lacks apiVersion, kind or metadata.name")
+            docs.setdefault(d["kind"], []).append(d)
+        per_file[f] = ds
+    print(f"ok: YAML parses ({sum(len(v) for v in per_file.values())} documents in {len(FILES)} files)")
+
+    (cm,) = docs["ConfigMap"]
+    toml_text = cm["data"]["mirrors.toml"]
+    cfg = tomllib.loads(toml_text)
+    token_envs: set[str] = set()
+    for section in [cfg.get("defaults", {}), *cfg.get("mirror", []), *cfg.get("template", [])]:
+        token_envs |= {v for k, v in section.items() if k.endswith("_token_env")}
+    print(f"ok: mirrors.toml parses as TOML; it names the variables {sorted(token_envs)}")
+
+    (job,) = docs["Job"]
+    (cron,) = docs["CronJob"]
+    check_pod("job.yaml", job["spec"], docs, token_envs)
+    check_pod("cronjob.yaml", cron["spec"]["jobTemplate"]["spec"], docs, token_envs)
+    a_spec, b_spec = copy.deepcopy(job["spec"]), copy.deepcopy(cron["spec"]["jobTemplate"]["spec"])
+    for s in (a_spec, b_spec):
+        s.pop("activeDeadlineSeconds", None)
+    if a_spec != b_spec:
+        fail("cronjob.yaml's jobTemplate.spec differs from job.yaml's spec")
+    print("ok: consistency (N, command, $(VAR)s, Secret/ConfigMap references, token variables, "
+          "security context, CronJob = Job)")
+
+    try:
+        import kubernetes_validate  # type: ignore
+    except ImportError:
+        print("skipped: schema validation (the kubernetes-validate package is not installed: "
+              "python3 -m venv v && v/bin/pip install kubernetes-validate && v/bin/python docs/deploy/check.py)")
+    else:
+        for f, ds in per_file.items():
+            for d in ds:
+                try:
+                    kubernetes_validate.validate(d, a.k8s_version, strict=True)
+                except kubernetes_validate.utils.ValidationError as e:
+                    fail(f"{f}: {d['kind']}/{d['metadata']['name']}: {e.message} at "
+                         f"{'.'.join(str(p) for p in e.path)}")
+        print(f"ok: every document validates strictly against the Kubernetes {a.k8s_version} schemas "
+              f"(kubernetes-validate {getattr(kubernetes_validate, '__version__', '?')})")
+
+    if a.kalandra:
+        with tempfile.TemporaryDirectory() as t:
+            p = Path(t) / "mirrors.toml"
+            p.write_text(toml_text)
+            e = dict(os.environ, **{v: "dummy" for v in token_envs})
+            r = subprocess.run([a.kalandra, "config", "check", str(p)], env=e, capture_output=True, text=True)
+            if r.returncode:
+                fail(f"kalandra config check: exit {r.returncode}\n{r.stdout}{r.stderr}")
+        print("ok: kalandra config check accepts mirrors.toml")
+    else:
+        print("skipped: kalandra config check (pass --kalandra PATH)")
+
+
+if __name__ == "__main__":
+    main()
