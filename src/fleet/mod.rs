@@ -209,6 +209,7 @@ pub async fn run(
         let finished = tokio::select! {
             joined = running.join_next(), if !running.is_empty() => joined,
             () = sleep_until(wake), if wake.is_some() => None,
+            else => None,
         };
         let Some(joined) = finished else {
             continue;
