@@ -34,6 +34,7 @@ pub mod config;
 pub mod error_kind;
 pub mod fleet;
 pub mod helper;
+mod jitter;
 pub mod limits;
 pub mod oid;
 pub mod pkt_io;

@@ -90,6 +90,16 @@ impl Progress {
         self.redraw(&mut state, false);
     }
 
+    /// The pack bytes relayed so far.
+    pub fn bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
+    /// The last progress message a server sent, escaped for a terminal.
+    pub fn last_message(&self) -> String {
+        self.lock().last_message.clone()
+    }
+
     /// Clears the status line, if one was drawn.
     pub fn finish(&self) {
         let mut state = self.lock();

@@ -556,13 +556,21 @@ fn settle(
     Ok(result.with_pushed(updates.len()))
 }
 
-/// An error and its causes, as one line.
-fn chain(error: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, as `{:#}` prints them, but without
+/// a cause whose text the previous link already ends with: some libraries
+/// (russh) put their cause into their own message, which would otherwise
+/// read twice.
+pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
+    let mut previous = text.clone();
     let mut cause = error.source();
     while let Some(source) = cause {
-        text.push_str(": ");
-        text.push_str(&source.to_string());
+        let current = source.to_string();
+        if !previous.ends_with(&current) {
+            text.push_str(": ");
+            text.push_str(&current);
+        }
+        previous = current;
         cause = source.source();
     }
     text

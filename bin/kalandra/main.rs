@@ -14,6 +14,8 @@ use kalandra::terminal::escape;
 use kalandra::transport::TransportSettings;
 use kalandra::url::{mask_credentials, RepoUrl};
 
+mod fleet;
+
 /// Exit codes, documented in docs/exit-codes.md.
 mod exit {
     pub const OK: u8 = 0;
@@ -25,6 +27,8 @@ mod exit {
     pub const NOTHING_LANDED: u8 = 6;
     pub const UNKNOWN: u8 = 7;
     pub const VERIFY: u8 = 8;
+    /// `--config`: some mirrors did not end in sync.
+    pub const SOME_FAILED: u8 = 9;
 }
 
 /// `--divergence` values, as clap sees them.
@@ -68,14 +72,49 @@ enum Command {
     Plan(SyncArgs),
 }
 
+/// Flags that shape one pair's sync; a config file sets them per mirror.
+const PAIR_ONLY: [&str; 10] = [
+    "upstream",
+    "downstream",
+    "include",
+    "exclude",
+    "no_prune",
+    "allow_mass_delete",
+    "divergence",
+    "immutable_tags",
+    "atomic",
+    "no_atomic",
+];
+
 #[derive(Args)]
 struct SyncArgs {
     /// The repository to mirror from: a path, file://, ssh://, git:// or http(s):// URL.
-    #[arg(value_name = "UP")]
-    upstream: String,
+    #[arg(value_name = "UP", required_unless_present = "config")]
+    upstream: Option<String>,
     /// The repository to mirror into.
-    #[arg(value_name = "DOWN")]
-    downstream: String,
+    #[arg(value_name = "DOWN", required_unless_present = "config")]
+    downstream: Option<String>,
+    /// Sync every mirror of this config file (docs/config.md) instead of
+    /// one UP DOWN pair.
+    #[arg(long, value_name = "FILE", conflicts_with_all = PAIR_ONLY)]
+    config: Option<std::path::PathBuf>,
+    /// With --config: how many mirrors sync at once [default: the number
+    /// of cores].
+    #[arg(long, short = 'j', value_name = "N", requires = "config",
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    jobs: Option<u64>,
+    /// With --config: at most N connections to any one server at once.
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "config",
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    per_host: u64,
+    /// With --config: sync only the mirrors with these names.
+    #[arg(long, value_name = "NAME", num_args = 1.., requires = "config")]
+    only: Vec<String>,
+    /// With --config: sync only shard I of N (I from 0), a stable subset
+    /// chosen by a hash of each mirror's name, to split a fleet across
+    /// machines.
+    #[arg(long, value_name = "I/N", requires = "config")]
+    shard: Option<kalandra::fleet::Shard>,
     /// Mirror only refs matching this pattern (repeatable). `*` matches any
     /// characters, `/` included. Replaces the default scope of
     /// refs/heads/* and refs/tags/*.
@@ -153,6 +192,9 @@ fn main() -> ExitCode {
         Command::Plan(args) => (args, true),
     };
     init_logging(args);
+    if let Some(config) = &args.config {
+        return ExitCode::from(run_fleet(args, config, dry_run));
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -192,8 +234,8 @@ fn main() -> ExitCode {
                 let value = serde_json::json!({
                     "ok": false,
                     "dry_run": dry_run,
-                    "upstream": shown(&args.upstream),
-                    "downstream": shown(&args.downstream),
+                    "upstream": shown(args.upstream.as_deref().unwrap_or_default()),
+                    "downstream": shown(args.downstream.as_deref().unwrap_or_default()),
                     "object_format": null,
                     "refs": [],
                     "pack": null,
@@ -213,9 +255,37 @@ fn main() -> ExitCode {
     }
 }
 
+fn run_fleet(args: &SyncArgs, config: &std::path::Path, dry_run: bool) -> u8 {
+    let transport = match transport_settings(args) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("kalandra: error: invalid environment: {error}");
+            return exit::USAGE;
+        }
+    };
+    if let Err(error) = kalandra::limits::Limits::from_env() {
+        eprintln!("kalandra: error: invalid environment: {error}");
+        return exit::USAGE;
+    }
+    fleet::run(&fleet::FleetArgs {
+        config,
+        jobs: args.jobs.map(|n| n as usize),
+        per_host: args.per_host as usize,
+        only: &args.only,
+        shard: args.shard,
+        dry_run,
+        no_verify: args.no_verify,
+        json: args.json,
+        quiet: args.quiet,
+        transport,
+    })
+}
+
 async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
-    let upstream = RepoUrl::parse(&args.upstream).context("invalid upstream")?;
-    let downstream = RepoUrl::parse(&args.downstream).context("invalid downstream")?;
+    let upstream =
+        RepoUrl::parse(args.upstream.as_deref().unwrap_or_default()).context("invalid upstream")?;
+    let downstream = RepoUrl::parse(args.downstream.as_deref().unwrap_or_default())
+        .context("invalid downstream")?;
     kalandra::limits::Limits::from_env().context("invalid environment")?;
     let scope = Scope::new(&args.include, &args.exclude)?;
     let show_progress = !args.quiet && !args.json && std::io::stderr().is_terminal();
@@ -321,24 +391,9 @@ fn exit_code(failure: &anyhow::Error) -> u8 {
     }
 }
 
-/// The error and its causes on one line, as `{:#}` prints them, but without a cause whose
-/// text the previous link already ends with: some libraries (russh) put their cause into
-/// their own message, which would otherwise read twice.
+/// The error and its causes on one line (see [`relay::chain`]).
 fn error_chain(failure: &anyhow::Error) -> String {
-    let mut text = String::new();
-    let mut previous = String::new();
-    for link in failure.chain() {
-        let current = link.to_string();
-        if !previous.is_empty() && previous.ends_with(&current) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&current);
-        previous = current;
-    }
-    text
+    relay::chain(failure.as_ref())
 }
 
 /// The JSON `error_kind` of a failed run, one per exit code.

@@ -93,3 +93,18 @@ pub struct Diagnostic {
     pub column: usize,
     pub message: String,
 }
+
+/// A referenced secret cannot be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SecretError {
+    #[error("${0} is not set")]
+    Unset(String),
+}
+
+/// Reads a secret named by the config. SKELETON.
+pub fn resolve_secret(secret: &SecretRef) -> Result<crate::transport::Token, SecretError> {
+    match secret {
+        SecretRef::Env(name) => Err(SecretError::Unset(name.clone())),
+        SecretRef::File(path) => Err(SecretError::Unset(path.display().to_string())),
+    }
+}

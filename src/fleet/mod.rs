@@ -1,3 +1,512 @@
 //! Many mirrors in one run: bounded concurrency, per-host caps, retries.
 //!
-//! SKELETON: being written; see issue 10.
+//! [`run`] syncs every mirror it is given on the current tokio runtime, at
+//! most `jobs` at once and at most `per_host` connections to any one
+//! server, and retries the failures that may pass ([`ErrorKind::is_transient`])
+//! with exponential backoff. One mirror failing, or even panicking, never
+//! stops the others; every mirror gets a [`MirrorRun`] in the end, in the
+//! order it was given.
+
+pub mod backoff;
+mod hosts;
+pub mod select;
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use tokio::task::JoinSet;
+
+use crate::config::{Mirror, SecretRef};
+use crate::error_kind::{classify, ErrorKind};
+use crate::plan::{PlanOptions, Scope};
+use crate::progress::Progress;
+use crate::relay::{self, Outcome, PushOptions, RefStatus, SyncOptions, SyncReport};
+use crate::transport::{Token, TransportSettings};
+use crate::url::{mask_credentials, RepoUrl};
+
+pub use select::{select, Shard};
+
+/// How a fleet runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Mirrors synced at once; at least 1.
+    pub jobs: usize,
+    /// Connections open to one server at once; at least 1. A mirror whose
+    /// two sides are on one server holds two.
+    pub per_host: usize,
+    /// Plan only: change nothing.
+    pub dry_run: bool,
+    pub no_verify: bool,
+    /// The settings of mirrors that do not set their own.
+    pub transport: TransportSettings,
+}
+
+/// Why a mirror did not end in sync.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    /// One line, credentials masked.
+    pub message: String,
+    /// How long the server asked us to wait before the next try.
+    #[serde(skip)]
+    pub retry_after: Option<Duration>,
+}
+
+/// How one mirror of the fleet ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MirrorRun {
+    pub name: String,
+    /// Both sides as shown everywhere: credentials masked.
+    pub upstream: String,
+    pub downstream: String,
+    /// Whether downstream now matches upstream in scope (for a plan:
+    /// whether the plan was made).
+    pub ok: bool,
+    /// How many times it was tried; above 1 after retries.
+    pub attempts: u32,
+    pub elapsed_ms: u64,
+    /// Downstream was created (`create_missing`).
+    pub created: bool,
+    pub error_kind: Option<ErrorKind>,
+    pub error: Option<String>,
+    /// The last attempt's report, when it got as far as one.
+    pub report: Option<SyncReport>,
+}
+
+impl MirrorRun {
+    /// Refs that moved downstream (or would, in a plan).
+    pub fn refs_changed(&self) -> usize {
+        self.report.as_ref().map_or(0, |report| {
+            report.result.count(RefStatus::Ok) + report.result.count(RefStatus::Planned)
+        })
+    }
+
+    /// Pack bytes relayed.
+    pub fn bytes_relayed(&self) -> u64 {
+        self.report
+            .as_ref()
+            .map_or(0, |report| report.result.bytes_relayed)
+    }
+}
+
+/// What a fleet run tells its watcher (a progress display, a log).
+pub trait Observer: Send + Sync {
+    /// An attempt started; `progress` counts its bytes as it goes.
+    fn started(&self, _mirror: &Mirror, _attempt: u32, _progress: &Arc<Progress>) {}
+    /// An attempt failed and will be retried after `delay`.
+    fn retrying(&self, _mirror: &Mirror, _attempt: u32, _delay: Duration, _failure: &Failure) {}
+    /// The mirror is done, for good.
+    fn finished(&self, _run: &MirrorRun) {}
+}
+
+/// An observer that watches nothing.
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// A mirror waiting for its (next) attempt.
+struct Pending {
+    index: usize,
+    /// Attempts made so far.
+    attempts: u32,
+    first_started: Option<Instant>,
+    not_before: Option<Instant>,
+}
+
+/// One attempt's end, as the attempt task hands it back.
+struct Attempt {
+    pending: Pending,
+    end: End,
+}
+
+/// How an attempt ended: a failure may come with a report (refs refused).
+struct End {
+    report: Option<SyncReport>,
+    created: bool,
+    failure: Option<Failure>,
+}
+
+impl From<Failure> for End {
+    fn from(failure: Failure) -> Self {
+        Self {
+            report: None,
+            created: false,
+            failure: Some(failure),
+        }
+    }
+}
+
+/// Syncs `mirrors`, returning one [`MirrorRun`] per mirror in their order.
+pub async fn run(
+    mirrors: Vec<Mirror>,
+    options: RunOptions,
+    observer: Arc<dyn Observer>,
+) -> Vec<MirrorRun> {
+    let mirrors: Arc<[Mirror]> = mirrors.into();
+    let options = Arc::new(options);
+    let jobs = options.jobs.max(1);
+    let mut hosts = hosts::Hosts::new(options.per_host.max(1));
+    let needs: Vec<hosts::Need> = mirrors
+        .iter()
+        .map(|m| hosts::Need::of(&m.upstream, &m.downstream))
+        .collect();
+    let mut queue: VecDeque<Pending> = (0..mirrors.len())
+        .map(|index| Pending {
+            index,
+            attempts: 0,
+            first_started: None,
+            not_before: None,
+        })
+        .collect();
+    let mut results: Vec<Option<MirrorRun>> = vec![None; mirrors.len()];
+    let mut running = JoinSet::new();
+    loop {
+        // Start, in order, every waiting mirror that is due and fits.
+        let now = Instant::now();
+        let mut i = 0;
+        while running.len() < jobs && i < queue.len() {
+            let candidate = &queue[i];
+            if candidate.not_before.is_some_and(|t| t > now) || !hosts.fits(&needs[candidate.index])
+            {
+                i += 1;
+                continue;
+            }
+            let Some(mut pending) = queue.remove(i) else {
+                break;
+            };
+            hosts.take(&needs[pending.index]);
+            pending.attempts += 1;
+            pending.first_started.get_or_insert(now);
+            let mirrors = Arc::clone(&mirrors);
+            let options = Arc::clone(&options);
+            let observer = Arc::clone(&observer);
+            running.spawn(async move {
+                let mirror = &mirrors[pending.index];
+                let progress = Arc::new(Progress::hidden());
+                observer.started(mirror, pending.attempts, &progress);
+                let end = AssertUnwindSafe(attempt(mirror, &options, &progress))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        End::from(Failure {
+                            kind: ErrorKind::Other,
+                            message: "the sync panicked (a bug in Kalandra; please report it)"
+                                .into(),
+                            retry_after: None,
+                        })
+                    });
+                Attempt { pending, end }
+            });
+        }
+        if running.is_empty() && queue.is_empty() {
+            break;
+        }
+        let wake = queue.iter().filter_map(|p| p.not_before).min();
+        let finished = tokio::select! {
+            joined = running.join_next(), if !running.is_empty() => joined,
+            () = sleep_until(wake), if wake.is_some() => None,
+            else => None,
+        };
+        let Some(joined) = finished else {
+            continue;
+        };
+        let Attempt { pending, end } = match joined {
+            Ok(attempt) => attempt,
+            // Panics are caught inside the task; only a cancelled runtime
+            // gets here, and then nothing is left to report to.
+            Err(error) => {
+                tracing::error!("a mirror's task ended abnormally: {error}");
+                continue;
+            }
+        };
+        let mirror = &mirrors[pending.index];
+        hosts.give_back(&needs[pending.index]);
+        if let Some(failure) = &end.failure {
+            if failure.kind.is_transient() && pending.attempts <= mirror.retries {
+                let delay = backoff::delay(pending.attempts, failure.retry_after);
+                observer.retrying(mirror, pending.attempts, delay, failure);
+                queue.push_back(Pending {
+                    not_before: Some(Instant::now() + delay),
+                    ..pending
+                });
+                continue;
+            }
+        }
+        let elapsed = pending
+            .first_started
+            .map_or(Duration::ZERO, |t| t.elapsed());
+        let run = finish(mirror, pending.attempts, elapsed, end);
+        observer.finished(&run);
+        results[pending.index] = Some(run);
+    }
+    results
+        .into_iter()
+        .zip(mirrors.iter())
+        .map(|(run, mirror)| {
+            run.unwrap_or_else(|| {
+                finish(
+                    mirror,
+                    0,
+                    Duration::ZERO,
+                    End::from(Failure {
+                        kind: ErrorKind::Other,
+                        message: "the sync did not run to its end".into(),
+                        retry_after: None,
+                    }),
+                )
+            })
+        })
+        .collect()
+}
+
+async fn sleep_until(when: Option<Instant>) {
+    if let Some(when) = when {
+        tokio::time::sleep_until(when.into()).await;
+    }
+}
+
+fn finish(mirror: &Mirror, attempts: u32, elapsed: Duration, end: End) -> MirrorRun {
+    MirrorRun {
+        name: mirror.name.clone(),
+        upstream: mirror.upstream.to_string(),
+        downstream: mirror.downstream.to_string(),
+        ok: end.failure.is_none(),
+        attempts,
+        elapsed_ms: elapsed.as_millis() as u64,
+        created: end.created,
+        error_kind: end.failure.as_ref().map(|f| f.kind),
+        error: end.failure.map(|f| f.message),
+        report: end.report,
+    }
+}
+
+/// One try at one mirror: the report and whether downstream was created.
+async fn attempt(mirror: &Mirror, options: &RunOptions, progress: &Progress) -> End {
+    match try_attempt(mirror, options, progress).await {
+        Ok(end) => end,
+        Err(failure) => failure.into(),
+    }
+}
+
+async fn try_attempt(
+    mirror: &Mirror,
+    options: &RunOptions,
+    progress: &Progress,
+) -> Result<End, Failure> {
+    let settings = settings_for(mirror, &options.transport)?;
+    let created = if mirror.create_missing && !options.dry_run {
+        create_missing(&mirror.upstream, &mirror.downstream, &settings).await?
+    } else {
+        false
+    };
+    let scope = Scope::new(&mirror.include, &mirror.exclude).map_err(|e| Failure {
+        kind: ErrorKind::Usage,
+        message: e.to_string(),
+        retry_after: None,
+    })?;
+    let sync_options = SyncOptions {
+        plan: PlanOptions {
+            scope,
+            prune: mirror.prune,
+            allow_mass_delete: mirror.allow_mass_delete,
+            divergence: mirror.divergence,
+            immutable_tags: mirror.immutable_tags,
+        },
+        push: PushOptions {
+            atomic: mirror.atomic,
+            progress: false,
+            push_options: Vec::new(),
+        },
+        dry_run: options.dry_run,
+        no_verify: options.no_verify,
+        transport: settings,
+    };
+    let sync = relay::sync(
+        &mirror.upstream,
+        &mirror.downstream,
+        &sync_options,
+        progress,
+    );
+    let result = match sync_options.transport.max_duration {
+        // Each connection gives up at the deadline itself; this catches a
+        // sync stuck outside them (a credential helper, say).
+        Some(max) => match tokio::time::timeout(max.saturating_add(MAX_DURATION_GRACE), sync).await
+        {
+            Ok(result) => result,
+            Err(_) => {
+                return Err(Failure {
+                    kind: ErrorKind::Timeout,
+                    message: format!(
+                        "the sync did not finish within max_duration ({} s) and was cut off; \
+                         whether downstream applied the update is unknown",
+                        max.as_secs()
+                    ),
+                    retry_after: None,
+                })
+            }
+        },
+        None => sync.await,
+    };
+    let report = result.map_err(|error| {
+        let classified = classify(&error);
+        Failure {
+            kind: classified.kind,
+            message: mask_credentials(&relay::chain(&error)),
+            retry_after: classified.retry_after,
+        }
+    })?;
+    let failure = match report.result.outcome() {
+        Outcome::Complete => None,
+        // The report was lost after the pack went out: trying again reads
+        // downstream afresh and settles it.
+        Outcome::Unknown => Some(Failure {
+            kind: ErrorKind::Connection,
+            message: format!(
+                "downstream's report was lost, so whether {} ref(s) moved is unknown",
+                report.result.count(RefStatus::Unknown)
+            ),
+            retry_after: None,
+        }),
+        Outcome::Partial | Outcome::NothingLanded => Some(Failure {
+            kind: ErrorKind::Rejected,
+            message: rejected_message(&report),
+            retry_after: None,
+        }),
+    };
+    Ok(End {
+        report: Some(report),
+        created,
+        failure,
+    })
+}
+
+/// How long past `max_duration` a sync stuck outside its connections may
+/// take before it is cut off.
+const MAX_DURATION_GRACE: Duration = Duration::from_secs(10);
+
+fn rejected_message(report: &SyncReport) -> String {
+    let rejected: Vec<String> = report
+        .result
+        .refs
+        .iter()
+        .filter(|r| r.status == RefStatus::Rejected)
+        .map(|r| match &r.reason {
+            Some(reason) => format!("{} ({reason})", r.name),
+            None => r.name.clone(),
+        })
+        .collect();
+    let shown: Vec<&str> = rejected.iter().take(5).map(String::as_str).collect();
+    let more = rejected.len().saturating_sub(shown.len());
+    let mut message = format!(
+        "downstream refused {} ref{}: {}",
+        rejected.len(),
+        if rejected.len() == 1 { "" } else { "s" },
+        crate::terminal::escape(&shown.join(", "))
+    );
+    if more > 0 {
+        message.push_str(&format!(" and {more} more"));
+    }
+    message
+}
+
+/// The fleet's settings with the mirror's own on top, tokens read now.
+fn settings_for(mirror: &Mirror, base: &TransportSettings) -> Result<TransportSettings, Failure> {
+    let mut settings = base.clone();
+    if let Some(t) = mirror.connect_timeout {
+        settings.connect_timeout = t;
+    }
+    if let Some(t) = mirror.idle_timeout {
+        settings.idle_timeout = t;
+    }
+    if let Some(limit) = mirror.low_speed_limit {
+        settings.low_speed_limit = limit;
+    }
+    if let Some(t) = mirror.low_speed_time {
+        settings.low_speed_time = t;
+    }
+    if mirror.max_duration.is_some() {
+        settings.max_duration = mirror.max_duration;
+    }
+    if let Some(secret) = &mirror.upstream_token {
+        settings.upstream_token = Some(read_secret(secret)?);
+    }
+    if let Some(secret) = &mirror.downstream_token {
+        settings.downstream_token = Some(read_secret(secret)?);
+    }
+    Ok(settings)
+}
+
+fn read_secret(secret: &SecretRef) -> Result<Token, Failure> {
+    crate::config::resolve_secret(secret).map_err(|error| Failure {
+        kind: ErrorKind::Usage,
+        message: error.to_string(),
+        retry_after: None,
+    })
+}
+
+/// `create_missing`: a local downstream that does not exist yet is
+/// created bare, in upstream's object format (asked of upstream first).
+async fn create_missing(
+    upstream: &RepoUrl,
+    downstream: &RepoUrl,
+    settings: &TransportSettings,
+) -> Result<bool, Failure> {
+    let Some(path) = downstream.local_path() else {
+        // Remote repositories are created by their forge, not by git.
+        return Ok(false);
+    };
+    if path.exists() {
+        return Ok(false);
+    }
+    let format = match relay::connect_upstream(upstream, settings).await {
+        Ok(upload_pack) => {
+            let format = upload_pack.object_format();
+            upload_pack.close().await;
+            format
+        }
+        Err(error) => {
+            let classified = classify(&error);
+            return Err(Failure {
+                kind: classified.kind,
+                message: mask_credentials(&relay::chain(&error)),
+                retry_after: classified.retry_after,
+            });
+        }
+    };
+    init_bare(path, &format.to_string()).await?;
+    tracing::info!("created {} ({format})", path.display());
+    Ok(true)
+}
+
+async fn init_bare(path: &Path, object_format: &str) -> Result<(), Failure> {
+    let failed = |detail: String| Failure {
+        kind: ErrorKind::Other,
+        message: format!(
+            "cannot create downstream {} (create_missing): {detail}",
+            path.display()
+        ),
+        retry_after: None,
+    };
+    let output = tokio::process::Command::new("git")
+        .arg("init")
+        .arg("--bare")
+        .arg("--quiet")
+        .arg(format!("--object-format={object_format}"))
+        .arg("--")
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| failed(format!("cannot run git: {e}")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(failed(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ))
+    }
+}

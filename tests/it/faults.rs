@@ -59,25 +59,7 @@ impl Server {
         match transport {
             Transport::Git => Server::Git(Daemon::start(w.root())),
             Transport::Http => Server::Http(Nginx::start(w)),
-            Transport::Ssh => {
-                use std::os::unix::fs::PermissionsExt;
-                let sshd = Sshd::start(&w.root().join("sshd"), Protocol::V2);
-                let key = sshd::keygen(&w.root().join("client-key"), "", "kalandra-fault-sweep");
-                sshd.authorize(&key);
-                let ssh_dir = w.home().join(".ssh");
-                std::fs::create_dir_all(&ssh_dir).expect("can create ~/.ssh");
-                std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o700))
-                    .expect("can chmod ~/.ssh");
-                std::fs::write(
-                    ssh_dir.join("config"),
-                    format!(
-                        "Host 127.0.0.1\n    IdentityFile {}\n    IdentitiesOnly yes\n",
-                        key.display()
-                    ),
-                )
-                .expect("can write ~/.ssh/config");
-                Server::Ssh(sshd)
-            }
+            Transport::Ssh => Server::Ssh(sshd::start_for(w, Protocol::V2)),
         }
     }
 

@@ -20,6 +20,11 @@ impl Daemon {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        Self::start_on(root, port)
+    }
+
+    /// [`Daemon::start`] on a given port.
+    pub(crate) fn start_on(root: &Path, port: u16) -> Self {
         let child = Command::new("git")
             .args([
                 "daemon",

@@ -11,6 +11,7 @@ mod divergence;
 mod failures;
 mod fault_proxy;
 mod faults;
+mod fleet;
 mod git_daemon;
 mod guards;
 mod hooks;

@@ -150,6 +150,31 @@ pub fn hash_known_hosts(file: &Path) {
     let _ = std::fs::remove_file(PathBuf::from(old));
 }
 
+/// Starts sshd in `<root>/sshd` and sets the world's ssh client up to use it: a fresh key
+/// that sshd accepts, named as IdentityFile for 127.0.0.1 in `~/.ssh/config`, and the
+/// server's key in `~/.ssh/known_hosts`.
+pub fn start_for(w: &crate::harness::World, protocol: Protocol) -> Sshd {
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = Sshd::start(&w.root().join("sshd"), protocol);
+    let key = keygen(&w.root().join("client-key"), "", "kalandra-test-client");
+    sshd.authorize(&key);
+    let ssh_dir = w.home().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).expect("can create ~/.ssh");
+    std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o700))
+        .expect("can chmod ~/.ssh");
+    std::fs::write(
+        ssh_dir.join("config"),
+        format!(
+            "Host 127.0.0.1\n    IdentityFile {}\n    IdentitiesOnly yes\n",
+            key.display()
+        ),
+    )
+    .expect("can write ~/.ssh/config");
+    std::fs::write(ssh_dir.join("known_hosts"), sshd.known_hosts_line())
+        .expect("can write known_hosts");
+    sshd
+}
+
 /// Whether `file` has an entry for `[127.0.0.1]:port` (hashed or not) with exactly `key`
 /// (`type base64`), as `ssh-keygen -F` finds it.
 pub fn known_hosts_has(file: &Path, port: u16, key: &str) -> bool {

@@ -1,7 +1,6 @@
 //! Which failures are worth another try, and how long to wait first.
 
 use std::error::Error as _;
-use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime};
 
 use super::Error;
@@ -41,17 +40,9 @@ impl Policy {
             .saturating_mul(1u32 << attempt.min(16))
             .min(MAX_DELAY);
         // Between half and all of the backoff.
-        let jitter = random_unit();
+        let jitter = crate::jitter::random_unit();
         backoff.mul_f64(0.5 + 0.5 * jitter)
     }
-}
-
-/// A number in [0, 1) without a random-number crate: std's hasher keys
-/// are random per process and per `RandomState`.
-fn random_unit() -> f64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u8(0);
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Whether `error` is spurious (worth retrying), and how long the server

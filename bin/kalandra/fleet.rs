@@ -1,0 +1,417 @@
+//! `kalandra sync --config FILE`: every mirror of a config file, with a
+//! progress display while they run and a summary at the end.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kalandra::config::{self, Mirror};
+use kalandra::fleet::{self, Failure, MirrorRun, Observer, RunOptions, Shard};
+use kalandra::progress::{human_bytes, Progress};
+use kalandra::terminal::escape;
+use kalandra::transport::TransportSettings;
+
+use crate::exit;
+
+/// What `sync --config` and `plan --config` were asked to do.
+pub struct FleetArgs<'a> {
+    pub config: &'a Path,
+    pub jobs: Option<usize>,
+    pub per_host: usize,
+    pub only: &'a [String],
+    pub shard: Option<Shard>,
+    pub dry_run: bool,
+    pub no_verify: bool,
+    pub json: bool,
+    pub quiet: bool,
+    pub transport: TransportSettings,
+}
+
+/// Runs the fleet and prints its summary; returns the exit code.
+pub fn run(args: &FleetArgs) -> u8 {
+    let fleet = match config::load(args.config) {
+        Ok(fleet) => fleet,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("kalandra: error: invalid config; nothing was synced");
+            return exit::USAGE;
+        }
+    };
+    let selected: Vec<Mirror> = match fleet::select(&fleet.mirrors, args.only, args.shard) {
+        Ok(selected) => selected.into_iter().cloned().collect(),
+        Err(error) => {
+            eprintln!("kalandra: error: {}: {error}", args.config.display());
+            return exit::USAGE;
+        }
+    };
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(jobs.clamp(1, 8))
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("kalandra: error: cannot start the async runtime: {e}");
+            return exit::OTHER;
+        }
+    };
+    let started = Instant::now();
+    let total = selected.len();
+    let display = Arc::new(Display::new(total, args));
+    let options = RunOptions {
+        jobs,
+        per_host: args.per_host,
+        dry_run: args.dry_run,
+        no_verify: args.no_verify,
+        transport: args.transport.clone(),
+    };
+    let runs = runtime.block_on(async {
+        let ticker = tokio::spawn(Arc::clone(&display).tick());
+        let runs = fleet::run(selected, options, Arc::clone(&display) as Arc<dyn Observer>).await;
+        ticker.abort();
+        runs
+    });
+    display.clear();
+    let elapsed = started.elapsed();
+    if args.json {
+        print_json(&runs, args, elapsed);
+    } else if !args.quiet {
+        print_table(&runs, args.dry_run, elapsed);
+    }
+    if runs.iter().all(|run| run.ok) {
+        exit::OK
+    } else {
+        exit::SOME_FAILED
+    }
+}
+
+fn print_json(runs: &[MirrorRun], args: &FleetArgs, elapsed: Duration) {
+    let failed = runs.iter().filter(|run| !run.ok).count();
+    let value = serde_json::json!({
+        "schema_version": 1,
+        "ok": failed == 0,
+        "dry_run": args.dry_run,
+        "config": args.config.display().to_string(),
+        "shard": args.shard.map(|s| s.to_string()),
+        "elapsed_ms": elapsed.as_millis() as u64,
+        "summary": {
+            "mirrors": runs.len(),
+            "succeeded": runs.len() - failed,
+            "failed": failed,
+            "refs_changed": runs.iter().map(MirrorRun::refs_changed).sum::<usize>(),
+            "bytes_relayed": runs.iter().map(MirrorRun::bytes_relayed).sum::<u64>(),
+        },
+        "mirrors": runs,
+    });
+    println!("{value}");
+}
+
+fn print_table(runs: &[MirrorRun], dry_run: bool, elapsed: Duration) {
+    let rows: Vec<[String; 5]> = runs
+        .iter()
+        .map(|run| {
+            let mut result = match (&run.error_kind, dry_run) {
+                (Some(kind), _) => format!("failed ({})", kind_name(*kind)),
+                (None, true) => "planned".to_owned(),
+                (None, false) if run.created => "created".to_owned(),
+                (None, false) => "ok".to_owned(),
+            };
+            if run.attempts > 1 {
+                result.push_str(&format!(", {} tries", run.attempts));
+            }
+            let reported = run.report.is_some();
+            [
+                escape(&run.name).into_owned(),
+                result,
+                if reported {
+                    run.refs_changed().to_string()
+                } else {
+                    "-".to_owned()
+                },
+                if reported {
+                    human_bytes(run.bytes_relayed())
+                } else {
+                    "-".to_owned()
+                },
+                format!("{:.1} s", run.elapsed_ms as f64 / 1000.0),
+            ]
+        })
+        .collect();
+    let header = ["MIRROR", "RESULT", "REFS", "BYTES", "TIME"];
+    let widths: Vec<usize> = (0..header.len())
+        .map(|col| {
+            rows.iter()
+                .map(|row| row[col].chars().count())
+                .chain([header[col].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 5]| {
+        let mut out = String::new();
+        for (col, cell) in cells.iter().enumerate() {
+            if col + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[col]));
+            }
+        }
+        out
+    };
+    println!("{}", line(header));
+    for row in &rows {
+        println!("{}", line(row.each_ref().map(String::as_str)));
+    }
+    let failed: Vec<&MirrorRun> = runs.iter().filter(|run| !run.ok).collect();
+    let refs: usize = runs.iter().map(MirrorRun::refs_changed).sum();
+    let bytes: u64 = runs.iter().map(MirrorRun::bytes_relayed).sum();
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    println!(
+        "{} of {} mirror{} {}, {} failed; {refs} ref{} {}, {} relayed in {:.1} s",
+        runs.len() - failed.len(),
+        runs.len(),
+        plural(runs.len()),
+        if dry_run { "planned" } else { "in sync" },
+        failed.len(),
+        plural(refs),
+        if dry_run { "to change" } else { "changed" },
+        human_bytes(bytes),
+        elapsed.as_secs_f64()
+    );
+    for run in failed {
+        eprintln!(
+            "kalandra: {} failed ({}): {}",
+            escape(&run.name),
+            run.error_kind.map_or_else(|| "other".to_owned(), kind_name),
+            run.error.as_deref().map(escape).unwrap_or_default()
+        );
+    }
+}
+
+/// The kind's name as the JSON spells it, so that people and machines read
+/// one vocabulary.
+fn kind_name(kind: kalandra::error_kind::ErrorKind) -> String {
+    match serde_json::to_value(kind) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => format!("{kind:?}"),
+    }
+}
+
+/// How often the plain log line repeats when stderr is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(30);
+/// How often the terminal display redraws.
+const DRAW_EVERY: Duration = Duration::from_millis(200);
+
+/// Progress for people: a line per running mirror and an overall bar on a
+/// terminal; a line per finished mirror and a periodic total otherwise.
+struct Display {
+    mode: Mode,
+    total: usize,
+    done: AtomicUsize,
+    failed: AtomicUsize,
+    /// Bytes of finished mirrors.
+    bytes_done: AtomicU64,
+    running: Mutex<Vec<Running>>,
+}
+
+enum Mode {
+    Quiet,
+    Plain,
+    Terminal {
+        multi: MultiProgress,
+        overall: ProgressBar,
+    },
+}
+
+struct Running {
+    name: String,
+    progress: Arc<Progress>,
+    bar: Option<ProgressBar>,
+}
+
+impl Display {
+    fn new(total: usize, args: &FleetArgs) -> Self {
+        let mode = if args.quiet {
+            Mode::Quiet
+        } else if !args.json && std::io::stderr().is_terminal() {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let overall = multi.add(ProgressBar::new(total as u64));
+            overall.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} mirrors  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            Mode::Terminal { multi, overall }
+        } else {
+            Mode::Plain
+        };
+        Self {
+            mode,
+            total,
+            done: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            bytes_done: AtomicU64::new(0),
+            running: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
+        self.running
+            .lock()
+            .expect("because no display code panics while holding the lock")
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes_done.load(Ordering::Relaxed)
+            + self
+                .running()
+                .iter()
+                .map(|r| r.progress.bytes())
+                .sum::<u64>()
+    }
+
+    fn totals(&self) -> String {
+        let running = self.running().len();
+        format!(
+            "{}/{} done ({} failed), {running} running, {} relayed",
+            self.done.load(Ordering::Relaxed),
+            self.total,
+            self.failed.load(Ordering::Relaxed),
+            human_bytes(self.bytes()),
+        )
+    }
+
+    async fn tick(self: Arc<Self>) {
+        let every = match self.mode {
+            Mode::Quiet => return,
+            Mode::Plain => PLAIN_EVERY,
+            Mode::Terminal { .. } => DRAW_EVERY,
+        };
+        let mut interval = tokio::time::interval(every);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            match &self.mode {
+                Mode::Quiet => return,
+                Mode::Plain => eprintln!("kalandra: {}", self.totals()),
+                Mode::Terminal { overall, .. } => {
+                    for running in self.running().iter() {
+                        if let Some(bar) = &running.bar {
+                            bar.set_message(format!(
+                                "{}  {}",
+                                human_bytes(running.progress.bytes()),
+                                running.progress.last_message()
+                            ));
+                        }
+                    }
+                    overall.set_message(format!(
+                        "{} failed, {} relayed",
+                        self.failed.load(Ordering::Relaxed),
+                        human_bytes(self.bytes())
+                    ));
+                }
+            }
+        }
+    }
+
+    fn clear(&self) {
+        if let Mode::Terminal { multi, overall } = &self.mode {
+            overall.finish_and_clear();
+            let _ = multi.clear();
+        }
+    }
+}
+
+impl Observer for Display {
+    fn started(&self, mirror: &Mirror, attempt: u32, progress: &Arc<Progress>) {
+        let bar = match &self.mode {
+            Mode::Terminal { multi, .. } => {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("  {spinner} {prefix}  {wide_msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                let mut prefix = escape(&mirror.name).into_owned();
+                if attempt > 1 {
+                    prefix.push_str(&format!(" (try {attempt})"));
+                }
+                bar.set_prefix(prefix);
+                bar.enable_steady_tick(Duration::from_millis(120));
+                Some(bar)
+            }
+            _ => None,
+        };
+        self.running().push(Running {
+            name: mirror.name.clone(),
+            progress: Arc::clone(progress),
+            bar,
+        });
+    }
+
+    fn retrying(&self, mirror: &Mirror, attempt: u32, delay: Duration, failure: &Failure) {
+        self.stop(&mirror.name);
+        if !matches!(self.mode, Mode::Quiet) {
+            let line = format!(
+                "kalandra: {}: try {attempt} failed ({}), retrying in {:.1} s: {}",
+                escape(&mirror.name),
+                kind_name(failure.kind),
+                delay.as_secs_f64(),
+                escape(&failure.message)
+            );
+            match &self.mode {
+                Mode::Terminal { multi, .. } => {
+                    let _ = multi.println(line);
+                }
+                _ => eprintln!("{line}"),
+            }
+        }
+    }
+
+    fn finished(&self, run: &MirrorRun) {
+        self.stop(&run.name);
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.bytes_done
+            .fetch_add(run.bytes_relayed(), Ordering::Relaxed);
+        if !run.ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        let line = format!(
+            "kalandra: [{}/{}] {} {}{}",
+            self.done.load(Ordering::Relaxed),
+            self.total,
+            escape(&run.name),
+            match run.error_kind {
+                Some(kind) => format!("failed ({})", kind_name(kind)),
+                None => format!(
+                    "ok: {} ref(s), {}",
+                    run.refs_changed(),
+                    human_bytes(run.bytes_relayed())
+                ),
+            },
+            format_args!(" in {:.1} s", run.elapsed_ms as f64 / 1000.0),
+        );
+        match &self.mode {
+            Mode::Quiet => {}
+            Mode::Plain => eprintln!("{line}"),
+            Mode::Terminal { overall, .. } => overall.inc(1),
+        }
+    }
+}
+
+impl Display {
+    fn stop(&self, name: &str) {
+        let mut running = self.running();
+        if let Some(at) = running.iter().position(|r| r.name == name) {
+            let gone = running.swap_remove(at);
+            if let (Some(bar), Mode::Terminal { multi, .. }) = (gone.bar, &self.mode) {
+                bar.finish_and_clear();
+                multi.remove(&bar);
+            }
+        }
+    }
+}
