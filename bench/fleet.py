@@ -273,8 +273,8 @@ def generate(count: int, seed: int) -> Path:
     digest = {}
     for state in ("up-old", "up-new"):
         h = hashlib.sha256()
-        for n in names(count):
-            h.update(git("-C", str(cache / state / f"{n}.git"), "for-each-ref",
+        for name in names(count):
+            h.update(git("-C", str(cache / state / f"{name}.git"), "for-each-ref",
                           "--format=%(refname) %(objectname)").encode())
         digest[state] = h.hexdigest()
     meta = dict(count=count, seed=seed, generator=GENERATOR_VERSION, seconds=time.perf_counter() - t0,
@@ -319,35 +319,23 @@ def program(name: str) -> str:
 
 
 class Servers:
-    """nginx + fcgiwrap + git http-backend on 127.0.0.1:PORT, serving ROOT/up and ROOT/down."""
+    """nginx + fcgiwrap + git http-backend serving ROOT/up on 127.0.0.1:PORT1 and ROOT/down
+    on 127.0.0.1:PORT2 (protocol v2 passed on, pushes allowed)."""
 
     def __init__(self, root: Path, fcgi_children: int) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="kalandra-fleet-nginx-"))
         for sub in ("logs", "tmp"):
             (self.dir / sub).mkdir()
-        self.port = free_port()
+        self.ports = dict(up=free_port(), down=free_port())
         d = self.dir
         sock = d / "fcgi.sock"
         cfg = d / "server.gitconfig"
         cfg.write_text("[uploadpack]\n\tallowFilter = true\n[receive]\n\tautogc = false\n")
         backend = Path(git("--exec-path").strip()) / "git-http-backend"
         user = "user root;\n" if os.geteuid() == 0 else ""
-        conf = f"""{user}worker_processes 2;
-pid {d}/nginx.pid;
-error_log {d}/logs/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/tmp/body;
-  fastcgi_temp_path {d}/tmp/fastcgi;
-  proxy_temp_path {d}/tmp/proxy;
-  uwsgi_temp_path {d}/tmp/uwsgi;
-  scgi_temp_path {d}/tmp/scgi;
-  client_max_body_size 0;
-  fastcgi_read_timeout 300s;
-  server {{
-    listen 127.0.0.1:{self.port} backlog=1024;
-    location ~ ^(/.*)$ {{
+        # one server block per side, on two ports: upstream and downstream are two
+        # servers, as two forges would be (kalandra's --per-host counts host:port)
+        location = f"""    location ~ ^(/.*)$ {{
       fastcgi_param REQUEST_METHOD $request_method;
       fastcgi_param QUERY_STRING $query_string;
       fastcgi_param CONTENT_TYPE $content_type;
@@ -366,8 +354,24 @@ http {{
       fastcgi_param PATH_INFO $1;
       fastcgi_pass unix:{sock};
     }}
-  }}
-}}
+"""
+        servers = "".join(f"  server {{\n    listen 127.0.0.1:{port} backlog=1024;\n{location}  }}\n"
+                          for port in self.ports.values())
+        conf = f"""{user}worker_processes 2;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  log_format bench '$request_method $request_uri $status $request_time';
+  access_log {d}/logs/access.log bench;
+  client_body_temp_path {d}/tmp/body;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  proxy_temp_path {d}/tmp/proxy;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+  client_max_body_size 0;
+  fastcgi_read_timeout 300s;
+{servers}}}
 """
         (d / "nginx.conf").write_text(conf)
         self.fcgiwrap = subprocess.Popen(
@@ -386,7 +390,8 @@ http {{
                     self.stop()
                     sys.exit(f"{what} exited at startup; see {d}/logs")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                for port in self.ports.values():
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 if sock.exists():
                     break
             except OSError:
@@ -395,9 +400,61 @@ http {{
                 self.stop()
                 sys.exit(f"nginx/fcgiwrap did not come up in 15 s; see {d}/logs")
             time.sleep(0.02)
+        self.cgroup = self._cgroup()
+
+    def _cgroup(self) -> Path | None:
+        """A cpuacct cgroup (v1) holding nginx and fcgiwrap, so that the servers' CPU time
+        is counted whoever reaps their processes; None where one cannot be made."""
+        cg = Path("/sys/fs/cgroup/cpuacct") / f"kalandra-fleet-bench-{os.getpid()}"
+        try:
+            cg.mkdir()
+            for root in self.pids():
+                for pid in [root, *run._descendants(root)]:
+                    (cg / "cgroup.procs").write_text(str(pid))
+        except OSError:
+            return None
+        return cg
+
+    def cpu(self) -> float | None:
+        """CPU seconds used so far by nginx, fcgiwrap and everything they started
+        (http-backend, upload-pack, pack-objects, receive-pack, index-pack...)."""
+        if self.cgroup is None:
+            return None
+        return int((self.cgroup / "cpuacct.usage").read_text()) / 1e9
+
+    def log_offset(self) -> int:
+        try:
+            return (self.dir / "logs/access.log").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def measure(self, cmd: list[str], **kw) -> dict:
+        """run.measure, plus the HTTP requests served and the servers' CPU seconds meanwhile."""
+        off, cpu = self.log_offset(), self.cpu()
+        m = measure(cmd, others=tuple(self.pids()), **kw)
+        m["server_cpu"] = self.cpu() - cpu if cpu is not None else None
+        m["requests"] = self.requests_since(off)
+        return m
+
+    def requests_since(self, offset: int) -> dict:
+        """The HTTP requests nginx logged since offset: counts by kind, non-2xx count,
+        and the sum of their durations (nginx's $request_time)."""
+        with open(self.dir / "logs/access.log", "rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").splitlines()
+        kinds: dict[str, int] = {}
+        bad, seconds = 0, 0.0
+        for line in lines:
+            method, uri, status, t = line.split()
+            path, _, query = uri.partition("?")
+            kind = f"{method} {path.rsplit('/', 1)[-1] if method == 'POST' else 'info/refs ' + query}"
+            kinds[kind] = kinds.get(kind, 0) + 1
+            bad += not status.startswith("2")
+            seconds += float(t)
+        return dict(total=len(lines), by_kind=kinds, non_2xx=bad, request_seconds=round(seconds, 3))
 
     def url(self, side: str, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{side}/{name}.git"
+        return f"http://127.0.0.1:{self.ports[side]}/{side}/{name}.git"
 
     def pids(self) -> list[int]:
         return [self.nginx.pid, self.fcgiwrap.pid]
@@ -414,6 +471,13 @@ http {{
                 except subprocess.TimeoutExpired:
                     os.killpg(p.pid, 9)
                     p.wait()
+        if getattr(self, "cgroup", None):
+            for _ in range(50):  # empty once the killed processes are gone
+                try:
+                    self.cgroup.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -481,8 +545,8 @@ def write_config(path: Path, servers: Servers, fleet: Fleet) -> None:
         "# written by bench/fleet.py\n"
         "[[template]]\n"
         f"names = [{names_toml}]\n"
-        f'upstream = "http://127.0.0.1:{servers.port}/up/{{name}}.git"\n'
-        f'downstream = "http://127.0.0.1:{servers.port}/down/{{name}}.git"\n')
+        f'upstream = "{servers.url("up", "{name}")}"\n'
+        f'downstream = "{servers.url("down", "{name}")}"\n')
 
 
 def run_kalandra(fleet: Fleet, servers: Servers, binary: Path, config: Path, jobs: int,
@@ -503,13 +567,13 @@ def run_kalandra(fleet: Fleet, servers: Servers, binary: Path, config: Path, job
         lst = fleet.tmp / "kalandra-list.txt"
         lst.write_text("".join(f"{servers.url('up', n)} {servers.url('down', n)}\n" for n in fleet.names))
         cmd = ["xargs", "-P", str(jobs), "-L", "1", str(binary), "sync", *extra]
-        m = measure(cmd, cwd=local / "cwd", run_env=e, stdin=lst, others=servers.pids())
+        m = servers.measure(cmd, cwd=local / "cwd", run_env=e, stdin=lst)
         m["own_peak_rss"] = None  # xargs's: meaningless; max_single_rss is the largest kalandra
         res = {k: v for k, v in m.items() if k not in ("stdout", "stderr")}
         res["cmd"] = " ".join(cmd) + " < list"
     else:
         cmd = [str(binary), "sync", "--config", str(config), "--jobs", str(jobs), *extra, "--json"]
-        m = measure(cmd, cwd=local / "cwd", run_env=e, others=servers.pids())
+        m = servers.measure(cmd, cwd=local / "cwd", run_env=e)
         res = {k: v for k, v in m.items() if k not in ("stdout", "stderr")}
         res["cmd"] = " ".join(cmd)
         try:
@@ -534,7 +598,7 @@ def run_naive(fleet: Fleet, servers: Servers, jobs: int, scenario: str) -> dict:
     script = 'git -C "$1" fetch --prune -q origin && git -C "$1" push --mirror -q "$2"'
     cmd = ["xargs", "-P", str(jobs), "-L", "1", "sh", "-c", script, "sh"]
     before = du(fleet.mirrors)
-    m = measure(cmd, stdin=lst, others=servers.pids())
+    m = servers.measure(cmd, stdin=lst)
     res = {k: v for k, v in m.items() if k not in ("stdout", "stderr")}
     res["cmd"] = f"xargs -P {jobs} -L 1 sh -c '{script}' sh < list"
     res["mirror_du_before"] = before
@@ -542,6 +606,20 @@ def run_naive(fleet: Fleet, servers: Servers, jobs: int, scenario: str) -> dict:
     if m["rc"]:
         res["error"] = m["stderr"][-3000:]
     res["verify"] = fleet.verify()
+    return res
+
+
+def run_adverts(fleet: Fleet, servers: Servers, jobs: int) -> dict:
+    """For information, the no-op case's floor: only reading both sides' ref
+    advertisements (`git ls-remote`, protocol v2: GET info/refs + POST ls-refs each)."""
+    lst = fleet.tmp / "adverts-list.txt"
+    lst.write_text("".join(f"{servers.url('up', n)} {servers.url('down', n)}\n" for n in fleet.names))
+    script = 'git ls-remote -q "$1" >/dev/null && git ls-remote -q "$2" >/dev/null'
+    m = servers.measure(["xargs", "-P", str(jobs), "-L", "1", "sh", "-c", script, "sh"], stdin=lst)
+    res = {k: v for k, v in m.items() if k not in ("stdout", "stderr")}
+    res["cmd"] = f"xargs -P {jobs} -L 1 sh -c '{script}' sh < list"
+    if m["rc"]:
+        res["error"] = m["stderr"][-3000:]
     return res
 
 
@@ -559,7 +637,8 @@ def ratio(a, b) -> str:
 
 
 def table(report: dict) -> str:
-    hdr = ("scenario", "kalandra wall", "naive wall", "k / naive wall",
+    hdr = ("scenario", "kalandra wall", "naive wall", "k / naive wall", "floor: adverts only (info)",
+           "HTTP requests k / naive", "CPU client k / naive", "CPU servers k / naive", "k / naive CPU total",
            "kalandra peak RSS (VmHWM)", "kalandra tree peak RSS", "naive tree peak RSS", "k / naive RSS",
            "kalandra local disk", "kalandra write_bytes", "naive mirrors du", "naive write_bytes",
            "verified")
@@ -576,6 +655,13 @@ def table(report: dict) -> str:
             ("FAILED " if kfail else "") + fmt_s(kw) if k else "pending",
             ("FAILED " if nfail else "") + fmt_s(nw),
             ratio(kw, nw),
+            fmt_s(med(r.get("adverts") or [], "wall")) if r.get("adverts") else "—",
+            f"{med([x['requests'] for x in k], 'total') if k else '—'} / "
+            f"{med([x['requests'] for x in n], 'total') if n else '—'}",
+            f"{fmt_s(med(k, 'cpu'))} / {fmt_s(med(n, 'cpu'))}",
+            f"{fmt_s(med(k, 'server_cpu'))} / {fmt_s(med(n, 'server_cpu'))}",
+            ratio(med([dict(t=x["cpu"] + (x["server_cpu"] or 0)) for x in k], "t"),
+                  med([dict(t=x["cpu"] + (x["server_cpu"] or 0)) for x in n], "t")),
             (fmt_b(med(k, "own_peak_rss")) if med(k, "own_peak_rss") is not None
              else f"{fmt_b(med(k, 'max_single_rss'))} (largest process)") if k else "pending",
             fmt_b(kt) if k else "pending",
@@ -619,6 +705,8 @@ def main() -> None:
                     help="run kalandra as one `kalandra sync UP DOWN` process per mirror through xargs -P JOBS "
                          "(the shell-loop way) instead of the fleet runner")
     ap.add_argument("--no-naive", action="store_true")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="skip the no-op floor (git ls-remote of both sides of every mirror)")
     ap.add_argument("--no-fsck", action="store_true", help="verify refs only, skip git fsck --connectivity-only")
     ap.add_argument("--fcgi-children", type=int, default=0,
                     help="fcgiwrap children (default 4 × jobs: no request waits for a free child)")
@@ -648,12 +736,15 @@ def main() -> None:
         nproc=os.cpu_count(), loadavg_start=os.getloadavg(),
         started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), scenarios={},
     )
-    runs: dict[str, dict[str, list]] = {sc: dict(kalandra=[], naive=[]) for sc in ("update", "noop")}
+    runs: dict[str, dict[str, list]] = dict(update=dict(kalandra=[], naive=[]),
+                                            noop=dict(kalandra=[], naive=[], adverts=[]))
 
     def log(leg: str, sc: str, i: int, r: dict) -> None:
         v = r["verify"]
         print(f"   [{i + 1}/{a.repeat}] {leg:8s} {sc:6s} {fmt_s(r['wall'])} rc={r['rc']} "
-              f"tree RSS {fmt_b(r['tree_peak_rss'])} verified={'yes' if v['ok'] else 'NO ' + str(v['first'])}"
+              f"tree RSS {fmt_b(r['tree_peak_rss'])} {r['requests']['total']} requests "
+              f"CPU {r['cpu']:.1f} s + servers {fmt_s(r['server_cpu'])} "
+              f"verified={'yes' if v['ok'] else 'NO ' + str(v['first'])}"
               + (f"\n{r['error']}" if r.get("error") else ""), file=sys.stderr, flush=True)
 
     try:
@@ -683,6 +774,11 @@ def main() -> None:
                         r = run_naive(fleet, servers, a.jobs, sc)
                         runs[sc]["naive"].append(r)
                         log(leg, sc, i, r)
+            if not a.no_floor:
+                r = run_adverts(fleet, servers, a.jobs)
+                runs["noop"]["adverts"].append(r)
+                print(f"   [{i + 1}/{a.repeat}] adverts  noop   {fmt_s(r['wall'])} rc={r['rc']} (floor, info)",
+                      file=sys.stderr, flush=True)
     finally:
         servers.stop()
         if not a.keep:

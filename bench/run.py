@@ -229,6 +229,7 @@ def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture
         tree_peak_rss=tree_peak * 1024 if samples else None,
         tree_write_bytes=tree_w,
         max_single_rss=ru.ru_maxrss * 1024,
+        cpu=ru.ru_utime + ru.ru_stime,  # the process and every descendant it waited for
         others_peak_rss=st_["others_peak"] * 1024,
         samples=samples,
         stdout=b"".join(chunks).decode(errors="replace") if stdout == "capture" else None,
