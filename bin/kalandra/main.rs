@@ -14,6 +14,7 @@ use kalandra::terminal::escape;
 use kalandra::transport::TransportSettings;
 use kalandra::url::{mask_credentials, RepoUrl};
 
+mod config_cmd;
 mod fleet;
 
 /// Exit codes, documented in docs/exit-codes.md.
@@ -70,6 +71,11 @@ enum Command {
     Sync(SyncArgs),
     /// Show what `sync` would change, and change nothing.
     Plan(SyncArgs),
+    /// Check a fleet config file, or list its mirrors; connects to nothing.
+    Config {
+        #[command(subcommand)]
+        command: config_cmd::ConfigCommand,
+    },
 }
 
 /// Flags that shape one pair's sync; a config file sets them per mirror.
@@ -190,6 +196,7 @@ fn main() -> ExitCode {
     let (args, dry_run) = match &cli.command {
         Command::Sync(args) => (args, false),
         Command::Plan(args) => (args, true),
+        Command::Config { command } => return config_cmd::run(command),
     };
     init_logging(args);
     if let Some(config) = &args.config {

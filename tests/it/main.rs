@@ -7,6 +7,7 @@ mod harness;
 
 mod cli;
 mod commit_graph;
+mod config;
 mod divergence;
 mod failures;
 mod fault_proxy;
