@@ -136,6 +136,16 @@ impl Checker<'_> {
             Ok(RepoUrl::Local { path }) => Some(RepoUrl::Local {
                 path: self.beside_config(&path),
             }),
+            Ok(RepoUrl::Http { mut url }) if is_token(url.username()) => {
+                let _ = url.set_username("***");
+                self.error(
+                    at,
+                    format!(
+                        "`{key}` has a token as its user name ({url}): name the token with `{key}_token_env` or `{key}_token_file` instead"
+                    ),
+                );
+                None
+            }
             Ok(url) => Some(url),
             Err(e) => {
                 self.error(at, format!("invalid `{key}`: {e}"));
@@ -232,4 +242,20 @@ fn safe_name(name: &str) -> Result<(), &'static str> {
         return Err("it begins with '-' or '/'");
     }
     Ok(())
+}
+
+/// A user name that is a forge's access token, as some guides put it in
+/// `https://TOKEN@host/...`: GitHub's and GitLab's token prefixes.
+fn is_token(user: &str) -> bool {
+    [
+        "ghp_",
+        "gho_",
+        "ghu_",
+        "ghs_",
+        "ghr_",
+        "github_pat_",
+        "glpat-",
+    ]
+    .iter()
+    .any(|prefix| user.starts_with(prefix))
 }

@@ -507,6 +507,11 @@ upstream = "https://alice:hunter2@up.example/a.git"
 downstream = "ssh://bob:hunter3@down.example/a.git"
 upstream_token = "hunter4"
 password = "hunter5"
+
+[[mirror]]
+name = "b"
+upstream = "https://ghp_hunter6@github.com/a/b.git"
+downstream = "/srv/b.git"
 "#,
     );
     assert_eq!(
@@ -516,6 +521,7 @@ password = "hunter5"
             "conf/mirrors.toml:5:14: `downstream` has a password in its URL (ssh://bob:***@down.example/a.git): name the token with `downstream_token_env` or `downstream_token_file` instead",
             "conf/mirrors.toml:6:1: `upstream_token` would put a secret in the config file; name it with `upstream_token_env` or `upstream_token_file` instead (the value is not shown)",
             "conf/mirrors.toml:7:1: `password` would put a secret in the config file; name it with `upstream_token_env` or `upstream_token_file`, or `downstream_token_env` or `downstream_token_file` instead (the value is not shown)",
+            "conf/mirrors.toml:11:12: `upstream` has a token as its user name (https://***@github.com/a/b.git): name the token with `upstream_token_env` or `upstream_token_file` instead",
         ]
     );
     assert!(!found.join("\n").contains("hunter"), "{found:?}");
