@@ -61,7 +61,7 @@ pub fn run(command: &ConfigCommand) -> ExitCode {
 
 /// One line per problem, each made safe for a terminal on its own: a key
 /// or a name from the file may hold any character.
-fn print_errors(errors: &Errors) {
+pub(crate) fn print_errors(errors: &Errors) {
     for diagnostic in &errors.0 {
         eprintln!("{}", escape(&diagnostic.to_string()));
     }

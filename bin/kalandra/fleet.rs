@@ -35,7 +35,7 @@ pub fn run(args: &FleetArgs) -> u8 {
     let fleet = match config::load(args.config) {
         Ok(fleet) => fleet,
         Err(errors) => {
-            eprintln!("{errors}");
+            crate::config_cmd::print_errors(&errors);
             eprintln!("kalandra: error: invalid config; nothing was synced");
             return exit::USAGE;
         }

@@ -42,7 +42,29 @@ impl Checker<'_> {
             line: self.place(header).line,
             template: None,
         };
-        Some(s.mirror(name?, upstream?, downstream?, origin))
+        let downstream = downstream?;
+        if !self.create_missing_fits(header, s, &downstream) {
+            return None;
+        }
+        Some(s.mirror(name?, upstream?, downstream, origin))
+    }
+
+    /// `create_missing` runs `git init --bare`, which only makes sense for
+    /// a local downstream; a remote one is refused where it is written
+    /// rather than failing on every sync.
+    fn create_missing_fits(&mut self, header: usize, s: &Settings, downstream: &RepoUrl) -> bool {
+        if s.create_missing != Some(true) || downstream.local_path().is_some() {
+            return true;
+        }
+        self.error(
+            header,
+            format!(
+                "`create_missing = true` only creates local repositories, and downstream {} is \
+                 remote: create it on its server first (or drop create_missing)",
+                mask_credentials(&downstream.to_string())
+            ),
+        );
+        false
     }
 
     /// The mirrors of the `index`th `[[template]]`, whose header is at
@@ -83,6 +105,11 @@ impl Checker<'_> {
                 parsed
             });
             if let (Some(upstream), Some(downstream)) = (upstream, downstream) {
+                if !self.create_missing_fits(header, s, &downstream) {
+                    // Said once for the template, as for a bad URL.
+                    sides[1].1 = None;
+                    continue;
+                }
                 mirrors.push(s.mirror(name, upstream, downstream, origin.clone()));
             }
         }

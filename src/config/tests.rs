@@ -686,3 +686,37 @@ fn config_columns_count_characters_not_bytes() {
         ["conf/mirrors.toml:3:12: unexpected key or value, expected newline, `#`"]
     );
 }
+
+#[test]
+fn config_create_missing_is_refused_for_a_remote_downstream() {
+    let text = r#"
+[[mirror]]
+name = "remote"
+upstream = "/srv/a.git"
+downstream = "ssh://git@backup.example/a.git"
+create_missing = true
+
+[[template]]
+names = ["x", "y"]
+upstream = "/srv/{name}.git"
+downstream = "https://forge.example/{name}.git"
+create_missing = true
+
+[[mirror]]
+name = "local"
+upstream = "/srv/a.git"
+downstream = "/srv/new/a.git"
+create_missing = true
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "conf/mirrors.toml:2:1: `create_missing = true` only creates local repositories, \
+             and downstream ssh://git@backup.example/a.git is remote: create it on its server \
+             first (or drop create_missing)",
+            "conf/mirrors.toml:8:1: `create_missing = true` only creates local repositories, \
+             and downstream https://forge.example/x.git is remote: create it on its server \
+             first (or drop create_missing)",
+        ]
+    );
+}
