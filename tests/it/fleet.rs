@@ -356,12 +356,15 @@ impl CountingProxy {
                 let now = open2.fetch_add(1, Ordering::SeqCst) + 1;
                 max2.fetch_max(now, Ordering::SeqCst);
                 let open3 = open2.clone();
+                let hung_up = move || {
+                    open3.fetch_sub(1, Ordering::SeqCst);
+                };
                 thread::spawn(move || {
                     thread::sleep(hold);
-                    if let Ok(server) = TcpStream::connect(("127.0.0.1", target)) {
-                        pipe_both(client, server);
+                    match TcpStream::connect(("127.0.0.1", target)) {
+                        Ok(server) => pipe_both(client, server, hung_up),
+                        Err(_) => hung_up(),
                     }
-                    open3.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -373,8 +376,9 @@ impl CountingProxy {
     }
 }
 
-/// Forwards both ways until both directions end.
-fn pipe_both(client: TcpStream, server: TcpStream) {
+/// Forwards both ways until both directions end, calling `hung_up` as soon as the client has
+/// closed its side: from then on the connection is the server's teardown, not the client's.
+fn pipe_both(client: TcpStream, server: TcpStream, hung_up: impl FnOnce()) {
     let copy = |mut from: TcpStream, mut to: TcpStream| {
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -393,9 +397,10 @@ fn pipe_both(client: TcpStream, server: TcpStream) {
         client.try_clone().expect("can clone a socket"),
         server.try_clone().expect("can clone a socket"),
     );
-    let up = thread::spawn(move || copy(c2, s2));
-    copy(server, client);
-    let _ = up.join();
+    let down = thread::spawn(move || copy(server, client));
+    copy(c2, s2);
+    hung_up();
+    let _ = down.join();
 }
 
 #[test]
