@@ -252,6 +252,7 @@ fn main() -> ExitCode {
                     "skipped_refs": [],
                     "outcome": null,
                     "error_kind": error_kind(code),
+                    "kind": failure_kind(&failure, code),
                     "error": message,
                 });
                 println!("{value}");
@@ -414,6 +415,21 @@ fn error_kind(code: u8) -> &'static str {
     }
 }
 
+/// The JSON `kind` of a failed run: the library's classification, which
+/// says whether trying again may help.
+fn failure_kind(failure: &anyhow::Error, code: u8) -> kalandra::error_kind::ErrorKind {
+    use kalandra::error_kind::{classify, ErrorKind};
+    if let Some(error) = failure.downcast_ref::<relay::Error>() {
+        return classify(error).kind;
+    }
+    match code {
+        exit::USAGE => ErrorKind::Usage,
+        exit::REFUSED => ErrorKind::Guard,
+        _ if failure.downcast_ref::<DeadlinePassed>().is_some() => ErrorKind::Timeout,
+        _ => ErrorKind::Other,
+    }
+}
+
 fn plan_code(error: &plan::Error) -> u8 {
     match error {
         plan::Error::Pattern { .. } => exit::USAGE,
@@ -430,6 +446,7 @@ fn print_json(report: &SyncReport, error: Option<&str>) {
         );
         object.insert("outcome".into(), serde_json::json!(report.result.outcome()));
         object.insert("error_kind".into(), serde_json::Value::Null);
+        object.insert("kind".into(), serde_json::Value::Null);
         object.insert("error".into(), serde_json::json!(error));
     }
     println!("{value}");
