@@ -270,3 +270,67 @@ fn json_failure_report_names_the_kind_next_to_the_error_kind() {
     let report = w.sync_ok(&fx.join("upstream"), &down, &[]);
     assert!(report.0["kind"].is_null(), "{:?}", report.0);
 }
+
+/// The command line's `kind` for ssh failures against a real sshd: a missing repository (the
+/// server's git says so on stderr), an unknown host key, a key the server does not accept.
+#[test]
+fn error_kind_over_ssh_is_not_found_host_key_or_auth() {
+    use crate::sshd::{self, Protocol, Sshd};
+    use std::os::unix::fs::PermissionsExt;
+
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    let sshd = Sshd::start(&w.root().join("sshd"), Protocol::V2);
+    let keys = w.root().join("keys");
+    let key = sshd::keygen(&keys.join("authorized"), "", "kalandra-test-client");
+    let stranger = sshd::keygen(&keys.join("stranger"), "", "kalandra-test-stranger");
+    sshd.authorize(&key);
+    let ssh_dir = w.home().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).expect("can create ~/.ssh");
+    std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o700))
+        .expect("can chmod ~/.ssh");
+    let known_hosts = ssh_dir.join("known_hosts");
+    let client = |identity: &std::path::Path, trusted: bool| {
+        let config = format!(
+            "Host 127.0.0.1\n    IdentityFile {}\n    IdentitiesOnly yes\n",
+            identity.display()
+        );
+        std::fs::write(ssh_dir.join("config"), config).expect("can write ~/.ssh/config");
+        let hosts = if trusted {
+            sshd.known_hosts_line()
+        } else {
+            String::new()
+        };
+        std::fs::write(&known_hosts, hosts).expect("can write known_hosts");
+    };
+    let kind_of = |up_url: &str| {
+        let run = w.kalandra_env(
+            w.root(),
+            &["sync", "--json", up_url, path_arg(&down)],
+            &w.global_config(),
+            &[
+                ("SSH_AUTH_SOCK", None),
+                ("KALANDRA_SSH_STRICT_HOST_KEY_CHECKING", None),
+                ("GIT_SSH_COMMAND", None),
+                ("GIT_SSH", None),
+            ],
+        );
+        run.assert_code(4);
+        let kind = run.failure_report().0["kind"].clone();
+        (kind, run)
+    };
+
+    client(&key, true);
+    let (kind, run) = kind_of(&sshd.url(&fx.join("no-such.git")));
+    assert_eq!(kind, "not-found", "{run}");
+
+    client(&key, false);
+    let (kind, run) = kind_of(&sshd.url(&up));
+    assert_eq!(kind, "host-key", "{run}");
+
+    client(&stranger, true);
+    let (kind, run) = kind_of(&sshd.url(&up));
+    assert_eq!(kind, "auth", "{run}");
+    assert!(w.refs(&down).is_empty());
+}
