@@ -334,3 +334,22 @@ fn error_kind_over_ssh_is_not_found_host_key_or_auth() {
     assert_eq!(kind, "auth", "{run}");
     assert!(w.refs(&down).is_empty());
 }
+
+#[tokio::test]
+async fn error_kind_of_an_untrusted_tls_certificate_is_host_key() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let down = fx.join("empty.git");
+    let nginx = Nginx::start(&w);
+    // The harness's CA is nobody's trust anchor unless a test names it.
+    let error = sync(
+        &nginx.https_url("v2", "mirror/upstream"),
+        path_arg(&down),
+        Default::default(),
+    )
+    .await
+    .expect_err("the certificate is not trusted");
+    let kind = classify(&error).kind;
+    assert_eq!(kind, ErrorKind::HostKey, "{}", chain(&error));
+    assert!(!kind.is_transient());
+}

@@ -417,24 +417,35 @@ async fn flaky_http_two_503s_are_survived_by_the_transports_own_retries() {
     let fx = w.fixture("mirror.sh");
     let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
     let nginx = Nginx::start(&w);
-    let proxy = FlakyHttp::start(nginx.port, Failing::unavailable(2));
+    let up_proxy = FlakyHttp::start(nginx.port, Failing::unavailable(2));
+    // Downstream too, so that a push is seen passing the proxy.
+    let down_proxy = FlakyHttp::start(nginx.port, Failing::unavailable(1).retry_after(0));
     let report = sync(
-        &proxy.url("v2", "mirror/upstream"),
-        path_arg(&down),
+        &up_proxy.url("v2", "mirror/upstream"),
+        &down_proxy.url("v2", "mirror/empty.git"),
         Default::default(),
     )
     .await
-    .expect("the sync survives two 503s");
+    .expect("the sync survives two 503s upstream and one downstream");
     assert_eq!(report.result.outcome(), relay::Outcome::Complete);
     assert_mirrored(&w, &up, &down);
-    let seen = proxy.seen();
-    assert_eq!(proxy.failed(), 2, "{seen:?}");
+    let seen = up_proxy.seen();
+    assert_eq!(up_proxy.failed(), 2, "{seen:?}");
     assert!(
         seen.len() > 3
             && seen[..3]
                 .iter()
                 .all(|s| s.request_line.contains("info/refs")),
         "the advertisement was asked for three times, then the fetch: {seen:?}"
+    );
+    let seen = down_proxy.seen();
+    assert_eq!(down_proxy.failed(), 1, "{seen:?}");
+    assert!(
+        seen.iter()
+            .filter(|s| s.failed_with.is_none())
+            .any(|s| s.request_line.starts_with("POST ")
+                && s.request_line.contains("git-receive-pack")),
+        "the push went through the proxy: {seen:?}"
     );
 }
 
