@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 
 use kalandra::error_kind::{classify, ErrorKind};
-use kalandra::relay::{self, Outcome, RefStatus};
+use kalandra::relay::{self, chain, Outcome, RefStatus};
 use kalandra::transport::{Token, TransportSettings};
 
 use crate::flaky::{assert_mirrored, sync};
@@ -26,14 +26,6 @@ async fn failed_kind(up: &str, down: &str, settings: TransportSettings) -> Error
         .await
         .expect_err("the sync must fail");
     classify(&error).kind
-}
-
-/// The error and its causes, as one line.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    std::iter::successors(Some(error), |e| e.source())
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
 }
 
 #[tokio::test]
