@@ -339,15 +339,17 @@ fn fifty_mirrors_over_every_transport_and_three_failures_that_stop_nothing() {
 struct CountingProxy {
     port: u16,
     hold: Duration,
-    /// Per connection: accepted at, client hung up at.
-    spans: Arc<Mutex<Vec<(Instant, Option<Instant>)>>>,
+    spans: Spans,
 }
+
+/// Per connection: accepted at, client hung up at.
+type Spans = Arc<Mutex<Vec<(Instant, Option<Instant>)>>>;
 
 impl CountingProxy {
     fn start(target: u16, hold: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("can bind a proxy port");
         let port = listener.local_addr().expect("has an address").port();
-        let spans: Arc<Mutex<Vec<(Instant, Option<Instant>)>>> = Arc::default();
+        let spans: Spans = Arc::default();
         let spans2 = Arc::clone(&spans);
         thread::spawn(move || {
             for client in listener.incoming() {
