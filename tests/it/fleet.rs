@@ -663,6 +663,28 @@ fn invalid_config_syncs_nothing_and_exits_2() {
     let run = sync_config(&w, &config, &[]);
     run.assert_code(2);
     run.assert_stderr_mentions(&["mirrors.toml:7:", "nothing was synced"]);
+    // Per-mirror flags belong in the file; fleet flags need one.
+    let path = w.root().join("mirrors.toml");
+    let config = path.to_str().expect("UTF-8");
+    let up_arg = up.to_str().expect("UTF-8");
+    let down_arg = down.to_str().expect("UTF-8");
+    for args in [
+        &["sync", "--config", config, "--include", "refs/heads/*"][..],
+        &["sync", "--config", config, "--divergence", "keep"][..],
+        &["sync", "--config", config, up_arg, down_arg][..],
+        &["sync", up_arg, down_arg, "--jobs", "2"][..],
+        &["plan", up_arg, down_arg, "--only", "good"][..],
+        &["sync", up_arg, down_arg, "--shard", "0/2"][..],
+        &["sync", up_arg, down_arg, "--per-host", "1"][..],
+    ] {
+        let run = kalandra(&w, args, &[]);
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains("cannot be used with")
+                || run.stderr.contains("only applies with --config"),
+            "refused by the command line, not by the file: {run}"
+        );
+    }
     assert!(
         w.refs(&down).is_empty(),
         "the valid mirror was not synced either"
