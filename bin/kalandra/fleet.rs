@@ -35,7 +35,7 @@ pub fn run(args: &FleetArgs) -> u8 {
     let fleet = match config::load(args.config) {
         Ok(fleet) => fleet,
         Err(errors) => {
-            eprintln!("{errors}");
+            crate::config_cmd::print_errors(&errors);
             eprintln!("kalandra: error: invalid config; nothing was synced");
             return exit::USAGE;
         }
@@ -117,7 +117,7 @@ fn print_table(runs: &[MirrorRun], dry_run: bool, elapsed: Duration) {
         .iter()
         .map(|run| {
             let mut result = match (&run.error_kind, dry_run) {
-                (Some(kind), _) => format!("failed ({})", kind_name(*kind)),
+                (Some(kind), _) => format!("failed ({})", kind.as_str()),
                 (None, true) => "planned".to_owned(),
                 (None, false) if run.created => "created".to_owned(),
                 (None, false) => "ok".to_owned(),
@@ -188,18 +188,9 @@ fn print_table(runs: &[MirrorRun], dry_run: bool, elapsed: Duration) {
         eprintln!(
             "kalandra: {} failed ({}): {}",
             escape(&run.name),
-            run.error_kind.map_or_else(|| "other".to_owned(), kind_name),
+            run.error_kind.map_or("other", |kind| kind.as_str()),
             run.error.as_deref().map(escape).unwrap_or_default()
         );
-    }
-}
-
-/// The kind's name as the JSON spells it, so that people and machines read
-/// one vocabulary.
-fn kind_name(kind: kalandra::error_kind::ErrorKind) -> String {
-    match serde_json::to_value(kind) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => format!("{kind:?}"),
     }
 }
 
@@ -359,7 +350,7 @@ impl Observer for Display {
             let line = format!(
                 "kalandra: {}: try {attempt} failed ({}), retrying in {:.1} s: {}",
                 escape(&mirror.name),
-                kind_name(failure.kind),
+                failure.kind.as_str(),
                 delay.as_secs_f64(),
                 escape(&failure.message)
             );
@@ -386,7 +377,7 @@ impl Observer for Display {
             self.total,
             escape(&run.name),
             match run.error_kind {
-                Some(kind) => format!("failed ({})", kind_name(kind)),
+                Some(kind) => format!("failed ({})", kind.as_str()),
                 None => format!(
                     "ok: {} ref(s), {}",
                     run.refs_changed(),

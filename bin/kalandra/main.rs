@@ -14,6 +14,7 @@ use kalandra::terminal::escape;
 use kalandra::transport::TransportSettings;
 use kalandra::url::{mask_credentials, RepoUrl};
 
+mod config_cmd;
 mod fleet;
 
 /// Exit codes, documented in docs/exit-codes.md.
@@ -67,9 +68,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Make DOWN's branches and tags match UP's, relaying the objects.
+    #[command(override_usage = "kalandra sync [OPTIONS] UP DOWN\n       \
+                                kalandra sync [OPTIONS] --config FILE")]
     Sync(SyncArgs),
     /// Show what `sync` would change, and change nothing.
+    #[command(override_usage = "kalandra plan [OPTIONS] UP DOWN\n       \
+                                kalandra plan [OPTIONS] --config FILE")]
     Plan(SyncArgs),
+    /// Check a fleet config file, or list its mirrors; connects to nothing.
+    Config {
+        #[command(subcommand)]
+        command: config_cmd::ConfigCommand,
+    },
 }
 
 /// Flags that shape one pair's sync; a config file sets them per mirror.
@@ -100,20 +110,20 @@ struct SyncArgs {
     config: Option<std::path::PathBuf>,
     /// With --config: how many mirrors sync at once [default: the number
     /// of cores].
-    #[arg(long, short = 'j', value_name = "N", requires = "config",
+    #[arg(long, short = 'j', value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     jobs: Option<u64>,
-    /// With --config: at most N connections to any one server at once.
-    #[arg(long, value_name = "N", default_value_t = 4, requires = "config",
-          value_parser = clap::value_parser!(u64).range(1..=1024))]
-    per_host: u64,
+    /// With --config: at most N connections to any one server at once
+    /// [default: 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    per_host: Option<u64>,
     /// With --config: sync only the mirrors with these names.
-    #[arg(long, value_name = "NAME", num_args = 1.., requires = "config")]
+    #[arg(long, value_name = "NAME", num_args = 1..)]
     only: Vec<String>,
     /// With --config: sync only shard I of N (I from 0), a stable subset
     /// chosen by a hash of each mirror's name, to split a fleet across
     /// machines.
-    #[arg(long, value_name = "I/N", requires = "config")]
+    #[arg(long, value_name = "I/N")]
     shard: Option<kalandra::fleet::Shard>,
     /// Mirror only refs matching this pattern (repeatable). `*` matches any
     /// characters, `/` included. Replaces the default scope of
@@ -190,7 +200,11 @@ fn main() -> ExitCode {
     let (args, dry_run) = match &cli.command {
         Command::Sync(args) => (args, false),
         Command::Plan(args) => (args, true),
+        Command::Config { command } => return config_cmd::run(command),
     };
+    if args.config.is_none() {
+        refuse_fleet_flags(args);
+    }
     init_logging(args);
     if let Some(config) = &args.config {
         return ExitCode::from(run_fleet(args, config, dry_run));
@@ -245,6 +259,7 @@ fn main() -> ExitCode {
                     "skipped_refs": [],
                     "outcome": null,
                     "error_kind": error_kind(code),
+                    "kind": failure_kind(&failure, code),
                     "error": message,
                 });
                 println!("{value}");
@@ -252,6 +267,26 @@ fn main() -> ExitCode {
             eprintln!("kalandra: error: {message}");
             ExitCode::from(code)
         }
+    }
+}
+
+/// The fleet's flags mean nothing for one pair. (clap's `requires` is not
+/// enforced next to the optional positionals, so this says it instead.)
+fn refuse_fleet_flags(args: &SyncArgs) {
+    let given = [
+        ("--jobs", args.jobs.is_some()),
+        ("--per-host", args.per_host.is_some()),
+        ("--only", !args.only.is_empty()),
+        ("--shard", args.shard.is_some()),
+    ];
+    if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                format!("{flag} only applies with --config FILE"),
+            )
+            .exit();
     }
 }
 
@@ -270,7 +305,7 @@ fn run_fleet(args: &SyncArgs, config: &std::path::Path, dry_run: bool) -> u8 {
     fleet::run(&fleet::FleetArgs {
         config,
         jobs: args.jobs.map(|n| n as usize),
-        per_host: args.per_host as usize,
+        per_host: args.per_host.map_or(DEFAULT_PER_HOST, |n| n as usize),
         only: &args.only,
         shard: args.shard,
         dry_run,
@@ -329,6 +364,9 @@ async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
     progress.finish();
     result
 }
+
+/// `--per-host` unless given: a handful, so that one forge is not hammered.
+const DEFAULT_PER_HOST: usize = 4;
 
 /// The sync was cut off at `--max-duration` outside any connection's own
 /// deadline, so what downstream did is not known.
@@ -407,6 +445,21 @@ fn error_kind(code: u8) -> &'static str {
     }
 }
 
+/// The JSON `kind` of a failed run: the library's classification, which
+/// says whether trying again may help.
+fn failure_kind(failure: &anyhow::Error, code: u8) -> kalandra::error_kind::ErrorKind {
+    use kalandra::error_kind::{classify, ErrorKind};
+    if let Some(error) = failure.downcast_ref::<relay::Error>() {
+        return classify(error).kind;
+    }
+    match code {
+        exit::USAGE => ErrorKind::Usage,
+        exit::REFUSED => ErrorKind::Guard,
+        _ if failure.downcast_ref::<DeadlinePassed>().is_some() => ErrorKind::Timeout,
+        _ => ErrorKind::Other,
+    }
+}
+
 fn plan_code(error: &plan::Error) -> u8 {
     match error {
         plan::Error::Pattern { .. } => exit::USAGE,
@@ -423,6 +476,7 @@ fn print_json(report: &SyncReport, error: Option<&str>) {
         );
         object.insert("outcome".into(), serde_json::json!(report.result.outcome()));
         object.insert("error_kind".into(), serde_json::Value::Null);
+        object.insert("kind".into(), serde_json::Value::Null);
         object.insert("error".into(), serde_json::json!(error));
     }
     println!("{value}");

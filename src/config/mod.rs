@@ -2,15 +2,39 @@
 //!
 //! [`load`] reads and validates a file before anything connects; every
 //! problem is reported with its file, line and column. Templates are
-//! expanded here, so the rest of Kalandra only sees [`Mirror`]s.
+//! expanded here, so the rest of Kalandra only sees [`Mirror`]s. The
+//! format is documented in docs/config.md.
 //!
-//! SKELETON: the parser is being written; see issue 10.
+//! [`parse`] does the work over text, with the environment and the file
+//! system given, so that every message can be tested on a string. The
+//! steps, in order: TOML syntax ([`toml::de::DeTable`] keeps each value's
+//! span), each table's keys (`settings`), each mirror and template merged
+//! over `[defaults]` and expanded (`expand`).
+//!
+//! Secrets are only named here ([`SecretRef`]); [`resolve_secret`] reads
+//! one at sync time.
 
-use std::path::{Path, PathBuf};
+mod duration;
+mod expand;
+mod keys;
+mod secret;
+mod settings;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
 
 use crate::plan::Divergence;
 use crate::url::RepoUrl;
+use keys::Table;
+use settings::{a_type, in_file_order, Settings};
+
+pub use secret::{resolve_secret, resolve_secret_with, SecretError};
 
 /// Every mirror of a config file, templates expanded, in file order
 /// (mirrors first in their order, then each template's names in order).
@@ -69,20 +93,89 @@ pub enum SecretRef {
 pub struct Origin {
     /// 1-based line of its `[[mirror]]` or `[[template]]` header.
     pub line: usize,
-    /// Set when the mirror was expanded from a template.
+    /// Set when the mirror was expanded from a template: that
+    /// `[[template]]`'s 0-based index among the file's templates.
     pub template: Option<usize>,
 }
 
-/// Reads and validates `path`.
+/// Reads and validates `path`, with the process's environment and files.
 pub fn load(path: &Path) -> Result<Fleet, Errors> {
-    let _ = path;
-    Err(Errors(Vec::new()))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Errors(vec![Diagnostic {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the config file: {e}"),
+        }])
+    })?;
+    parse(&text, path, &|name| std::env::var(name).ok(), &|path| {
+        std::fs::read_to_string(path)
+    })
 }
 
-/// Every problem found in a config file.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid config")]
+/// Validates `text`, the content of the config file at `path`, and expands
+/// its templates. `env` answers for environment variables and `read` for
+/// files (token files and `names_file`s); relative paths in the file are
+/// taken from `path`'s directory.
+pub fn parse(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    read: &dyn Fn(&Path) -> io::Result<String>,
+) -> Result<Fleet, Errors> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut checker = Checker {
+        file: path,
+        text,
+        dir,
+        env,
+        read,
+        names: HashMap::new(),
+        diagnostics: Vec::new(),
+    };
+    let mirrors = checker.fleet();
+    let mut diagnostics = checker.diagnostics;
+    if diagnostics.is_empty() {
+        return Ok(Fleet {
+            path: path.to_owned(),
+            mirrors,
+        });
+    }
+    // The config file's own problems first, in file order, then those of
+    // the files it names.
+    diagnostics.sort_by(|a, b| {
+        (a.file != path, &a.file, a.line, a.column).cmp(&(
+            b.file != path,
+            &b.file,
+            b.line,
+            b.column,
+        ))
+    });
+    diagnostics.dedup();
+    Err(Errors(diagnostics))
+}
+
+/// Every problem found in a config file. `Display` writes one line per
+/// problem, `FILE:LINE:COL: message`, as compilers do.
+#[derive(Debug, Clone)]
 pub struct Errors(pub Vec<Diagnostic>);
+
+impl fmt::Display for Errors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, diagnostic) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{diagnostic}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Errors {}
 
 /// One problem, where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,17 +187,162 @@ pub struct Diagnostic {
     pub message: String,
 }
 
-/// A referenced secret cannot be read.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SecretError {
-    #[error("${0} is not set")]
-    Unset(String),
-}
-
-/// Reads a secret named by the config. SKELETON.
-pub fn resolve_secret(secret: &SecretRef) -> Result<crate::transport::Token, SecretError> {
-    match secret {
-        SecretRef::Env(name) => Err(SecretError::Unset(name.clone())),
-        SecretRef::File(path) => Err(SecretError::Unset(path.display().to_string())),
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        match self.line {
+            0 => write!(f, "{file}: {}", self.message),
+            line => write!(f, "{file}:{line}:{}: {}", self.column, self.message),
+        }
     }
 }
+
+/// A place in the config file or in a file it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Place {
+    file: PathBuf,
+    line: usize,
+    column: usize,
+}
+
+/// One pass over one config file, gathering every problem.
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+    /// The config file's directory, for relative paths in it.
+    dir: PathBuf,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    read: &'a dyn Fn(&Path) -> io::Result<String>,
+    /// Each mirror name taken so far, and where.
+    names: HashMap<String, Place>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn fleet(&mut self) -> Vec<Mirror> {
+        let text = self.text;
+        let (document, syntax) = DeTable::parse_recoverable(text);
+        if !syntax.is_empty() {
+            for e in syntax {
+                self.error(e.span().map_or(0, |span| span.start), e.message());
+            }
+            return Vec::new();
+        }
+        let mut defaults = Settings::default();
+        let (mut mirrors, mut templates) = (Vec::new(), Vec::new());
+        for (key, value) in in_file_order(document.get_ref()) {
+            match &**key.get_ref() {
+                "defaults" => match value.get_ref() {
+                    DeValue::Table(table) => defaults = self.settings(table, Table::Defaults),
+                    other => self.error(
+                        value.span().start,
+                        format!("`defaults` must be a table ([defaults]), not {}", a_type(other)),
+                    ),
+                },
+                "mirror" => mirrors = self.tables(value, Table::Mirror),
+                "template" => templates = self.tables(value, Table::Template),
+                other if keys::MIRROR.contains(&other) => self.error(
+                    key.span().start,
+                    format!("`{other}` is a per-mirror key: set it in [defaults], a [[mirror]] or a [[template]]"),
+                ),
+                other => self.unknown_key(other, key.span().start, keys::TOP_LEVEL),
+            }
+        }
+        let mut fleet = Vec::with_capacity(mirrors.len());
+        for (header, own) in mirrors {
+            fleet.extend(self.mirror(header, &own.over(&defaults)));
+        }
+        for (index, (header, own)) in templates.into_iter().enumerate() {
+            fleet.extend(self.template(index, header, &own.over(&defaults)));
+        }
+        fleet
+    }
+
+    /// The tables of `[[mirror]]` or `[[template]]`, each with the offset
+    /// of its header.
+    fn tables(&mut self, value: &Spanned<DeValue<'_>>, kind: Table) -> Vec<(usize, Settings)> {
+        let DeValue::Array(array) = value.get_ref() else {
+            let header = kind.header();
+            self.error(
+                value.span().start,
+                format!(
+                    "`{}` must be an array of tables ({header}), not {}",
+                    header.trim_matches(['[', ']']),
+                    a_type(value.get_ref())
+                ),
+            );
+            return Vec::new();
+        };
+        let mut tables = Vec::with_capacity(array.len());
+        for item in array.iter() {
+            match item.get_ref() {
+                DeValue::Table(table) => {
+                    tables.push((item.span().start, self.settings(table, kind)))
+                }
+                other => self.error(
+                    item.span().start,
+                    format!(
+                        "each {} must be a table, not {}",
+                        kind.header(),
+                        a_type(other)
+                    ),
+                ),
+            }
+        }
+        tables
+    }
+
+    /// The line and column of a byte offset in the config file.
+    fn place(&self, offset: usize) -> Place {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Place {
+            file: self.file.to_owned(),
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+
+    fn error(&mut self, offset: usize, message: impl Into<String>) {
+        let place = self.place(offset);
+        self.error_at(&place, message);
+    }
+
+    fn error_at(&mut self, place: &Place, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic {
+            file: place.file.clone(),
+            line: place.line,
+            column: place.column,
+            message: message.into(),
+        });
+    }
+
+    /// `path` as written in the config file, relative ones taken from the
+    /// config file's directory. A result that would begin with `-` gets a
+    /// `./`, so that no program reads it as an option.
+    fn beside_config(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            return path.to_owned();
+        }
+        let joined: PathBuf = self
+            .dir
+            .join(path)
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect();
+        if joined.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else if joined.as_os_str().as_encoded_bytes().starts_with(b"-") {
+            Path::new(".").join(joined)
+        } else {
+            joined
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -443,7 +443,7 @@ fn settings_for(mirror: &Mirror, base: &TransportSettings) -> Result<TransportSe
 fn read_secret(secret: &SecretRef) -> Result<Token, Failure> {
     crate::config::resolve_secret(secret).map_err(|error| Failure {
         kind: ErrorKind::Usage,
-        message: error.to_string(),
+        message: relay::chain(&error),
         retry_after: None,
     })
 }

@@ -50,7 +50,9 @@ impl<'a> PackStream<'a> {
                     expected: "side-band data",
                     found: format!("{other:?}"),
                 }),
-                Ok(None) => return Err(session.closed("in the middle of the pack").await),
+                Ok(None) => {
+                    return Err(session.closed(crate::session::upload_pack::MID_PACK).await)
+                }
                 Err(source) => return Err(session.read_error(source).await),
             };
             match step {

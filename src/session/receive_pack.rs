@@ -130,9 +130,22 @@ impl ReceivePack {
         let mut reader = PacketReader::new(reader).with_limits(limits);
         let mut parser = AdvertisementParser::new();
         let mut session_process = process;
+        // A server may answer with `ERR <message>` in place of the
+        // advertisement (gitprotocol-pack, "Reference Discovery"): git
+        // daemon does for a repository it does not serve.
+        let mut refused = None;
         let read = reader
-            .read_until_flush("ref advertisement", |line| parser.push_line(line))
+            .read_until_flush("ref advertisement", |line| {
+                if let Some(message) = pkt::error_line(line) {
+                    refused = Some(String::from_utf8_lossy(message).trim().to_owned());
+                    return Err(None);
+                }
+                parser.push_line(line).map_err(Some)
+            })
             .await;
+        if let Some(message) = refused {
+            return Err(Error::Server { repo, message });
+        }
         let parsed = match read {
             Ok(parsed) => parsed,
             Err(source) => {
@@ -151,10 +164,10 @@ impl ReceivePack {
                 });
             }
         };
-        parsed.map_err(|source| Error::Advertisement {
-            repo: repo.clone(),
-            source,
-        })?;
+        // `Err(None)` is the ERR line, answered above.
+        if let Err(Some(source)) = parsed {
+            return Err(Error::Advertisement { repo, source });
+        }
         let advertisement = parser.finish();
         let object_format =
             advertisement

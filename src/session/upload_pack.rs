@@ -92,6 +92,16 @@ pub enum Error {
     },
 }
 
+/// [`Error::Closed`]'s `when` once the pack has started.
+pub(crate) const MID_PACK: &str = "in the middle of the pack";
+
+impl Error {
+    /// Whether upstream hung up after the pack had started.
+    pub fn closed_mid_pack(&self) -> bool {
+        matches!(self, Self::Closed { when, .. } if *when == MID_PACK)
+    }
+}
+
 /// The protocol the server chose in its first response.
 enum Protocol {
     V2 { capabilities: Capabilities },

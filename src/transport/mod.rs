@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// For [`crate::error_kind`], which classifies [`Error::Http`].
+pub(crate) use http::Error as HttpError;
 pub use idle::{Activity, LowSpeed};
 pub use process::ServerProcess;
 
@@ -154,6 +156,15 @@ pub struct SettingsError {
 }
 
 impl TransportSettings {
+    /// The token for the side `service` talks to: Kalandra reads upstream
+    /// through upload-pack and writes downstream through receive-pack.
+    pub fn token(&self, service: Service) -> Option<&Token> {
+        match service {
+            Service::UploadPack => self.upstream_token.as_ref(),
+            Service::ReceivePack => self.downstream_token.as_ref(),
+        }
+    }
+
     /// The low-speed limit, when it is on.
     pub fn low_speed(&self) -> Option<LowSpeed> {
         (self.low_speed_limit > 0).then_some(LowSpeed {

@@ -100,6 +100,11 @@ impl FaultProxy {
     /// A proxy to `127.0.0.1:<target>` that injects `injection` (None: a clean relay).
     pub(crate) fn start(target: u16, injection: Option<Injection>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free port for the proxy");
+        Self::on(listener, target, injection)
+    }
+
+    /// [`FaultProxy::start`] on a listener of the caller's.
+    pub(crate) fn on(listener: TcpListener, target: u16, injection: Option<Injection>) -> Self {
         let port = listener.local_addr().expect("bound").port();
         let shared = Arc::new(Shared {
             injection,

@@ -8,13 +8,13 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::flaky::{Failing, FlakyHttp};
 use crate::git_daemon::Daemon;
 use crate::harness::{assert_refs_eq, Run, Scope, World};
 use crate::nginx::Nginx;
@@ -322,7 +322,7 @@ fn fifty_mirrors_over_every_transport_and_three_failures_that_stop_nothing() {
             "m02",
             "m03",
         ],
-        &[],
+        &[("FLEET_WRONG_TOKEN", Some("not-the-password".into()))],
     );
     again.assert_code(0);
     assert!(
@@ -333,48 +333,75 @@ fn fifty_mirrors_over_every_transport_and_three_failures_that_stop_nothing() {
     );
 }
 
-/// A TCP proxy in front of a server that counts connections open at once. Each connection is
-/// held for a moment before it is forwarded, so that overlapping syncs really overlap.
+/// A TCP proxy in front of a server that records when each connection opened and when its
+/// client hung up. Each connection is held for a moment before it is forwarded, so that
+/// overlapping syncs really overlap.
 struct CountingProxy {
     port: u16,
-    max_open: Arc<AtomicUsize>,
-    accepted: Arc<AtomicUsize>,
+    hold: Duration,
+    spans: Spans,
 }
+
+/// Per connection: accepted at, client hung up at.
+type Spans = Arc<Mutex<Vec<(Instant, Option<Instant>)>>>;
 
 impl CountingProxy {
     fn start(target: u16, hold: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("can bind a proxy port");
         let port = listener.local_addr().expect("has an address").port();
-        let open = Arc::new(AtomicUsize::new(0));
-        let max_open = Arc::new(AtomicUsize::new(0));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let (open2, max2, accepted2) = (open.clone(), max_open.clone(), accepted.clone());
+        let spans: Spans = Arc::default();
+        let spans2 = Arc::clone(&spans);
         thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
-                accepted2.fetch_add(1, Ordering::SeqCst);
-                let now = open2.fetch_add(1, Ordering::SeqCst) + 1;
-                max2.fetch_max(now, Ordering::SeqCst);
-                let open3 = open2.clone();
+                let index = {
+                    let mut spans = spans2.lock().expect("not poisoned");
+                    spans.push((Instant::now(), None));
+                    spans.len() - 1
+                };
+                let spans3 = Arc::clone(&spans2);
+                let hung_up = move || {
+                    spans3.lock().expect("not poisoned")[index].1 = Some(Instant::now());
+                };
                 thread::spawn(move || {
                     thread::sleep(hold);
-                    if let Ok(server) = TcpStream::connect(("127.0.0.1", target)) {
-                        pipe_both(client, server);
+                    match TcpStream::connect(("127.0.0.1", target)) {
+                        Ok(server) => pipe_both(client, server, hung_up),
+                        Err(_) => hung_up(),
                     }
-                    open3.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        Self {
-            port,
-            max_open,
-            accepted,
-        }
+        Self { port, hold, spans }
+    }
+
+    fn accepted(&self) -> usize {
+        self.spans.lock().expect("not poisoned").len()
+    }
+
+    /// The most connections open at once, looked at three quarters into each connection's
+    /// hold: a moment when that client is surely connected and waiting, and far enough from
+    /// its start that a connection whose client closed just before it was opened has been
+    /// seen to hang up (the proxy notices a hang-up only when its thread next runs).
+    fn max_open(&self) -> usize {
+        let spans = self.spans.lock().expect("not poisoned");
+        spans
+            .iter()
+            .map(|(opened, _)| {
+                let at = *opened + self.hold.mul_f64(0.75);
+                spans
+                    .iter()
+                    .filter(|(o, closed)| *o <= at && closed.is_none_or(|c| c > at))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
     }
 }
 
-/// Forwards both ways until both directions end.
-fn pipe_both(client: TcpStream, server: TcpStream) {
+/// Forwards both ways until both directions end, calling `hung_up` as soon as the client has
+/// closed its side: from then on the connection is the server's teardown, not the client's.
+fn pipe_both(client: TcpStream, server: TcpStream, hung_up: impl FnOnce()) {
     let copy = |mut from: TcpStream, mut to: TcpStream| {
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -393,16 +420,17 @@ fn pipe_both(client: TcpStream, server: TcpStream) {
         client.try_clone().expect("can clone a socket"),
         server.try_clone().expect("can clone a socket"),
     );
-    let up = thread::spawn(move || copy(c2, s2));
-    copy(server, client);
-    let _ = up.join();
+    let down = thread::spawn(move || copy(server, client));
+    copy(c2, s2);
+    hung_up();
+    let _ = down.join();
 }
 
 #[test]
 fn per_host_caps_the_connections_a_server_sees() {
     let w = World::new();
     let daemon = Daemon::start(w.root());
-    let proxy = CountingProxy::start(daemon.port(), Duration::from_millis(300));
+    let proxy = CountingProxy::start(daemon.port(), Duration::from_millis(400));
     let ups = upstreams(&w, 10);
     let mut config = String::new();
     let mut pairs = Vec::new();
@@ -423,17 +451,17 @@ fn per_host_caps_the_connections_a_server_sees() {
         assert_in_sync(&w, up, down);
     }
     assert!(
-        proxy.accepted.load(Ordering::SeqCst) >= 10,
+        proxy.accepted() >= 10,
         "every mirror went through the proxy"
     );
-    let max = proxy.max_open.load(Ordering::SeqCst);
+    let max = proxy.max_open();
     assert!(
         max <= 2,
         "the server saw {max} connections at once with --per-host 2"
     );
 
     // Without the cap the same fleet does open more at once: the count above can fail.
-    let loose = CountingProxy::start(daemon.port(), Duration::from_millis(300));
+    let loose = CountingProxy::start(daemon.port(), Duration::from_millis(400));
     let text = config.replace(
         &format!("127.0.0.1:{}/", proxy.port),
         &format!("127.0.0.1:{}/", loose.port),
@@ -445,7 +473,7 @@ fn per_host_caps_the_connections_a_server_sees() {
     let run = sync_config(&w, &text, &["--jobs", "8", "--per-host", "8"]);
     run.assert_code(0);
     assert!(
-        loose.max_open.load(Ordering::SeqCst) > 2,
+        loose.max_open() > 2,
         "with --per-host 8 and --jobs 8, 10 held connections overlap"
     );
 }
@@ -571,6 +599,61 @@ fn a_refused_connection_is_retried_until_the_server_is_up() {
     assert!(run.stderr.contains("retrying"), "{run}");
 }
 
+/// A mirror whose upstream answers 503 twice, then works: the fleet retries it (HTTP-level
+/// retries are off, so that each 503 fails a whole try), waiting out `Retry-After` when sent.
+fn unavailable_twice_then_fine(retry_after: Option<u64>) -> (Value, Duration) {
+    let w = World::new();
+    let nginx = Nginx::start(&w);
+    let (up, down) = one_pair(&w);
+    let failing = match retry_after {
+        Some(secs) => Failing::unavailable(2).retry_after(secs),
+        None => Failing::unavailable(2),
+    };
+    let flaky = FlakyHttp::start(nginx.port, failing);
+    let config = mirror_entry(
+        "flaky",
+        &flaky.url("v2", rel(&w, &up)),
+        &down.display().to_string(),
+        "retries = 3",
+    );
+    let path = write_config(&w, &config);
+    let started = Instant::now();
+    let run = kalandra(
+        &w,
+        &["sync", "--config", path.to_str().expect("UTF-8"), "--json"],
+        &[("KALANDRA_HTTP_RETRIES", Some("0".into()))],
+    );
+    let elapsed = started.elapsed();
+    run.assert_code(0);
+    assert_eq!(flaky.failed(), 2, "the proxy answered 503 twice");
+    assert_in_sync(&w, &up, &down);
+    let entry = FleetReport::of(&run).mirror("flaky").clone();
+    assert_eq!(entry["ok"], true, "{entry}");
+    assert_eq!(
+        entry["attempts"], 3,
+        "two failed tries, then one that worked: {entry}"
+    );
+    assert!(
+        run.stderr.matches("failed (unavailable), retrying").count() == 2,
+        "{run}"
+    );
+    (entry, elapsed)
+}
+
+#[test]
+fn unavailable_is_retried_with_backoff() {
+    unavailable_twice_then_fine(None);
+}
+
+#[test]
+fn unavailable_is_retried_after_what_retry_after_says() {
+    let (_, elapsed) = unavailable_twice_then_fine(Some(2));
+    assert!(
+        elapsed >= Duration::from_secs(4),
+        "two waits of Retry-After: 2 took {elapsed:?}"
+    );
+}
+
 #[test]
 fn invalid_config_syncs_nothing_and_exits_2() {
     let w = World::new();
@@ -580,6 +663,28 @@ fn invalid_config_syncs_nothing_and_exits_2() {
     let run = sync_config(&w, &config, &[]);
     run.assert_code(2);
     run.assert_stderr_mentions(&["mirrors.toml:7:", "nothing was synced"]);
+    // Per-mirror flags belong in the file; fleet flags need one.
+    let path = w.root().join("mirrors.toml");
+    let config = path.to_str().expect("UTF-8");
+    let up_arg = up.to_str().expect("UTF-8");
+    let down_arg = down.to_str().expect("UTF-8");
+    for args in [
+        &["sync", "--config", config, "--include", "refs/heads/*"][..],
+        &["sync", "--config", config, "--divergence", "keep"][..],
+        &["sync", "--config", config, up_arg, down_arg][..],
+        &["sync", up_arg, down_arg, "--jobs", "2"][..],
+        &["plan", up_arg, down_arg, "--only", "good"][..],
+        &["sync", up_arg, down_arg, "--shard", "0/2"][..],
+        &["sync", up_arg, down_arg, "--per-host", "1"][..],
+    ] {
+        let run = kalandra(&w, args, &[]);
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains("cannot be used with")
+                || run.stderr.contains("only applies with --config"),
+            "refused by the command line, not by the file: {run}"
+        );
+    }
     assert!(
         w.refs(&down).is_empty(),
         "the valid mirror was not synced either"

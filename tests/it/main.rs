@@ -7,10 +7,13 @@ mod harness;
 
 mod cli;
 mod commit_graph;
+mod config;
 mod divergence;
+mod error_kinds;
 mod failures;
 mod fault_proxy;
 mod faults;
+mod flaky;
 mod fleet;
 mod git_daemon;
 mod guards;

@@ -152,7 +152,12 @@ impl Nginx {
         let server_config = dir.join("server.gitconfig");
         std::fs::write(&server_config, "").expect("can write the server's git config");
         let socket = dir.join("fcgi.sock");
-        let (port, tls_port) = (free_port(), free_port());
+        let port = free_port();
+        // Each probe frees its port at once, so the second can return the first's again;
+        // nginx then refuses the plain and the TLS server on one port.
+        let tls_port = std::iter::repeat_with(free_port)
+            .find(|&p| p != port)
+            .expect("an endless iterator");
 
         let backend = git_exec_path().join("git-http-backend");
         let root = w.root().display().to_string();

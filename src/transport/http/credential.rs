@@ -1,5 +1,6 @@
-//! Where credentials come from, in order: the URL, the side's token
-//! variable, `~/.netrc`, and git's own credential helpers.
+//! Where credentials come from, in order: the URL, the side's token from
+//! the settings (a fleet config's), the side's token variable, `~/.netrc`,
+//! and git's own credential helpers.
 
 use std::fmt;
 use std::process::Stdio;
@@ -9,12 +10,15 @@ use tokio::process::Command;
 use url::Url;
 
 use super::netrc;
-use crate::transport::Service;
+use crate::transport::{Service, Token};
 
 /// Where a username and password came from, for error messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     Url,
+    /// A token given in the settings; the text names where it came from
+    /// ([`Token::source`]).
+    Configured(String),
     Token(&'static str),
     Netrc,
     Helper,
@@ -24,6 +28,7 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Url => f.write_str("the URL"),
+            Self::Configured(source) => f.write_str(source),
             Self::Token(var) => write!(f, "${var}"),
             Self::Netrc => f.write_str("the netrc file"),
             Self::Helper => f.write_str("git's credential helper"),
@@ -63,8 +68,18 @@ pub fn token_variable(service: Service) -> &'static str {
 const TOKEN_USER: &str = "x-access-token";
 
 /// Credentials to send with the very first request: a password in the URL,
-/// else the side's token.
-pub fn explicit(url: &Url, service: Service) -> Option<Credentials> {
+/// else the side's token from the settings (`configured`), else the side's
+/// token variable.
+pub fn explicit(url: &Url, service: Service, configured: Option<&Token>) -> Option<Credentials> {
+    explicit_with(url, service, configured, |var| std::env::var(var).ok())
+}
+
+fn explicit_with(
+    url: &Url,
+    service: Service,
+    configured: Option<&Token>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<Credentials> {
     let username = percent_decode(url.username());
     if let Some(password) = url.password() {
         return Some(Credentials {
@@ -73,16 +88,20 @@ pub fn explicit(url: &Url, service: Service) -> Option<Credentials> {
             source: Source::Url,
         });
     }
+    let usable = |secret: &str| Some(secret.trim().to_owned()).filter(|t| !t.is_empty());
     let var = token_variable(service);
-    let token = std::env::var(var).ok().filter(|t| !t.trim().is_empty())?;
+    let (password, source) = match configured.and_then(|t| Some((usable(&t.secret)?, t))) {
+        Some((secret, token)) => (secret, Source::Configured(token.source.clone())),
+        None => (usable(&env(var)?)?, Source::Token(var)),
+    };
     Some(Credentials {
         username: if username.is_empty() {
             TOKEN_USER.to_owned()
         } else {
             username
         },
-        password: token.trim().to_owned(),
-        source: Source::Token(var),
+        password,
+        source,
     })
 }
 
@@ -200,7 +219,7 @@ mod tests {
     #[test]
     fn url_credentials_are_decoded_and_hidden_from_debug() {
         let url = Url::parse("https://al%40ice:p%2Bss+w@git.example/r.git").expect("url");
-        let creds = explicit(&url, Service::UploadPack).expect("from the URL");
+        let creds = explicit_with(&url, Service::UploadPack, None, |_| None).expect("from the URL");
         assert_eq!(creds.username, "al@ice");
         assert_eq!(creds.password, "p+ss+w");
         assert_eq!(creds.source, Source::Url);
@@ -215,6 +234,40 @@ mod tests {
             describe(&url, Some("bob"), None),
             "protocol=http\nhost=git.example:8080\npath=team/r.git\nusername=bob\n\n"
         );
+    }
+
+    fn token(secret: &str) -> Token {
+        Token {
+            secret: secret.into(),
+            source: "/run/secrets/up".into(),
+        }
+    }
+
+    #[test]
+    fn a_configured_token_wins_over_the_variable_and_names_its_source() {
+        let url = Url::parse("https://git.example/r.git").expect("url");
+        let env = |var: &str| (var == "KALANDRA_UPSTREAM_TOKEN").then(|| "from-env".to_owned());
+        let configured = token(" from-file\n");
+        let creds = explicit_with(&url, Service::UploadPack, Some(&configured), env)
+            .expect("the configured token");
+        assert_eq!(creds.password, "from-file");
+        assert_eq!(creds.username, TOKEN_USER);
+        assert_eq!(creds.source.to_string(), "/run/secrets/up");
+        let shown = format!("{creds:?} {configured:?}");
+        assert!(!shown.contains("from-file"), "{shown}");
+
+        let creds = explicit_with(&url, Service::UploadPack, None, env).expect("the variable");
+        assert_eq!(creds.password, "from-env");
+        assert_eq!(creds.source, Source::Token("KALANDRA_UPSTREAM_TOKEN"));
+        // A blank configured token counts as none.
+        let creds =
+            explicit_with(&url, Service::UploadPack, Some(&token(" ")), env).expect("the variable");
+        assert_eq!(creds.source, Source::Token("KALANDRA_UPSTREAM_TOKEN"));
+        // A password in the URL comes first.
+        let url = Url::parse("https://bob:pw@git.example/r.git").expect("url");
+        let creds =
+            explicit_with(&url, Service::UploadPack, Some(&configured), env).expect("the URL");
+        assert_eq!(creds.source, Source::Url);
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl Remote {
             base,
             given,
             credentials: Mutex::new(Auth {
-                current: credential::explicit(url, service),
+                current: credential::explicit(url, service, options.settings.token(service)),
                 approved: false,
             }),
             retry: retry::Policy::from_env(),

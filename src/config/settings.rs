@@ -1,0 +1,373 @@
+//! One table's keys (`[defaults]`, a `[[mirror]]` or a `[[template]]`),
+//! read and checked one by one, and merged over the defaults.
+
+use std::path::Path;
+use std::time::Duration;
+
+use toml::de::{DeString, DeTable, DeValue};
+use toml::Spanned;
+
+use super::keys::{self, Table};
+use super::secret::resolve_secret_with;
+use super::{Checker, Mirror, Origin, SecretRef, DEFAULT_RETRIES};
+use crate::plan::{Divergence, Glob};
+
+/// A value and the byte offset where it stands in the config file.
+#[derive(Debug, Clone)]
+pub(super) struct At<T> {
+    pub value: T,
+    pub at: usize,
+}
+
+/// What one table sets; `None` where it is silent.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Settings {
+    pub name: Option<At<String>>,
+    pub upstream: Option<At<String>>,
+    pub downstream: Option<At<String>>,
+    pub include: Option<Vec<String>>,
+    pub exclude: Option<Vec<String>>,
+    pub prune: Option<bool>,
+    pub divergence: Option<Divergence>,
+    pub immutable_tags: Option<bool>,
+    pub atomic: Option<bool>,
+    pub allow_mass_delete: Option<bool>,
+    pub connect_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub low_speed_limit: Option<u64>,
+    pub low_speed_time: Option<Duration>,
+    pub max_duration: Option<Duration>,
+    pub upstream_token: Option<SecretRef>,
+    pub downstream_token: Option<SecretRef>,
+    pub create_missing: Option<bool>,
+    pub retries: Option<u32>,
+    /// `[[template]]` only.
+    pub names: Option<At<Vec<At<String>>>>,
+    pub names_file: Option<At<String>>,
+    /// Which of `name`, `upstream` and `downstream` the table writes, even
+    /// with a value of the wrong type (it is then not reported missing).
+    pub written: Vec<&'static str>,
+}
+
+impl Settings {
+    /// These settings where they speak, `defaults` elsewhere. A side's
+    /// token is one setting: a mirror's `*_token_file` replaces a default
+    /// `*_token_env`.
+    pub(super) fn over(mut self, defaults: &Settings) -> Settings {
+        let written = std::mem::take(&mut self.written);
+        macro_rules! merged {
+            ($($field:ident),* $(,)?) => {
+                Settings { $($field: self.$field.or_else(|| defaults.$field.clone()),)* written }
+            };
+        }
+        merged!(
+            name,
+            upstream,
+            downstream,
+            include,
+            exclude,
+            prune,
+            divergence,
+            immutable_tags,
+            atomic,
+            allow_mass_delete,
+            connect_timeout,
+            idle_timeout,
+            low_speed_limit,
+            low_speed_time,
+            max_duration,
+            upstream_token,
+            downstream_token,
+            create_missing,
+            retries,
+            names,
+            names_file,
+        )
+    }
+
+    /// The mirror these (merged) settings describe, defaults filled in.
+    pub(super) fn mirror(
+        &self,
+        name: String,
+        upstream: crate::url::RepoUrl,
+        downstream: crate::url::RepoUrl,
+        origin: Origin,
+    ) -> Mirror {
+        Mirror {
+            name,
+            upstream,
+            downstream,
+            include: self.include.clone().unwrap_or_default(),
+            exclude: self.exclude.clone().unwrap_or_default(),
+            prune: self.prune.unwrap_or(true),
+            divergence: self.divergence.unwrap_or_default(),
+            immutable_tags: self.immutable_tags.unwrap_or(false),
+            atomic: self.atomic.unwrap_or(false),
+            allow_mass_delete: self.allow_mass_delete.unwrap_or(false),
+            connect_timeout: self.connect_timeout,
+            idle_timeout: self.idle_timeout,
+            low_speed_limit: self.low_speed_limit,
+            low_speed_time: self.low_speed_time,
+            max_duration: self.max_duration,
+            upstream_token: self.upstream_token.clone(),
+            downstream_token: self.downstream_token.clone(),
+            create_missing: self.create_missing.unwrap_or(false),
+            retries: self.retries.unwrap_or(DEFAULT_RETRIES),
+            origin,
+        }
+    }
+}
+
+type Entry<'t, 'i> = (&'t Spanned<DeString<'i>>, &'t Spanned<DeValue<'i>>);
+
+/// A table's entries in the order the file writes them (the parser keeps
+/// them sorted by name), so that messages come in file order.
+pub(super) fn in_file_order<'t, 'i>(table: &'t DeTable<'i>) -> Vec<Entry<'t, 'i>> {
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    entries
+}
+
+/// A TOML type with its article, as messages say it: "a string".
+pub(super) fn a_type(value: &DeValue<'_>) -> String {
+    let name = value.type_str();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
+}
+
+/// The `*_token_env` and `*_token_file` keys of one side, before they are
+/// checked against each other.
+#[derive(Default)]
+struct TokenKeys {
+    env: Option<At<String>>,
+    file: Option<At<String>>,
+}
+
+impl Checker<'_> {
+    /// Reads the keys of one table, reporting each problem.
+    pub(super) fn settings(&mut self, table: &DeTable<'_>, kind: Table) -> Settings {
+        let mut s = Settings::default();
+        let (mut upstream_token, mut downstream_token) =
+            (TokenKeys::default(), TokenKeys::default());
+        for (key, value) in in_file_order(table) {
+            let name: &str = key.get_ref();
+            let at = value.span().start;
+            let string = |this: &mut Self| this.string(name, value).map(|v| At { value: v, at });
+            match name {
+                _ if kind == Table::Defaults && keys::OWN.contains(&name) => self.error(
+                    key.span().start,
+                    format!(
+                        "`{name}` cannot be a default: set it in each [[mirror]] or [[template]]"
+                    ),
+                ),
+                _ if kind != Table::Template && keys::TEMPLATE_ONLY.contains(&name) => self.error(
+                    key.span().start,
+                    format!(
+                        "`{name}` belongs in a [[template]], not in {}",
+                        kind.header()
+                    ),
+                ),
+                "name" => {
+                    s.written.push("name");
+                    s.name = string(self);
+                }
+                "upstream" => {
+                    s.written.push("upstream");
+                    s.upstream = string(self);
+                }
+                "downstream" => {
+                    s.written.push("downstream");
+                    s.downstream = string(self);
+                }
+                "include" => s.include = self.globs(name, value),
+                "exclude" => s.exclude = self.globs(name, value),
+                "prune" => s.prune = self.boolean(name, value),
+                "divergence" => s.divergence = self.divergence(value),
+                "immutable_tags" => s.immutable_tags = self.boolean(name, value),
+                "atomic" => s.atomic = self.boolean(name, value),
+                "allow_mass_delete" => s.allow_mass_delete = self.boolean(name, value),
+                "connect_timeout" => s.connect_timeout = self.duration(name, value),
+                "idle_timeout" => s.idle_timeout = self.duration(name, value),
+                "low_speed_limit" => s.low_speed_limit = self.integer(name, value),
+                "low_speed_time" => s.low_speed_time = self.duration(name, value),
+                "max_duration" => s.max_duration = self.duration(name, value),
+                "upstream_token_env" => upstream_token.env = string(self),
+                "upstream_token_file" => upstream_token.file = string(self),
+                "downstream_token_env" => downstream_token.env = string(self),
+                "downstream_token_file" => downstream_token.file = string(self),
+                "create_missing" => s.create_missing = self.boolean(name, value),
+                "retries" => {
+                    s.retries = self.integer(name, value).and_then(|n| {
+                        u32::try_from(n)
+                            .map_err(|_| self.error(at, format!("`{name}` is too large")))
+                            .ok()
+                    })
+                }
+                "names" => s.names = self.names(value),
+                "names_file" => s.names_file = string(self),
+                _ => self.unknown_key(name, key.span().start, &kind.keys()),
+            }
+        }
+        s.upstream_token = self.token("upstream", upstream_token);
+        s.downstream_token = self.token("downstream", downstream_token);
+        s
+    }
+
+    /// An unknown key: a slip of the keyboard gets its correction, and a
+    /// key that looks like it holds a secret is refused as such.
+    pub(super) fn unknown_key(&mut self, key: &str, at: usize, known: &[&str]) {
+        let message = match (keys::closest(key, known), keys::inline_secret_hint(key)) {
+            (Some(near), _) => format!("unknown key `{key}`: did you mean `{near}`?"),
+            (None, Some(hint)) => hint,
+            (None, None) => format!("unknown key `{key}`"),
+        };
+        self.error(at, message);
+    }
+
+    fn wrong_type(&mut self, key: &str, value: &Spanned<DeValue<'_>>, expected: &str) {
+        self.error(
+            value.span().start,
+            format!(
+                "`{key}` must be {expected}, not {}",
+                a_type(value.get_ref())
+            ),
+        );
+    }
+
+    fn string(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<String> {
+        match value.get_ref() {
+            DeValue::String(text) => Some(text.to_string()),
+            _ => {
+                self.wrong_type(key, value, "a string");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<bool> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(key, value, "true or false");
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<u64> {
+        let DeValue::Integer(integer) = value.get_ref() else {
+            self.wrong_type(key, value, "an integer");
+            return None;
+        };
+        if integer.as_str().starts_with('-') {
+            self.error(
+                value.span().start,
+                format!("`{key}` must be 0 or more, not {integer}"),
+            );
+            return None;
+        }
+        u64::from_str_radix(integer.as_str(), integer.radix())
+            .map_err(|_| self.error(value.span().start, format!("`{key}` is too large")))
+            .ok()
+    }
+
+    fn duration(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<Duration> {
+        super::duration::parse(value.get_ref())
+            .map_err(|why| self.error(value.span().start, format!("`{key}` {why}")))
+            .ok()
+    }
+
+    fn divergence(&mut self, value: &Spanned<DeValue<'_>>) -> Option<Divergence> {
+        let policies = [Divergence::Force, Divergence::FfOnly, Divergence::Keep];
+        let text = self.string("divergence", value)?;
+        if let Some(policy) = policies.into_iter().find(|p| p.name() == text) {
+            return Some(policy);
+        }
+        let names: Vec<&str> = policies.iter().map(|p| p.name()).collect();
+        let mut message =
+            format!("unknown divergence {text:?}: expected \"force\", \"ff-only\" or \"keep\"");
+        if let Some(near) = keys::closest(&text, &names) {
+            message.push_str(&format!(" (did you mean {near:?}?)"));
+        }
+        self.error(value.span().start, message);
+        None
+    }
+
+    /// An array of strings, each reported where it stands.
+    fn strings(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<Vec<At<String>>> {
+        let DeValue::Array(array) = value.get_ref() else {
+            self.wrong_type(key, value, "an array of strings");
+            return None;
+        };
+        let mut strings = Vec::with_capacity(array.len());
+        for item in array.iter() {
+            match item.get_ref() {
+                DeValue::String(text) => strings.push(At {
+                    value: text.to_string(),
+                    at: item.span().start,
+                }),
+                other => self.error(
+                    item.span().start,
+                    format!("`{key}` holds strings, not {}", a_type(other)),
+                ),
+            }
+        }
+        (strings.len() == array.len()).then_some(strings)
+    }
+
+    /// Ref patterns, each checked as `sync --include` checks it.
+    fn globs(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<Vec<String>> {
+        let patterns = self.strings(key, value)?;
+        let mut valid = true;
+        for pattern in &patterns {
+            if let Err(e) = Glob::new(&pattern.value) {
+                self.error(pattern.at, format!("`{key}`: {e}"));
+                valid = false;
+            }
+        }
+        valid.then(|| patterns.into_iter().map(|p| p.value).collect())
+    }
+
+    fn names(&mut self, value: &Spanned<DeValue<'_>>) -> Option<At<Vec<At<String>>>> {
+        Some(At {
+            value: self.strings("names", value)?,
+            at: value.span().start,
+        })
+    }
+
+    /// One side's token reference, checked now so that a missing secret
+    /// stops the run before anything connects.
+    fn token(&mut self, side: &str, keys: TokenKeys) -> Option<SecretRef> {
+        let (key, raw) = match (keys.env, keys.file) {
+            (Some(env), Some(file)) => {
+                self.error(
+                    env.at.max(file.at),
+                    format!("both `{side}_token_env` and `{side}_token_file` are set: keep one"),
+                );
+                return None;
+            }
+            (Some(env), None) => ("env", env),
+            (None, Some(file)) => ("file", file),
+            (None, None) => return None,
+        };
+        if raw.value.is_empty() {
+            self.error(raw.at, format!("`{side}_token_{key}` is empty"));
+            return None;
+        }
+        let secret = match key {
+            "env" => SecretRef::Env(raw.value),
+            _ => SecretRef::File(self.beside_config(Path::new(&raw.value))),
+        };
+        if let Err(e) = resolve_secret_with(&secret, self.env, self.read) {
+            let cause = std::error::Error::source(&e)
+                .map(|cause| format!(": {cause}"))
+                .unwrap_or_default();
+            self.error(raw.at, format!("`{side}_token_{key}`: {e}{cause}"));
+        }
+        Some(secret)
+    }
+}
