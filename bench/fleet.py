@@ -14,7 +14,8 @@ What it does, in one run:
    (`git clone --mirror`) at the old state.
 2. Serves upstreams (new state) and downstreams on 127.0.0.1 with nginx + fcgiwrap +
    `git http-backend` (protocol v2, pushes allowed), configured in a temporary
-   directory on a free port.
+   directory, upstreams and downstreams on two free ports (two servers, as two forges
+   would be: kalandra's --per-host counts host:port).
 3. For each repetition, one after another (the order alternates between repetitions):
    * kalandra, update: downstreams reset to the old state (untimed), then
      `kalandra sync --config FLEET.toml --jobs J --json` (timed); refs verified;
@@ -22,7 +23,8 @@ What it does, in one run:
    * naive, update: downstreams and the kept mirrors reset to the old state
      (untimed), then per repository `git fetch --prune` + `git push --mirror`
      through `xargs -P J` (timed); verified;
-   * naive, no-op: the same again (timed); verified.
+   * naive, no-op: the same again (timed); verified;
+   * for information, the no-op floor: `git ls-remote` of both sides of every mirror.
    Every timed run is followed, outside the timing, by a check that every
    downstream's `git for-each-ref refs/heads refs/tags` equals its upstream's
    (and, unless --no-fsck, `git fsck --connectivity-only`).
@@ -31,8 +33,11 @@ Measured for each timed run: wall time; the peak RSS of the client's process tre
 (max over samples every 20 ms of the sum of VmRSS of the process and all its
 descendants; for kalandra also its own exact VmHWM); bytes on local disk (the naive
 mirrors' `du -sb`, and for kalandra `du -sb` of the fresh HOME, TMPDIR and working
-directory it ran with) and bytes written (write_bytes of /proc, as bench/run.py).
-For information, the servers' tree (nginx + fcgiwrap + http-backend) is sampled too.
+directory it ran with) and bytes written (write_bytes of /proc, as bench/run.py);
+the HTTP requests served (nginx's access log); CPU seconds of the client (rusage of
+the command and what it waited for) and of the servers (nginx, fcgiwrap and all under
+them, put in a cpuacct cgroup when the script may create one). For information, the
+servers' tree RSS is sampled too.  docs/benchmarks.md explains the results.
 
 This is a benchmark, not a test: it asserts nothing about timings.
 
@@ -553,11 +558,9 @@ def run_kalandra(fleet: Fleet, servers: Servers, binary: Path, config: Path, job
                  extra: list[str], scenario: str, per_process: bool = False) -> dict:
     """The fleet runner (one process, --config --jobs); with per_process, one
     `kalandra sync UP DOWN` process per mirror through xargs -P jobs instead."""
-    # a fresh, empty HOME, TMPDIR and working directory: whatever kalandra left on
-    # local disk would be found there
-    local = fleet.tmp / f"kalandra-local-{scenario}"
-    if local.exists():
-        shutil.rmtree(local)
+    # a fresh, empty HOME, TMPDIR and working directory (outside any git repository):
+    # whatever kalandra left on local disk would be found there
+    local = Path(tempfile.mkdtemp(prefix=f"kalandra-fleet-local-{scenario}-"))
     for d in ("home", "tmp", "cwd"):
         (local / d).mkdir(parents=True)
     du_before = du(local)
@@ -578,7 +581,7 @@ def run_kalandra(fleet: Fleet, servers: Servers, binary: Path, config: Path, job
         res["cmd"] = " ".join(cmd)
         try:
             j = json.loads(m["stdout"])
-            res["json_summary"] = {k: v for k, v in j.items() if not isinstance(v, (list, dict))} \
+            res["json_summary"] = {k: v for k, v in j.items() if k == "summary" or not isinstance(v, (list, dict))} \
                 if isinstance(j, dict) else type(j).__name__
         except json.JSONDecodeError as ex:
             res["json_error"] = f"{ex}: {m['stdout'][:300]!r}"
@@ -586,6 +589,7 @@ def run_kalandra(fleet: Fleet, servers: Servers, binary: Path, config: Path, job
     res["local_files"] = [str(p.relative_to(local)) for p in files][:20]
     res["local_bytes"] = sum(p.stat().st_size for p in files)
     res["local_du_growth"] = du(local) - du_before
+    shutil.rmtree(local)
     if m["rc"]:
         res["error"] = m["stderr"][-3000:]
     res["verify"] = fleet.verify()

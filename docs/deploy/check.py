@@ -8,7 +8,8 @@ Always (PyYAML; Debian's python3-yaml):
   * every file parses as YAML, every document has apiVersion, kind and metadata.name;
   * the CronJob's jobTemplate.spec is the Job's spec (activeDeadlineSeconds aside);
   * N agrees: spec.completions == KALANDRA_SHARDS, parallelism <= N, and the command is
-    `kalandra sync --config /etc/kalandra/mirrors.toml --shard $(JOB_COMPLETION_INDEX)/$(KALANDRA_SHARDS) --json`;
+    `kalandra sync --config /etc/kalandra/mirrors.toml --shard $(JOB_COMPLETION_INDEX)/$(KALANDRA_SHARDS)
+    --jobs 16 --json`;
   * every $(VAR) in args is defined in the container's env;
   * every Secret/ConfigMap the pods refer to (and every key) exists in these files;
   * mirrors.toml parses as TOML and every *_token_env it names is set in the pod's env;
@@ -36,7 +37,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 FILES = ("configmap.yaml", "secret.example.yaml", "job.yaml", "cronjob.yaml")
 COMMAND = ["kalandra", "sync", "--config", "/etc/kalandra/mirrors.toml", "--shard",
-           "$(JOB_COMPLETION_INDEX)/$(KALANDRA_SHARDS)", "--json"]
+           "$(JOB_COMPLETION_INDEX)/$(KALANDRA_SHARDS)", "--jobs", "16", "--json"]
 
 
 def fail(msg: str) -> None:
