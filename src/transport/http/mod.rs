@@ -86,12 +86,9 @@ pub(super) async fn connect(
     let remote = Arc::new(remote);
     Ok(match service {
         Service::UploadPack => stateless::connection(remote, advertisement, v2),
-        Service::ReceivePack => {
-            // As git does before a large push (remote-curl's probe_rpc):
-            // a 401 must come now, not after pack bytes have been sent.
-            remote.probe().await?;
-            streaming::connection(remote, advertisement)
-        }
+        // Credentials for the push are settled when it starts (see
+        // `stream_post`).
+        Service::ReceivePack => streaming::connection(remote, advertisement),
     })
 }
 

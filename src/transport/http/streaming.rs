@@ -47,12 +47,17 @@ pub(super) fn connection(remote: Arc<Remote>, advertisement: Bytes) -> Connectio
 
 impl Remote {
     /// The one POST, its body fed by `chunks`. Not retried: its body cannot
-    /// be replayed, and credentials were settled by the probe.
+    /// be replayed, so credentials are settled first by a probe, as git
+    /// does before a large push (remote-curl's probe_rpc): a 401 must come
+    /// before any pack byte is sent. The probe waits until there is
+    /// something to push, so that a session that pushes nothing (a no-op
+    /// sync, the fresh look after a push) makes no POST at all.
     async fn stream_post(
         self: Arc<Self>,
         chunks: mpsc::Receiver<Bytes>,
         complete: Arc<AtomicBool>,
     ) -> Result<BoxReader, Error> {
+        self.probe().await?;
         let url = self.endpoint(self.service.name());
         let credentials = self.auth().current.clone();
         let body =
