@@ -46,13 +46,23 @@ pub fn client_config(ca_info: Option<&Path>, no_verify: bool) -> Result<ClientCo
     Ok(config)
 }
 
+/// The system's root certificates, read once per process: a fleet makes a
+/// client per side per mirror, and reading the store (hundreds of files)
+/// each time cost more than the rest of a small sync's setup.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::debug!("skipping part of the system's certificates: {error}");
+        }
+        native.certs
+    })
+}
+
 fn roots(ca_info: Option<&Path>) -> Result<RootCertStore, Error> {
     let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::debug!("skipping part of the system's certificates: {error}");
-    }
-    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    let (added, ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
     tracing::debug!("{added} system root certificates ({ignored} unusable)");
     if let Some(path) = ca_info {
         let certs = CertificateDer::pem_file_iter(path)
