@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::harness::{path_arg, random_hex_lines, Refs, World};
+use crate::harness::{path_arg, random_hex_lines, Refs, World, STALL_WHILE_PARENT_LIVES};
 
 /// Bytes of pack data the broken upstream lets through before it stops.
 const CUT_AFTER: usize = 2000;
@@ -128,7 +128,7 @@ fn stalled_upstream_hits_the_idle_timeout_and_changes_nothing() {
     let hook = b.w.root().join("stall-pack.sh");
     std::fs::write(
         &hook,
-        format!("#!/bin/sh\n\"$@\" | head -c {CUT_AFTER}\nsleep 60\n"),
+        format!("#!/bin/sh\n\"$@\" | head -c {CUT_AFTER}\n{STALL_WHILE_PARENT_LIVES}"),
     )
     .expect("can write the hook");
     {

@@ -22,6 +22,12 @@ const KALANDRA_TIMEOUT: Duration = Duration::from_secs(180);
 /// Refs that are never pushed, whatever `--include` says.
 const NEVER_PUSHED: &[&str] = &["refs/pull/", "refs/merge-requests/", "refs/changes/"];
 
+/// Shell lines for a server-side hook that must go silent for up to a minute: they wait while
+/// the hook's parent (upload-pack, which kalandra kills when it gives up) lives, then exit 1,
+/// so that a stalled server never outlives its test.
+pub const STALL_WHILE_PARENT_LIVES: &str = "i=0\nwhile [ $i -lt 600 ]; do\n  \
+    kill -0 \"$PPID\" 2>/dev/null || exit 1\n  sleep 0.1\n  i=$((i + 1))\ndone\n";
+
 /// The binary under test: `KALANDRA_BIN` if set (to run this suite against another build),
 /// else the one cargo built for this package.
 pub fn kalandra_bin() -> PathBuf {

@@ -18,7 +18,10 @@ use std::{
 
 use crate::{
     git_daemon::Daemon,
-    harness::{assert_refs_eq, kalandra_bin, path_arg, random_hex_lines, Refs, Run, World},
+    harness::{
+        assert_refs_eq, kalandra_bin, path_arg, random_hex_lines, Refs, Run, World,
+        STALL_WHILE_PARENT_LIVES,
+    },
     sshd::{self, Protocol, Sshd},
 };
 
@@ -318,10 +321,12 @@ fn upstream_preparing_the_pack_longer_than_the_idle_timeout_with_keepalives_sync
 fn upstream_stalled_without_keepalives_still_hits_the_idle_timeout() {
     let w = World::new();
     let (up, down, before) = big_change_pending(&w);
+    // Silent for up to a minute, but gone as soon as its upload-pack is (kalandra kills it
+    // when it gives up), so that the suite leaves nothing running behind it.
     let config = pack_hook_config(
         &w,
         "stalled-pack",
-        "sleep 60\nexec \"$@\"",
+        &format!("{STALL_WHILE_PARENT_LIVES}exec \"$@\""),
         "\tkeepAlive = 0\n",
     );
     let started = Instant::now();
