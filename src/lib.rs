@@ -45,4 +45,5 @@ pub mod session;
 pub mod terminal;
 pub mod transport;
 pub mod url;
+pub mod watch;
 pub mod wire;

@@ -1,0 +1,1 @@
+//! The watch service's HTTP listener. SKELETON, being built (issue 11).

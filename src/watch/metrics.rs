@@ -1,0 +1,1 @@
+//! The watch service's Prometheus metrics. SKELETON, being built (issue 11).
