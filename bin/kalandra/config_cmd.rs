@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use kalandra::config::{self, Errors, Fleet, Mirror, SecretRef, DEFAULT_RETRIES};
+use kalandra::config::{self, Errors, Fleet, Mirror, SecretRef, DEFAULT_INTERVAL, DEFAULT_RETRIES};
 use kalandra::plan::{Divergence, DEFAULT_INCLUDE};
 use kalandra::terminal::escape;
 
@@ -138,17 +138,25 @@ fn options(mirror: &Mirror) -> String {
     for (secret, side) in [
         (&mirror.upstream_token, "upstream"),
         (&mirror.downstream_token, "downstream"),
+        (&mirror.webhook_secret, "webhook"),
     ] {
+        let key = if side == "webhook" { "secret" } else { "token" };
         match secret {
-            Some(SecretRef::Env(name)) => options.push(format!("{side}_token_env={name}")),
+            Some(SecretRef::Env(name)) => options.push(format!("{side}_{key}_env={name}")),
             Some(SecretRef::File(path)) => {
-                options.push(format!("{side}_token_file={}", path.display()))
+                options.push(format!("{side}_{key}_file={}", path.display()))
             }
             None => {}
         }
     }
     if mirror.retries != DEFAULT_RETRIES {
         options.push(format!("retries={}", mirror.retries));
+    }
+    if mirror.interval != DEFAULT_INTERVAL {
+        options.push(format!(
+            "interval={}",
+            humantime::format_duration(mirror.interval)
+        ));
     }
     options.join(" ")
 }
@@ -197,6 +205,8 @@ fn json(fleet: &Fleet) -> serde_json::Value {
                 "downstream_token": token(&m.downstream_token),
                 "create_missing": m.create_missing,
                 "retries": m.retries,
+                "interval": humantime::format_duration(m.interval).to_string(),
+                "webhook_secret": token(&m.webhook_secret),
                 "origin": { "line": m.origin.line, "template": m.origin.template },
             });
             for (duration, key) in durations(m) {

@@ -23,6 +23,9 @@ pub(super) const MIRROR: &[&str] = &[
     "downstream_token_file",
     "create_missing",
     "retries",
+    "interval",
+    "webhook_secret_env",
+    "webhook_secret_file",
 ];
 
 /// The keys each mirror sets for itself; `[defaults]` refuses them.

@@ -71,12 +71,20 @@ pub struct Mirror {
     pub create_missing: bool,
     /// How many times a transient failure is retried (`retries`).
     pub retries: u32,
+    /// `kalandra watch`: how often the mirror syncs without a webhook.
+    pub interval: Duration,
+    /// `kalandra watch`: what authenticates its webhooks.
+    pub webhook_secret: Option<SecretRef>,
     /// Where the mirror was defined, for messages.
     pub origin: Origin,
 }
 
 /// The default of `retries`.
 pub const DEFAULT_RETRIES: u32 = 3;
+
+/// The default of `interval`: often enough that a mirror without webhooks
+/// lags by minutes, rarely enough that 500 of them do not hammer a forge.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 
 /// A secret named by the config, never the secret itself.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::keys::{self, Table};
 use super::secret::resolve_secret_with;
-use super::{Checker, Mirror, Origin, SecretRef, DEFAULT_RETRIES};
+use super::{Checker, Mirror, Origin, SecretRef, DEFAULT_INTERVAL, DEFAULT_RETRIES};
 use crate::plan::{Divergence, Glob};
 
 /// A value and the byte offset where it stands in the config file.
@@ -41,6 +41,8 @@ pub(super) struct Settings {
     pub downstream_token: Option<SecretRef>,
     pub create_missing: Option<bool>,
     pub retries: Option<u32>,
+    pub interval: Option<Duration>,
+    pub webhook_secret: Option<SecretRef>,
     /// `[[template]]` only.
     pub names: Option<At<Vec<At<String>>>>,
     pub names_file: Option<At<String>>,
@@ -80,6 +82,8 @@ impl Settings {
             downstream_token,
             create_missing,
             retries,
+            interval,
+            webhook_secret,
             names,
             names_file,
         )
@@ -113,6 +117,8 @@ impl Settings {
             downstream_token: self.downstream_token.clone(),
             create_missing: self.create_missing.unwrap_or(false),
             retries: self.retries.unwrap_or(DEFAULT_RETRIES),
+            interval: self.interval.unwrap_or(DEFAULT_INTERVAL),
+            webhook_secret: self.webhook_secret.clone(),
             origin,
         }
     }
@@ -151,8 +157,11 @@ impl Checker<'_> {
     /// Reads the keys of one table, reporting each problem.
     pub(super) fn settings(&mut self, table: &DeTable<'_>, kind: Table) -> Settings {
         let mut s = Settings::default();
-        let (mut upstream_token, mut downstream_token) =
-            (TokenKeys::default(), TokenKeys::default());
+        let (mut upstream_token, mut downstream_token, mut webhook_secret) = (
+            TokenKeys::default(),
+            TokenKeys::default(),
+            TokenKeys::default(),
+        );
         for (key, value) in in_file_order(table) {
             let name: &str = key.get_ref();
             let at = value.span().start;
@@ -200,6 +209,9 @@ impl Checker<'_> {
                 "downstream_token_env" => downstream_token.env = string(self),
                 "downstream_token_file" => downstream_token.file = string(self),
                 "create_missing" => s.create_missing = self.boolean(name, value),
+                "interval" => s.interval = self.duration(name, value),
+                "webhook_secret_env" => webhook_secret.env = string(self),
+                "webhook_secret_file" => webhook_secret.file = string(self),
                 "retries" => {
                     s.retries = self.integer(name, value).and_then(|n| {
                         u32::try_from(n)
@@ -212,8 +224,9 @@ impl Checker<'_> {
                 _ => self.unknown_key(name, key.span().start, &kind.keys()),
             }
         }
-        s.upstream_token = self.token("upstream", upstream_token);
-        s.downstream_token = self.token("downstream", downstream_token);
+        s.upstream_token = self.token("upstream_token", upstream_token);
+        s.downstream_token = self.token("downstream_token", downstream_token);
+        s.webhook_secret = self.token("webhook_secret", webhook_secret);
         s
     }
 
@@ -341,12 +354,14 @@ impl Checker<'_> {
 
     /// One side's token reference, checked now so that a missing secret
     /// stops the run before anything connects.
-    fn token(&mut self, side: &str, keys: TokenKeys) -> Option<SecretRef> {
+    /// A secret named by `{prefix}_env` or `{prefix}_file` (`upstream_token`,
+    /// `downstream_token`, `webhook_secret`).
+    fn token(&mut self, prefix: &str, keys: TokenKeys) -> Option<SecretRef> {
         let (key, raw) = match (keys.env, keys.file) {
             (Some(env), Some(file)) => {
                 self.error(
                     env.at.max(file.at),
-                    format!("both `{side}_token_env` and `{side}_token_file` are set: keep one"),
+                    format!("both `{prefix}_env` and `{prefix}_file` are set: keep one"),
                 );
                 return None;
             }
@@ -355,7 +370,7 @@ impl Checker<'_> {
             (None, None) => return None,
         };
         if raw.value.is_empty() {
-            self.error(raw.at, format!("`{side}_token_{key}` is empty"));
+            self.error(raw.at, format!("`{prefix}_{key}` is empty"));
             return None;
         }
         let secret = match key {
@@ -366,7 +381,7 @@ impl Checker<'_> {
             let cause = std::error::Error::source(&e)
                 .map(|cause| format!(": {cause}"))
                 .unwrap_or_default();
-            self.error(raw.at, format!("`{side}_token_{key}`: {e}{cause}"));
+            self.error(raw.at, format!("`{prefix}_{key}`: {e}{cause}"));
         }
         Some(secret)
     }

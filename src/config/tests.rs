@@ -84,6 +84,8 @@ fn config_mirror_takes_the_documented_defaults() {
             downstream_token: None,
             create_missing: false,
             retries: DEFAULT_RETRIES,
+            interval: DEFAULT_INTERVAL,
+            webhook_secret: None,
             origin: Origin {
                 line: 2,
                 template: None
@@ -718,5 +720,47 @@ create_missing = true
              and downstream https://forge.example/x.git is remote: create it on its server \
              first (or drop create_missing)",
         ]
+    );
+}
+
+#[test]
+fn config_watch_keys_interval_and_webhook_secret() {
+    let text = r#"
+[defaults]
+interval = "30s"
+webhook_secret_env = "UP_TOKEN"
+
+[[mirror]]
+name = "a"
+upstream = "/srv/a.git"
+downstream = "/srv/b.git"
+
+[[mirror]]
+name = "b"
+upstream = "/srv/a.git"
+downstream = "/srv/c.git"
+interval = "1h"
+webhook_secret_file = "token"
+
+[[mirror]]
+name = "c"
+upstream = "/srv/a.git"
+downstream = "/srv/d.git"
+webhook_secret_env = "NOPE"
+"#;
+    assert_eq!(
+        errors(text),
+        ["conf/mirrors.toml:22:22: `webhook_secret_env`: environment variable NOPE is not set"]
+    );
+    let fleet = fleet(&text.replace("\"NOPE\"", "\"UP_TOKEN\""));
+    let [a, b, _] = &fleet.mirrors[..] else {
+        panic!("three mirrors")
+    };
+    assert_eq!(a.interval, Duration::from_secs(30));
+    assert_eq!(a.webhook_secret, Some(SecretRef::Env("UP_TOKEN".into())));
+    assert_eq!(b.interval, Duration::from_secs(3600));
+    assert_eq!(
+        b.webhook_secret,
+        Some(SecretRef::File(PathBuf::from("conf/token")))
     );
 }
