@@ -8,7 +8,7 @@
 //! order it was given.
 
 pub mod backoff;
-mod hosts;
+pub(crate) mod hosts;
 pub mod select;
 
 use std::collections::VecDeque;
@@ -124,10 +124,10 @@ struct Attempt {
 }
 
 /// How an attempt ended: a failure may come with a report (refs refused).
-struct End {
-    report: Option<SyncReport>,
-    created: bool,
-    failure: Option<Failure>,
+pub(crate) struct End {
+    pub(crate) report: Option<SyncReport>,
+    pub(crate) created: bool,
+    pub(crate) failure: Option<Failure>,
 }
 
 impl From<Failure> for End {
@@ -188,17 +188,7 @@ pub async fn run(
                 let mirror = &mirrors[pending.index];
                 let progress = Arc::new(Progress::hidden());
                 observer.started(mirror, pending.attempts, &progress);
-                let end = AssertUnwindSafe(attempt(mirror, &options, &progress))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| {
-                        End::from(Failure {
-                            kind: ErrorKind::Other,
-                            message: "the sync panicked (a bug in Kalandra; please report it)"
-                                .into(),
-                            retry_after: None,
-                        })
-                    });
+                let end = attempt(mirror, &options, &progress).await;
                 Attempt { pending, end }
             });
         }
@@ -269,7 +259,7 @@ async fn sleep_until(when: Option<Instant>) {
     }
 }
 
-fn finish(mirror: &Mirror, attempts: u32, elapsed: Duration, end: End) -> MirrorRun {
+pub(crate) fn finish(mirror: &Mirror, attempts: u32, elapsed: Duration, end: End) -> MirrorRun {
     MirrorRun {
         name: mirror.name.clone(),
         upstream: mirror.upstream.to_string(),
@@ -285,10 +275,19 @@ fn finish(mirror: &Mirror, attempts: u32, elapsed: Duration, end: End) -> Mirror
 }
 
 /// One try at one mirror: the report and whether downstream was created.
-async fn attempt(mirror: &Mirror, options: &RunOptions, progress: &Progress) -> End {
-    match try_attempt(mirror, options, progress).await {
-        Ok(end) => end,
-        Err(failure) => failure.into(),
+/// One try at one mirror, whatever happens: failures, and panics, come back as an [`End`].
+pub(crate) async fn attempt(mirror: &Mirror, options: &RunOptions, progress: &Progress) -> End {
+    let tried = AssertUnwindSafe(try_attempt(mirror, options, progress))
+        .catch_unwind()
+        .await;
+    match tried {
+        Ok(Ok(end)) => end,
+        Ok(Err(failure)) => failure.into(),
+        Err(_) => End::from(Failure {
+            kind: ErrorKind::Other,
+            message: "the sync panicked (a bug in Kalandra; please report it)".into(),
+            retry_after: None,
+        }),
     }
 }
 

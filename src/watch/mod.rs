@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod schedule;
 
 /// What a webhook asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
