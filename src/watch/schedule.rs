@@ -61,15 +61,15 @@ struct Entry {
 }
 
 impl Entry {
+    /// A mirror due now: a service that starts (or learns of a mirror)
+    /// catches up first, in file order, as fast as `--jobs` and
+    /// `--per-host` let it; the jitter of later intervals spreads them out.
     fn new(mirror: Mirror, now: Instant) -> Self {
-        // The first syncs spread over a tenth of the interval (at most 30 s),
-        // so that a restart does not start every mirror at once.
-        let spread = mirror.interval.mul_f64(0.1).min(Duration::from_secs(30));
         Self {
             mirror: Arc::new(mirror),
             running: false,
             requested: false,
-            due: now + spread.mul_f64(crate::jitter::random_unit()),
+            due: now,
             retry_at: None,
             attempts: 0,
             first_started: None,
@@ -162,11 +162,7 @@ impl Scheduler {
                     entry.mirror = Arc::new(mirror);
                     entries.push(entry);
                 }
-                None => {
-                    let mut entry = Entry::new(mirror, now);
-                    entry.requested = true;
-                    entries.push(entry);
-                }
+                None => entries.push(Entry::new(mirror, now)),
             }
         }
         for mut gone in old {
