@@ -6,7 +6,9 @@
 
 pub mod http;
 pub mod metrics;
+pub mod push_event;
 pub mod schedule;
+pub mod signature;
 
 /// What a webhook asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

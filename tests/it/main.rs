@@ -31,3 +31,4 @@ mod scope;
 mod ssh;
 mod sshd;
 mod trust;
+mod watch_http;
