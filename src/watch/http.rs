@@ -23,6 +23,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
 
 use super::metrics::{self, Metrics};
 use super::push_event::{self, Event};
@@ -65,17 +69,65 @@ pub fn router(control: Arc<dyn Control>, metrics: Arc<Metrics>) -> Router {
         .with_state(Listener { control, metrics })
 }
 
+/// At most this many connections are served at once; more wait in the
+/// kernel's accept queue. It bounds the file descriptors and memory that
+/// clients can make the listener hold.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// How long a client may take to send a request's headers. With
+/// [`BODY_TIMEOUT`] for hook bodies, a slow client cannot hold one of the
+/// [`MAX_CONNECTIONS`] forever.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves the routes on `listener` until `shutdown` completes, then stops
-/// accepting and waits for the requests in progress.
+/// accepting, lets the requests in progress finish, and closes idle
+/// connections.
+///
+/// Connections beyond [`MAX_CONNECTIONS`] are not accepted until one ends
+/// (the bounded accept loop of tokio's mini-redis). A failed `accept`
+/// (out of file descriptors, say) is logged and retried after a pause,
+/// so the error is for the caller's API only.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     control: Arc<dyn Control>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(control, metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let service = TowerToHyperService::new(router(control, metrics));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept a connection; trying again in a second");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+        };
+        let connection = http.serve_connection(TokioIo::new(stream), service.clone());
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// A refusal or an acceptance, with a one-line reason for the sender (a

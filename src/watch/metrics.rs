@@ -165,7 +165,7 @@ impl Metrics {
     /// `up` and, on success, its last success time.
     pub fn sync_finished(&self, run: &MirrorRun, duration: Duration) {
         self.in_flight.dec();
-        let mirror = run.name.clone();
+        let mirror = label_value(&run.name);
         let result = result_label(run);
         self.syncs
             .get_or_create(&ResultLabels {
@@ -202,7 +202,7 @@ impl Metrics {
                 .inc();
         }
         let mut seen = self.seen.lock().expect("no panic while holding the lock");
-        let seen = seen.entry(mirror).or_default();
+        let seen = seen.entry(run.name.clone()).or_default();
         seen.results.insert(result);
         seen.kinds.append(&mut kinds);
     }
@@ -211,7 +211,7 @@ impl Metrics {
     pub fn retried(&self, mirror: &str) {
         self.retries
             .get_or_create(&MirrorLabel {
-                mirror: mirror.to_owned(),
+                mirror: label_value(mirror),
             })
             .inc();
     }
@@ -225,21 +225,20 @@ impl Metrics {
             .expect("no panic while holding the lock")
             .remove(mirror)
             .unwrap_or_default();
+        let mirror = label_value(mirror);
         for result in seen.results {
             self.syncs.remove(&ResultLabels {
-                mirror: mirror.to_owned(),
+                mirror: mirror.clone(),
                 result,
             });
         }
         for kind in seen.kinds {
             self.refs_updated.remove(&KindLabels {
-                mirror: mirror.to_owned(),
+                mirror: mirror.clone(),
                 kind,
             });
         }
-        let label = MirrorLabel {
-            mirror: mirror.to_owned(),
-        };
+        let label = MirrorLabel { mirror };
         self.retries.remove(&label);
         self.bytes_relayed.remove(&label);
         self.last_success.remove(&label);
@@ -253,6 +252,23 @@ impl Metrics {
             .expect("writing into a String cannot fail");
         out
     }
+}
+
+/// `mirror` as a label value. prometheus-client writes label values as
+/// they are, and a mirror's name may hold `"` or `\`, which would end the
+/// value early and let the rest of the name pose as more labels; the
+/// OpenMetrics escapes are applied here instead.
+fn label_value(mirror: &str) -> String {
+    let mut out = String::with_capacity(mirror.len());
+    for c in mirror.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `ok`, or the failure's error kind (`timeout`, `auth`, …), or `failed`

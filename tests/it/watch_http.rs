@@ -894,3 +894,75 @@ fn the_openmetrics_reader_refuses_what_a_scraper_would() {
         assert!(openmetrics::parse(bad).is_err(), "{bad:?}");
     }
 }
+
+#[tokio::test]
+async fn mirror_names_with_quotes_and_backslashes_stay_one_label() {
+    let server = start(fleet()).await;
+    let name = r#"odd"name\x",mirror="api"#;
+    server.metrics.sync_started(name);
+    server
+        .metrics
+        .sync_finished(&run(name, Vec::new(), None), Duration::from_secs(1));
+    server.metrics.retried(name);
+    let text = server.get("/metrics").await.text().await.expect("a body");
+    let scrape = openmetrics::parse(&text).unwrap_or_else(|error| panic!("{error}\n{text}"));
+    let labels = [("mirror", name), ("result", "ok")];
+    assert_eq!(scrape.value("kalandra_syncs_total", &labels), Some(1.0));
+    assert_eq!(
+        scrape.value("kalandra_retries_total", &[("mirror", name)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        scrape.value("kalandra_mirror_up", &[("mirror", "api")]),
+        None
+    );
+    server.metrics.forget(name);
+    let text = server.metrics.encode();
+    assert!(!text.contains("odd"), "{text}");
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_request_in_progress_finish() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let base = format!("http://{}", listener.local_addr().expect("bound"));
+    let control = Arc::new(fleet());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(http::serve(
+        listener,
+        control.clone(),
+        Arc::new(Metrics::new()),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // A body that arrives in two halves, the second after the shutdown.
+    let (halves, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let half = receiver.recv().await?;
+        Some((Ok::<_, std::io::Error>(half), receiver))
+    });
+    halves.send(BODY[..10].to_vec()).await.expect("sent");
+    let request = tokio::spawn(
+        client()
+            .post(format!("{base}/hooks/api"))
+            .header("X-Gitlab-Token", SECRET)
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(()).expect("the server listens for the signal");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!served.is_finished(), "a request is still in progress");
+    halves.send(BODY[10..].to_vec()).await.expect("sent");
+    drop(halves);
+    let answered = request.await.expect("no panic").expect("answered");
+    assert_eq!(answered.status(), StatusCode::ACCEPTED);
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("stops once its connections are done")
+        .expect("no panic")
+        .expect("no I/O error");
+    assert_eq!(control.triggered(), ["api"]);
+}
