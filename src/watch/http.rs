@@ -159,8 +159,8 @@ async fn named_hook(
         .await
         .map_err(|refusal| refusal.logged(outcome))?;
     if !credential.verifies(&secret, &body) {
-        outcome("refused: bad signature");
-        return Err(reply(StatusCode::UNAUTHORIZED, "bad signature\n"));
+        outcome("refused: bad signature or token");
+        return Err(reply(StatusCode::UNAUTHORIZED, "bad signature or token\n"));
     }
     match control.trigger(&name) {
         Triggered::Queued => {
@@ -224,7 +224,7 @@ async fn push_hook(
             .webhook_secret(&mirror)
             .is_some_and(|secret| credential.verifies(&secret, &body));
         let result = match verified {
-            false => "refused: bad signature",
+            false => "refused: bad signature or token",
             true => match control.trigger(&mirror) {
                 Triggered::Queued => "triggered",
                 Triggered::Unknown => "unknown mirror",
@@ -236,7 +236,7 @@ async fn push_hook(
         }
     }
     if triggered.is_empty() {
-        return Err(reply(StatusCode::UNAUTHORIZED, "bad signature\n"));
+        return Err(reply(StatusCode::UNAUTHORIZED, "bad signature or token\n"));
     }
     Ok((StatusCode::ACCEPTED, Json(PushAccepted { triggered })).into_response())
 }

@@ -966,3 +966,70 @@ async fn shutdown_lets_the_request_in_progress_finish() {
         .expect("no I/O error");
     assert_eq!(control.triggered(), ["api"]);
 }
+
+thread_local! {
+    /// The watch service's log lines written on this thread.
+    static LOGS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes into this thread's [`LOGS`].
+struct ThreadLogs;
+
+impl Write for ThreadLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOGS.with(|logs| logs.borrow_mut().extend_from_slice(bytes));
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends `kalandra::watch`'s info lines to the thread that wrote them, for
+/// the whole test binary. A scoped subscriber (`set_default`) is not
+/// enough: tests on other threads, with no subscriber, race it for each
+/// callsite's cached interest and can turn its logging off.
+fn capture_watch_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("kalandra::watch=info"))
+            .with_writer(|| ThreadLogs)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other test sets a global subscriber");
+    });
+    LOGS.with(|logs| logs.borrow_mut().clear());
+}
+
+#[tokio::test]
+async fn hook_outcomes_are_logged_without_secrets_and_with_names_escaped() {
+    // The test's runtime has one thread, which runs the server's tasks too.
+    capture_watch_logs();
+    let server = start(fleet()).await;
+    let signature = openssl_signature(SECRET, BODY);
+    let status = server.post_signed("/hooks/api", SECRET, BODY).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let status = server
+        .post(
+            "/hooks/api",
+            &[("X-Gitlab-Token", "guessed-token")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let status = server.post("/hooks/evil%1B%5B2J", &[], Vec::new()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let logs = LOGS.with(|logs| String::from_utf8(logs.borrow().clone()).expect("UTF-8"));
+    assert!(logs.contains("mirror=api result=\"triggered\""), "{logs}");
+    assert!(
+        logs.contains("mirror=api result=\"refused: bad signature or token\""),
+        "{logs}"
+    );
+    assert!(logs.contains("mirror=evil\\e[2J"), "{logs}");
+    for secret in [SECRET, "guessed-token", &signature[7..], "\x1b"] {
+        assert!(!logs.contains(secret), "{secret:?} in {logs}");
+    }
+}
