@@ -19,7 +19,7 @@ use crate::exit;
 /// What `sync --config` and `plan --config` were asked to do.
 pub struct FleetArgs<'a> {
     pub config: &'a Path,
-    pub jobs: Option<usize>,
+    pub jobs: usize,
     pub per_host: usize,
     pub only: &'a [String],
     pub shard: Option<Shard>,
@@ -47,19 +47,9 @@ pub fn run(args: &FleetArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(jobs.clamp(1, 8))
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("kalandra: error: cannot start the async runtime: {e}");
-            return exit::OTHER;
-        }
+    let jobs = args.jobs;
+    let Some(runtime) = crate::runtime(Some(jobs)) else {
+        return exit::OTHER;
     };
     let started = Instant::now();
     let total = selected.len();

@@ -16,6 +16,7 @@ use kalandra::url::{mask_credentials, RepoUrl};
 
 mod config_cmd;
 mod fleet;
+mod watch;
 
 /// Exit codes, documented in docs/exit-codes.md.
 mod exit {
@@ -75,6 +76,8 @@ enum Command {
     #[command(override_usage = "kalandra plan [OPTIONS] UP DOWN\n       \
                                 kalandra plan [OPTIONS] --config FILE")]
     Plan(SyncArgs),
+    /// Keep a fleet in sync as a service: intervals, webhooks, metrics.
+    Watch(watch::WatchArgs),
     /// Check a fleet config file, or list its mirrors; connects to nothing.
     Config {
         #[command(subcommand)]
@@ -201,6 +204,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => (args, false),
         Command::Plan(args) => (args, true),
         Command::Config { command } => return config_cmd::run(command),
+        Command::Watch(args) => return watch::run(args),
     };
     if args.config.is_none() {
         refuse_fleet_flags(args);
@@ -209,15 +213,8 @@ fn main() -> ExitCode {
     if let Some(config) = &args.config {
         return ExitCode::from(run_fleet(args, config, dry_run));
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("kalandra: error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::OTHER);
-        }
+    let Some(runtime) = runtime(None) else {
+        return ExitCode::from(exit::OTHER);
     };
     let started = std::time::Instant::now();
     match runtime.block_on(run(args, dry_run)) {
@@ -290,6 +287,34 @@ fn refuse_fleet_flags(args: &SyncArgs) {
     }
 }
 
+/// The async runtime: one thread for one pair, or `workers` threads (at
+/// most 8: the work is I/O) for a fleet. A failure is said on stderr.
+fn runtime(workers: Option<usize>) -> Option<tokio::runtime::Runtime> {
+    let mut builder = match workers {
+        None => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n.clamp(1, 8));
+            builder
+        }
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            eprintln!("kalandra: error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// `--jobs`, or the number of cores.
+fn jobs_or_cores(jobs: Option<u64>) -> usize {
+    jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n as usize,
+    )
+}
+
 fn run_fleet(args: &SyncArgs, config: &std::path::Path, dry_run: bool) -> u8 {
     let transport = match transport_settings(args) {
         Ok(settings) => settings,
@@ -304,7 +329,7 @@ fn run_fleet(args: &SyncArgs, config: &std::path::Path, dry_run: bool) -> u8 {
     }
     fleet::run(&fleet::FleetArgs {
         config,
-        jobs: args.jobs.map(|n| n as usize),
+        jobs: jobs_or_cores(args.jobs),
         per_host: args.per_host.map_or(DEFAULT_PER_HOST, |n| n as usize),
         only: &args.only,
         shard: args.shard,

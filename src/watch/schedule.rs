@@ -78,13 +78,14 @@ impl Entry {
         }
     }
 
-    /// When this mirror wants to start, if it is not running.
-    fn wants_at(&self) -> Option<Instant> {
+    /// When this mirror wants to start, if it is not running; `now` when a
+    /// webhook asked.
+    fn wants_at(&self, now: Instant) -> Option<Instant> {
         if self.running || self.removed {
             return None;
         }
         if self.requested {
-            return Some(Instant::now());
+            return Some(now);
         }
         Some(self.retry_at.unwrap_or(self.due))
     }
@@ -232,7 +233,7 @@ impl Scheduler {
         let mut state = shared.lock();
         let mut wake_at: Option<Instant> = None;
         for i in 0..state.entries.len() {
-            let Some(at) = state.entries[i].wants_at() else {
+            let Some(at) = state.entries[i].wants_at(now) else {
                 continue;
             };
             let need = Need::of(
@@ -424,7 +425,7 @@ impl Control for Shared {
                     "running": e.running,
                     "queued": e.requested,
                     "next_sync_in_ms": e
-                        .wants_at()
+                        .wants_at(now)
                         .map(|at| at.saturating_duration_since(now).as_millis() as u64),
                     "last": e.last,
                 })

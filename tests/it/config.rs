@@ -98,7 +98,7 @@ fn config_list_json_shows_every_resolved_key_and_no_secret() {
     let run = kalandra(&w, &["config", "list", "--json", "conf/mirrors.toml"]);
     run.assert_code(0);
     assert!(
-        !run.stdout.contains("secret"),
+        !run.stdout.contains("up-secret") && !run.stdout.contains("d0wn-secret"),
         "token values are never shown{run}"
     );
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
@@ -133,6 +133,8 @@ fn config_list_json_shows_every_resolved_key_and_no_secret() {
             "downstream_token": null,
             "create_missing": false,
             "retries": 3,
+            "interval": "5m",
+            "webhook_secret": null,
             "origin": {"line": 5, "template": null},
         })
     );

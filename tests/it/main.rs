@@ -31,4 +31,5 @@ mod scope;
 mod ssh;
 mod sshd;
 mod trust;
+mod watch;
 mod watch_http;
