@@ -122,7 +122,18 @@ async fn serve(args: &WatchArgs, fleet: config::Fleet, options: RunOptions) -> u
         args.config.display(),
         args.listen
     );
+    // Installed before the service says it is ready: until then, SIGHUP's
+    // default action would end the process.
+    let (Ok(hup), Ok(term), Ok(int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("kalandra: error: cannot install the signal handlers");
+        return exit::OTHER;
+    };
     let signals = tokio::spawn(handle_signals(
+        [hup, term, int],
         args.config.clone(),
         Arc::clone(&scheduler),
         Arc::clone(&metrics),
@@ -144,19 +155,12 @@ async fn serve(args: &WatchArgs, fleet: config::Fleet, options: RunOptions) -> u
 /// SIGHUP reloads the config (a broken one is logged and the old one kept);
 /// SIGTERM and SIGINT stop the service.
 async fn handle_signals(
+    [mut hup, mut term, mut int]: [tokio::signal::unix::Signal; 3],
     config_path: PathBuf,
     scheduler: Arc<Scheduler>,
     metrics: Arc<Metrics>,
     stop: tokio::sync::watch::Sender<bool>,
 ) {
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the service with SIGKILL");
-        return;
-    };
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&config_path, &scheduler, &metrics),

@@ -2,7 +2,6 @@
 //! client, bursts coalesced, SIGHUP reloads (broken and fixed), SIGTERM with syncs in flight,
 //! and interval scheduling. Every sync is checked end to end (refs equal, fsck).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{assert_refs_eq, kalandra_bin, Refs, World, STALL_WHILE_PARENT_LIVES};
+use crate::watch_http::{openmetrics, openssl_signature};
 
 const SECRET: &str = "hook-secret-for-tests";
 
@@ -148,13 +148,19 @@ impl Watch {
         }
     }
 
-    /// `kalandra_syncs_total` for the mirror, all results.
+    /// `kalandra_syncs_total` for the mirror, all results, from /metrics read by a strict
+    /// OpenMetrics reader (a scrape it refuses fails the test).
     fn syncs(&self, name: &str) -> f64 {
-        let (_, text) = self.get("/metrics");
-        text.lines()
-            .filter(|l| l.starts_with("kalandra_syncs_total{"))
-            .filter(|l| l.contains(&format!("mirror=\"{name}\"")))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        let (code, text) = self.get("/metrics");
+        assert_eq!(code, 200, "/metrics: {text}");
+        let scrape = openmetrics::parse(&text)
+            .unwrap_or_else(|e| panic!("/metrics is not valid OpenMetrics ({e}):\n{text}"));
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.name == "kalandra_syncs_total")
+            .filter(|s| s.labels.get("mirror").map(String::as_str) == Some(name))
+            .map(|s| s.value)
             .sum()
     }
 
@@ -172,28 +178,6 @@ impl Drop for Watch {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// GitHub's signature header value for `body`, computed by openssl (not by Kalandra's code).
-fn github_signature(secret: &str, body: &[u8]) -> String {
-    let mut child = Command::new("openssl")
-        .args(["dgst", "-sha256", "-hmac", secret, "-r"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("openssl is installed (tests/run.sh installs it)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body)
-        .expect("can feed openssl");
-    let out = child.wait_with_output().expect("openssl runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    format!(
-        "sha256={}",
-        text.split_whitespace().next().expect("a digest")
-    )
 }
 
 fn config(w: &World, text: &str) -> PathBuf {
@@ -294,7 +278,7 @@ fn a_signed_webhook_syncs_and_bad_ones_are_refused() {
             body,
             &[(
                 "X-Hub-Signature-256",
-                github_signature("not-the-secret", body)
+                openssl_signature("not-the-secret", body)
             )]
         ),
         401
@@ -303,7 +287,7 @@ fn a_signed_webhook_syncs_and_bad_ones_are_refused() {
         watch.post(
             "/hooks/nope",
             body,
-            &[("X-Hub-Signature-256", github_signature(SECRET, body))]
+            &[("X-Hub-Signature-256", openssl_signature(SECRET, body))]
         ),
         404
     );
@@ -316,7 +300,7 @@ fn a_signed_webhook_syncs_and_bad_ones_are_refused() {
         watch.post(
             "/hooks/app",
             body,
-            &[("X-Hub-Signature-256", github_signature(SECRET, body))]
+            &[("X-Hub-Signature-256", openssl_signature(SECRET, body))]
         ),
         202
     );
@@ -350,7 +334,7 @@ fn a_burst_of_webhooks_makes_at_most_two_syncs() {
     let before = watch.syncs("app");
     advance(&w, &up, 1);
     let body = b"{}";
-    let signature = github_signature(SECRET, body);
+    let signature = openssl_signature(SECRET, body);
     let started = Instant::now();
     for _ in 0..20 {
         assert_eq!(
@@ -495,20 +479,50 @@ fn sigterm_stops_within_the_grace_period_and_downstream_is_consistent() {
 }
 
 #[test]
-fn a_short_interval_syncs_again_and_again() {
+fn a_short_interval_syncs_again_and_again_and_the_metrics_follow() {
     let w = World::new();
     let (up, down) = pair(&w);
+    let missing = w.root().join("missing.git");
+    let other = w.root().join("other.git");
     let path = config(
         &w,
         &format!(
-            "[defaults]\ninterval = \"1s\"\n\n{}",
-            entry("app", &up, &down, "")
+            "[defaults]\ninterval = \"1s\"\nretries = 0\n\n{}{}",
+            entry("app", &up, &down, ""),
+            entry("broken", &missing, &other, "")
         ),
     );
     let watch = Watch::start(&w, &path, &[]);
     watch.wait_for("three syncs", Duration::from_secs(60), |w| {
-        w.syncs("app") >= 3.0
+        w.syncs("app") >= 3.0 && w.syncs("broken") >= 2.0
     });
+    let (_, text) = watch.get("/metrics");
+    let scrape = openmetrics::parse(&text).expect("valid OpenMetrics");
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .value(name, labels)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"))
+    };
+    assert!(
+        value(
+            "kalandra_syncs_total",
+            &[("mirror", "app"), ("result", "ok")]
+        ) >= 3.0
+    );
+    assert!(
+        value(
+            "kalandra_syncs_total",
+            &[("mirror", "broken"), ("result", "not-found")]
+        ) >= 2.0
+    );
+    assert_eq!(value("kalandra_mirror_up", &[("mirror", "app")]), 1.0);
+    assert_eq!(value("kalandra_mirror_up", &[("mirror", "broken")]), 0.0);
+    assert!(
+        value(
+            "kalandra_last_success_timestamp_seconds",
+            &[("mirror", "app")]
+        ) > 1.7e9
+    );
     advance(&w, &up, 1);
     watch.wait_for("the change to be mirrored", Duration::from_secs(30), |_| {
         in_sync(&w, &up, &down)

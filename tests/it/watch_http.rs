@@ -140,7 +140,7 @@ fn fleet() -> Recorder {
 }
 
 /// `X-Hub-Signature-256` for `body` under `secret`, by openssl.
-fn openssl_signature(secret: &str, body: &[u8]) -> String {
+pub(crate) fn openssl_signature(secret: &str, body: &[u8]) -> String {
     let mut child = Command::new("openssl")
         .args(["dgst", "-sha256", "-hmac", secret])
         .stdin(Stdio::piped())
@@ -656,7 +656,7 @@ async fn metrics_parse_as_openmetrics_and_move_after_syncs_and_retries() {
 /// the family declared before it, with a suffix its type allows; label
 /// values are quoted and escaped; values are numbers; histogram buckets
 /// are cumulative and end at `+Inf`; the text ends with `# EOF`.
-mod openmetrics {
+pub(crate) mod openmetrics {
     use super::BTreeMap;
 
     pub struct Sample {
