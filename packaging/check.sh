@@ -3,12 +3,16 @@
 # without running a container (see packaging/README.md, "What was verified").
 # A manual/bench step, not part of tests/run.sh: it needs podman and a Debian base image.
 #
-#   packaging/check.sh [--binary PATH] [--base IMAGE]
+#   packaging/check.sh [--binary PATH | --rust-image IMAGE] [--base IMAGE]
 #
 #   --binary PATH  the static kalandra to put in the image (default: build it here, as the
 #                  Containerfile's build stage does: cargo build --release --locked
 #                  --bin kalandra --target x86_64-unknown-linux-musl, into
 #                  ${CARGO_TARGET_DIR:-target})
+#   --rust-image IMAGE
+#                  build the whole Containerfile verbatim, both stages, with this as
+#                  RUST_IMAGE (default of the Containerfile: docker.io/library/rust:1-bookworm;
+#                  the context is the repository, filtered by .dockerignore)
 #   --base IMAGE   the runtime base (default: the Containerfile's RUNTIME_IMAGE,
 #                  docker.io/library/debian:bookworm-slim). Where registries cannot be
 #                  reached, make one from Debian's packages:
@@ -16,8 +20,9 @@
 #                    tar -C ROOT -c --numeric-owner . | podman import - localhost/bookworm
 #
 # What it does:
-#  1. builds the image from the Containerfile with its build stage replaced by the given
-#     binary (FROM scratch + COPY); the runtime stage is used verbatim. The build uses
+#  1. builds the image: with --rust-image, the Containerfile as it is; otherwise with its
+#     build stage replaced by the given binary, stripped of debug info as there (FROM
+#     scratch + COPY), and the runtime stage verbatim. The build uses
 #     --isolation chroot (RUN works where crun cannot start containers) and --format
 #     docker (keeps the HEALTHCHECK);
 #  2. inspects the image: user 65532:65532, ENTRYPOINT, CMD, EXPOSE 9180, HEALTHCHECK,
@@ -34,24 +39,23 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 binary=
 base=
+rust_image=
 while [ $# -gt 0 ]; do
     case $1 in
         --binary) binary=$2; shift 2 ;;
         --base) base=$2; shift 2 ;;
-        *) echo "usage: $0 [--binary PATH] [--base IMAGE]" >&2; exit 2 ;;
+        --rust-image) rust_image=$2; shift 2 ;;
+        *) echo "usage: $0 [--binary PATH | --rust-image IMAGE] [--base IMAGE]" >&2; exit 2 ;;
     esac
 done
 say() { printf 'check.sh: %s\n' "$*"; }
 fail() { printf 'check.sh: FAIL: %s\n' "$*" >&2; exit 1; }
 
-if [ -z "$binary" ]; then
+if [ -z "$binary" ] && [ -z "$rust_image" ]; then
     target=x86_64-unknown-linux-musl
     (cd "$root" && cargo build --release --locked --bin kalandra --target "$target")
     binary=${CARGO_TARGET_DIR:-$root/target}/$target/release/kalandra
 fi
-file "$binary" | grep -q 'statically linked\|static-pie linked' \
-    || fail "$binary is not a static binary"
-say "binary: $binary (static)"
 
 work=$(mktemp -d)
 tag=localhost/kalandra-check:$$
@@ -68,25 +72,39 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 1. The runtime stage, verbatim, after a build stage that only holds the binary.
-cp "$binary" "$work/kalandra"
-{
-    echo 'FROM scratch AS build'
-    echo 'COPY kalandra /out/kalandra'
-    sed -n '/^FROM .* AS runtime$/,$p' "$here/Containerfile"
-} > "$work/Containerfile"
-grep -q '^FROM ${RUNTIME_IMAGE} AS runtime$' "$work/Containerfile" \
-    || fail "no 'FROM \${RUNTIME_IMAGE} AS runtime' stage in the Containerfile"
-args=(--format docker --isolation chroot -t "$tag" -f "$work/Containerfile")
-args+=(--build-arg "RUNTIME_IMAGE=${base:-docker.io/library/debian:bookworm-slim}")
-podman build "${args[@]}" "$work" >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "podman build"; }
-say "built $tag from the runtime stage on ${base:-debian:bookworm-slim}"
+args=(--format docker --isolation chroot --layers=false -t "$tag")
+[ -z "$base" ] || args+=(--build-arg "RUNTIME_IMAGE=$base")
+if [ -n "$rust_image" ]; then
+    # 1. The whole Containerfile, verbatim.
+    args+=(-f "$here/Containerfile" --build-arg "RUST_IMAGE=$rust_image")
+    context=$root
+    say "building both stages (a release build: minutes)"
+else
+    # 1. The runtime stage, verbatim, after a build stage that only holds the binary.
+    cp "$binary" "$work/kalandra"
+    strip --strip-debug "$work/kalandra"    # as the build stage does
+    {
+        sed -n '1,/^FROM /{/^ARG /p}' "$here/Containerfile"    # the global ARGs (RUNTIME_IMAGE)
+        echo 'FROM scratch AS build'
+        echo 'COPY kalandra /out/kalandra'
+        sed -n '/^FROM .* AS runtime$/,$p' "$here/Containerfile"
+    } > "$work/Containerfile"
+    grep -q '^FROM ${RUNTIME_IMAGE} AS runtime$' "$work/Containerfile" \
+        || fail "no 'FROM \${RUNTIME_IMAGE} AS runtime' stage in the Containerfile"
+    args+=(-f "$work/Containerfile")
+    context=$work
+fi
+podman build "${args[@]}" "$context" >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "podman build"; }
+grep -E '^Setting up (git|curl|ca-certificates) ' "$work/build.log" || true    # unless the base had them
+size=$(podman image inspect --format '{{.Size}}' "$tag")
+say "built $tag ${rust_image:+(both stages, on $rust_image) }on ${base:-debian:bookworm-slim}: $((size / 1000000)) MB"
 
 # 2. The image's config.
-cfg=$(podman image inspect --format '{{json .Config}}' "$tag")
+cfg=$(podman image inspect "$tag")
 python3 - "$cfg" <<'PY' || fail "image config"
 import json, sys
-c = json.loads(sys.argv[1])
+(image,) = json.loads(sys.argv[1])
+c = image["Config"]
 want = {
     "User": "65532:65532",
     "Entrypoint": ["kalandra"],
@@ -98,7 +116,8 @@ for k, v in want.items():
         sys.exit(f"{k} is {c.get(k)!r}, want {v!r}")
 if c.get("Volumes"):
     sys.exit(f"the image declares volumes: {c['Volumes']}")
-hc = (c.get("Healthcheck") or {}).get("Test") or []
+# podman shows a docker-format image's health check beside its Config, not in it
+hc = (image.get("Healthcheck") or c.get("Healthcheck") or {}).get("Test") or []
 if "http://127.0.0.1:9180/healthz" not in hc:
     sys.exit(f"no HEALTHCHECK on /healthz: {hc!r}")
 env = dict(e.split("=", 1) for e in c.get("Env", []))
@@ -116,7 +135,11 @@ for f in /usr/local/bin/kalandra /usr/lib/git-core/git-upload-pack /usr/lib/git-
          /etc/ssl/certs/ca-certificates.crt /usr/bin/curl; do
     [ -e "$mnt$f" ] || fail "$f is not in the image"
 done
-say "files: kalandra, git-upload-pack, git-receive-pack, CA bundle, curl"
+file -L "$mnt/usr/local/bin/kalandra" | grep -q 'statically linked\|static-pie linked' \
+    || fail "the image's kalandra is not a static binary"
+file -L "$mnt/usr/local/bin/kalandra" | grep -q 'with debug_info' \
+    && fail "the image's kalandra still has its debug info"
+say "files: kalandra (static, no debug info), git-upload-pack, git-receive-pack, CA bundle, curl"
 envs=()
 while IFS= read -r e; do envs+=("$e"); done < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$tag" | sed '/^$/d')
 in_image() { chroot --userspec=65532:65532 "$mnt" /usr/bin/env -i "${envs[@]}" "$@"; }
