@@ -31,8 +31,10 @@
 #     mount`, then chroot into it as uid 65532 with the image's environment and
 #       - kalandra --version;
 #       - kalandra sync between two local repositories (git from the image);
-#       - if the binary has `watch`: the image's CMD with a small config, then the
-#         HEALTHCHECK's own curl command against /healthz, then SIGTERM => exit 0.
+#       - if the binary has `watch`: the image's CMD with a one-mirror config (local
+#         repositories), the HEALTHCHECK's own curl command against /healthz, /status
+#         until the mirror's first sync succeeded (downstream has upstream's new commit),
+#         then SIGTERM => exit 0.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -63,6 +65,7 @@ ctr=
 mnt=
 cleanup() {
     set +e
+    [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null
     if [ -n "$mnt" ]; then
         umount "$mnt/proc" "$mnt/dev" 2>/dev/null
     fi
@@ -156,8 +159,11 @@ if in_image kalandra watch --help >/dev/null 2>&1; then
     mkdir -p "$mnt/etc/kalandra"
     printf '[[mirror]]\nname = "up"\nupstream = "/tmp/up"\ndownstream = "/tmp/down.git"\ninterval = "1h"\n' \
         > "$mnt/etc/kalandra/mirrors.toml"
-    # The image's CMD, as its ENTRYPOINT would run it.
-    in_image kalandra watch --config /etc/kalandra/mirrors.toml --listen 0.0.0.0:9180 >"$work/watch.log" 2>&1 &
+    in_image git -C /tmp/up -c user.name=t -c user.email=t@t commit -q --allow-empty -m two
+    # The image's CMD, as its ENTRYPOINT would run it; it syncs the new commit at start.
+    # Not through in_image: $! must be kalandra's pid (chroot and env exec it), not a subshell's.
+    chroot --userspec=65532:65532 "$mnt" /usr/bin/env -i "${envs[@]}" \
+        kalandra watch --config /etc/kalandra/mirrors.toml --listen 0.0.0.0:9180 >"$work/watch.log" 2>&1 &
     pid=$!
     ok=
     for _ in $(seq 50); do
@@ -165,9 +171,22 @@ if in_image kalandra watch --help >/dev/null 2>&1; then
         sleep 0.2
     done
     [ -n "$ok" ] || { kill "$pid"; cat "$work/watch.log"; fail "the HEALTHCHECK command did not succeed"; }
+    synced=
+    for _ in $(seq 50); do
+        if in_image curl -fsS http://127.0.0.1:9180/status 2>/dev/null \
+            | python3 -c 'import json,sys; m=json.load(sys.stdin)["mirrors"][0]; sys.exit(not (m["last"] or {}).get("ok"))'; then
+            synced=1; break
+        fi
+        sleep 0.2
+    done
+    [ -n "$synced" ] || { kill "$pid"; cat "$work/watch.log"; fail "/status shows no successful sync"; }
     kill -TERM "$pid"
-    wait "$pid" || { cat "$work/watch.log"; fail "watch did not exit 0 on SIGTERM"; }
-    say "watch: the image's CMD serves /healthz to the HEALTHCHECK's curl; SIGTERM exits 0"
+    code=0
+    wait "$pid" || code=$?
+    [ "$code" = 0 ] || { cat "$work/watch.log"; fail "watch exited $code on SIGTERM, not 0"; }
+    [ "$(in_image git -C /tmp/up rev-parse HEAD)" = "$(in_image git -C /tmp/down.git rev-parse HEAD)" ] \
+        || fail "watch did not sync the new commit"
+    say "watch: the image's CMD serves /healthz to the HEALTHCHECK's curl, syncs a local mirror; SIGTERM exits 0"
 else
     say "skipped: watch (this kalandra has no watch subcommand yet)"
 fi
