@@ -378,7 +378,7 @@ fn sighup_keeps_the_old_config_when_the_new_one_is_broken_and_takes_a_fixed_one(
         entry("app", &up, &down, "")
     );
     let path = config(&w, &good);
-    let watch = Watch::start(&w, &path, &[]);
+    let watch = Watch::start(&w, &path, &["--log-format", "json"]);
     watch.wait_for("the first sync", Duration::from_secs(30), |_| {
         in_sync(&w, &up, &down)
     });
@@ -405,6 +405,15 @@ fn sighup_keeps_the_old_config_when_the_new_one_is_broken_and_takes_a_fixed_one(
         in_sync(&w, &up, &second)
     });
     assert_in_sync(&w, &up, &second);
+    // --log-format json: every line is one JSON object with a level and a message.
+    let log = watch.log();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let value: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}"));
+        assert!(value["level"].is_string(), "{line}");
+        assert!(value["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(log.lines().count() >= 3, "{log}");
 }
 
 #[test]
