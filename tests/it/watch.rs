@@ -539,3 +539,58 @@ fn a_short_interval_syncs_again_and_again_and_the_metrics_follow() {
     assert_in_sync(&w, &up, &down);
     assert!(!watch.log().contains("panicked"), "{}", watch.log());
 }
+
+#[test]
+fn one_mirror_never_syncs_twice_at_once() {
+    let w = World::new();
+    let (up, down) = pair(&w);
+    // Downstream notices two pushes at once: each push holds a lock for a while.
+    let overlaps = w.root().join("overlaps");
+    w.install_hook(
+        &down,
+        "pre-receive",
+        &format!(
+            "#!/bin/sh\nif ! mkdir '{lock}' 2>/dev/null; then echo overlap >> '{overlaps}'; exit 1; fi\n\
+             sleep 0.3\nrmdir '{lock}'\n",
+            lock = w.root().join("push-lock").display(),
+            overlaps = overlaps.display(),
+        ),
+    );
+    let path = config(
+        &w,
+        &format!(
+            "[defaults]\ninterval = \"1s\"\nwebhook_secret_env = \"WATCH_SECRET\"\n\n{}",
+            entry("app", &up, &down, "")
+        ),
+    );
+    let watch = Watch::start(&w, &path, &["--jobs", "4"]);
+    let body = b"{}";
+    let signature = openssl_signature(SECRET, body);
+    let started = Instant::now();
+    let mut n = 0;
+    // Upstream changes all the time, and hooks keep asking, on top of the interval.
+    while started.elapsed() < Duration::from_secs(6) {
+        n += 1;
+        advance(&w, &up, n);
+        for _ in 0..5 {
+            watch.post(
+                "/hooks/app",
+                body,
+                &[("X-Hub-Signature-256", signature.clone())],
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    watch.wait_for(
+        "the last change to be mirrored",
+        Duration::from_secs(30),
+        |_| in_sync(&w, &up, &down),
+    );
+    assert!(
+        !overlaps.exists(),
+        "two syncs of one mirror pushed at once; log:\n{}",
+        watch.log()
+    );
+    assert!(watch.syncs("app") >= 5.0, "the syncs kept coming");
+    assert_in_sync(&w, &up, &down);
+}
