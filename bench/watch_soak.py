@@ -342,6 +342,7 @@ def main() -> None:
                     print(f"  t={time.monotonic() - t_spawn:5.0f} s  hooks {i}  done {len(hooks.results)}  "
                           f"p50 {pct(lat, 50)}  RSS {last['rss'] / 2**20:.1f} MiB  fds {last['fds']}",
                           file=sys.stderr, flush=True)
+            time.sleep(max(0.0, a.duration - (time.monotonic() - t_spawn)))  # however few the webhooks
             print("  waiting for the last webhooks' latencies", file=sys.stderr, flush=True)
             cf.wait(futures)
         t_end = time.monotonic() - t_spawn
