@@ -232,10 +232,18 @@ impl Scheduler {
         let now = Instant::now();
         let mut state = shared.lock();
         let mut wake_at: Option<Instant> = None;
-        for i in 0..state.entries.len() {
-            let Some(at) = state.entries[i].wants_at(now) else {
-                continue;
-            };
+        // Webhooks first, then the mirror that has waited longest, then file
+        // order: a hook is not stuck behind a backlog of periodic syncs, and
+        // an overloaded service shares its syncs out evenly instead of
+        // favouring the top of the file.
+        let mut order: Vec<(bool, Instant, usize)> = state
+            .entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.wants_at(now).map(|at| (!e.requested, at, i)))
+            .collect();
+        order.sort_unstable();
+        for (_, at, i) in order {
             let need = Need::of(
                 &state.entries[i].mirror.upstream,
                 &state.entries[i].mirror.downstream,
