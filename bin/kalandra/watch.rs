@@ -175,17 +175,14 @@ async fn handle_signals(
 fn reload(path: &Path, scheduler: &Scheduler, metrics: &Metrics) {
     match config::load(path) {
         Ok(fleet) => {
-            let names: Vec<String> = fleet.mirrors.iter().map(|m| m.name.clone()).collect();
-            let before = scheduler.names();
-            for gone in before.iter().filter(|name| !names.contains(name)) {
-                metrics.forget(gone);
-            }
             tracing::info!(
                 "reloaded {}: {} mirror(s)",
                 path.display(),
                 fleet.mirrors.len()
             );
-            scheduler.reload(fleet);
+            for gone in scheduler.reload(fleet) {
+                metrics.forget(&gone);
+            }
         }
         Err(errors) => {
             for diagnostic in &errors.0 {

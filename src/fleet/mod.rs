@@ -216,8 +216,7 @@ pub async fn run(
         let mirror = &mirrors[pending.index];
         hosts.give_back(&needs[pending.index]);
         if let Some(failure) = &end.failure {
-            if failure.kind.is_transient() && pending.attempts <= mirror.retries {
-                let delay = backoff::delay(pending.attempts, failure.retry_after);
+            if let Some(delay) = retry_delay(mirror, pending.attempts, failure) {
                 observer.retrying(mirror, pending.attempts, delay, failure);
                 queue.push_back(Pending {
                     not_before: Some(Instant::now() + delay),
@@ -251,6 +250,14 @@ pub async fn run(
             })
         })
         .collect()
+}
+
+/// How long to wait before trying `mirror` again after `failure` ended try
+/// number `attempts`; `None` when the failure is permanent or the retries
+/// are used up.
+pub(crate) fn retry_delay(mirror: &Mirror, attempts: u32, failure: &Failure) -> Option<Duration> {
+    (failure.kind.is_transient() && attempts <= mirror.retries)
+        .then(|| backoff::delay(attempts, failure.retry_after))
 }
 
 async fn sleep_until(when: Option<Instant>) {

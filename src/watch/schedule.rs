@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use super::{Control, Triggered, WebhookSecret};
 use crate::config::{resolve_secret, Fleet, Mirror};
 use crate::fleet::hosts::{Hosts, Need};
-use crate::fleet::{self, backoff, Failure, MirrorRun, Observer, RunOptions};
+use crate::fleet::{self, Failure, MirrorRun, Observer, RunOptions};
 use crate::progress::Progress;
 use crate::url::RepoUrl;
 
@@ -128,17 +128,6 @@ impl Scheduler {
         }
     }
 
-    /// The names of the mirrors scheduled now.
-    pub fn names(&self) -> Vec<String> {
-        self.shared
-            .lock()
-            .entries
-            .iter()
-            .filter(|e| !e.removed)
-            .map(|e| e.mirror.name.clone())
-            .collect()
-    }
-
     /// The handle the HTTP listener drives.
     pub fn control(&self) -> Arc<dyn Control> {
         Arc::clone(&self.shared) as Arc<dyn Control>
@@ -147,7 +136,8 @@ impl Scheduler {
     /// Replaces the mirrors with `fleet`'s: added ones are scheduled, removed
     /// ones stop (a sync in flight finishes first), changed ones take their
     /// new settings from their next sync on, keeping their schedule.
-    pub fn reload(&self, fleet: Fleet) {
+    /// Returns the names of the mirrors removed.
+    pub fn reload(&self, fleet: Fleet) -> Vec<String> {
         let now = Instant::now();
         let mut state = self.shared.lock();
         let mut old: Vec<Entry> = std::mem::take(&mut state.entries);
@@ -166,6 +156,11 @@ impl Scheduler {
                 None => entries.push(Entry::new(mirror, now)),
             }
         }
+        let removed = old
+            .iter()
+            .filter(|e| !e.removed)
+            .map(|e| e.mirror.name.clone())
+            .collect();
         for mut gone in old {
             if gone.running {
                 gone.removed = true;
@@ -175,6 +170,7 @@ impl Scheduler {
         state.entries = entries;
         drop(state);
         self.shared.wake.notify_one();
+        removed
     }
 
     /// Runs the schedule until `shutdown` completes, then waits up to
@@ -306,8 +302,7 @@ impl Scheduler {
         }
         let mirror = Arc::clone(&entry.mirror);
         if let Some(failure) = &done.end.failure {
-            if failure.kind.is_transient() && entry.attempts <= mirror.retries {
-                let delay = backoff::delay(entry.attempts, failure.retry_after);
+            if let Some(delay) = fleet::retry_delay(&mirror, entry.attempts, failure) {
                 entry.retry_at = Some(Instant::now() + delay);
                 let attempts = entry.attempts;
                 let failure: Failure = failure.clone();

@@ -36,6 +36,13 @@ impl Watch {
             .port();
         let log = w.root().join("watch.log");
         let log_file = std::fs::File::create(&log).expect("can create the log");
+        // Everything that can fail comes before the spawn: from the spawn on, the process
+        // is owned by a `Watch`, whose drop kills it even when the test panics.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let client = crate::watch_http::client();
         let mut cmd = Command::new(kalandra_bin());
         cmd.args(["watch", "--config"])
             .arg(config)
@@ -47,17 +54,12 @@ impl Watch {
             .stderr(log_file);
         w.isolate(&mut cmd, global_config);
         cmd.env("WATCH_SECRET", SECRET);
-        let child = cmd.spawn().expect("can start kalandra watch");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
         let mut watch = Self {
-            child,
+            child: cmd.spawn().expect("can start kalandra watch"),
             port,
             log,
             runtime,
-            client: crate::watch_http::client(),
+            client,
         };
         watch.wait_ready();
         watch
