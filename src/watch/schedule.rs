@@ -240,16 +240,20 @@ impl Scheduler {
             .collect();
         order.sort_unstable();
         for (_, at, i) in order {
+            if at > now {
+                wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+                continue;
+            }
+            // A mirror that is due but has no room is woken by the
+            // completion that makes room.
+            if state.running >= jobs {
+                continue;
+            }
             let need = Need::of(
                 &state.entries[i].mirror.upstream,
                 &state.entries[i].mirror.downstream,
             );
-            if at > now || state.running >= jobs || !state.hosts.fits(&need) {
-                // A mirror that is due but has no room is woken by the
-                // completion that makes room.
-                if at > now {
-                    wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
-                }
+            if !state.hosts.fits(&need) {
                 continue;
             }
             state.hosts.take(&need);
