@@ -720,6 +720,8 @@ pub struct SyncReport {
     pub upstream: String,
     pub downstream: String,
     pub object_format: ObjectFormat,
+    /// The branch upstream's HEAD points to, when upstream says.
+    pub upstream_head: Option<String>,
     #[serde(flatten)]
     pub result: PushResult,
     /// Refs whose names git does not accept, left out of the plan.
@@ -836,6 +838,7 @@ pub async fn sync(
         upstream: upstream.to_string(),
         downstream: downstream.to_string(),
         object_format,
+        upstream_head: up_refs.head_target.clone(),
         result,
         skipped_refs,
         elapsed_ms: started.elapsed().as_millis() as u64,

@@ -65,14 +65,14 @@ pub fn run(args: &WatchArgs) -> ExitCode {
         Ok(fleet) => fleet,
         Err(errors) => {
             crate::config_cmd::print_errors(&errors);
-            eprintln!("kalandra: error: invalid config; not started");
+            err!("kalandra: error: invalid config; not started");
             return ExitCode::from(exit::USAGE);
         }
     };
     let transport = match kalandra::transport::TransportSettings::try_from_env() {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("kalandra: error: invalid environment: {error}");
+            err!("kalandra: error: invalid environment: {error}");
             return ExitCode::from(exit::USAGE);
         }
     };
@@ -94,7 +94,7 @@ async fn serve(args: &WatchArgs, fleet: config::Fleet, options: RunOptions) -> u
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("kalandra: error: cannot listen on {}: {e}", args.listen);
+            err!("kalandra: error: cannot listen on {}: {e}", args.listen);
             return exit::OTHER;
         }
     };
@@ -129,7 +129,7 @@ async fn serve(args: &WatchArgs, fleet: config::Fleet, options: RunOptions) -> u
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        eprintln!("kalandra: error: cannot install the signal handlers");
+        err!("kalandra: error: cannot install the signal handlers");
         return exit::OTHER;
     };
     let signals = tokio::spawn(handle_signals(
