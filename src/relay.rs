@@ -71,6 +71,24 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A next step for failures that have an obvious one: a downstream on
+    /// this machine that does not exist yet.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Connect {
+                side: Side::Downstream,
+                source: transport::Error::NotFound { path },
+                ..
+            } => Some(format!(
+                "create it first with `git init --bare {path}`, or set `create_missing = true` \
+                 for this mirror in a fleet config"
+            )),
+            _ => None,
+        }
+    }
+}
+
 fn said_suffix(said: &[String]) -> String {
     match said {
         [] => String::new(),

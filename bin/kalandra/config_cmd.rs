@@ -27,7 +27,7 @@ pub enum ConfigCommand {
     List {
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// Print one JSON document on stdout (schema: docs/config.md).
+        /// Print one JSON document on stdout (`schema_version` 1).
         #[arg(long)]
         json: bool,
     },

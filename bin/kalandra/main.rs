@@ -20,7 +20,27 @@ mod output;
 
 mod config_cmd;
 mod fleet;
+#[path = "../helper_cli.rs"]
+mod helper_cli;
 mod watch;
+
+/// The environment variables and exit codes, for `kalandra --help` and
+/// `man kalandra`.
+const ENVIRONMENT_HELP: &str = "Environment:\n  \
+    KALANDRA_CONNECT_TIMEOUT, KALANDRA_IDLE_TIMEOUT, KALANDRA_LOW_SPEED_LIMIT,\n  \
+    KALANDRA_LOW_SPEED_TIME   defaults of the flags of the same name\n  \
+    KALANDRA_UPSTREAM_TOKEN, KALANDRA_DOWNSTREAM_TOKEN   http password for that side\n  \
+    KALANDRA_HTTP_RETRIES     retries of a failed HTTP request (default 4)\n  \
+    KALANDRA_MAX_REFS, KALANDRA_MAX_ADVERTISEMENT_BYTES   caps on what a server lists\n  \
+    KALANDRA_SSH_STRICT_HOST_KEY_CHECKING   overrides StrictHostKeyChecking\n  \
+    KALANDRA_LOG              log filter (e.g. debug), finer than -v\n  \
+    NO_COLOR                  no colour\n  \
+    GIT_SSH_COMMAND, GIT_SSH, GIT_SSL_CAINFO, GIT_SSL_NO_VERIFY, NETRC, SSH_AUTH_SOCK,\n  \
+    HTTPS_PROXY, NO_PROXY     as for git\n\n\
+    Exit codes: 0 ok, 1 error (plan --exit-code: changes pending), 2 usage, 3 some refs\n\
+    rejected, 4 connection or protocol failure, 5 refused by a guard, 6 nothing landed,\n\
+    7 outcome unknown, 8 verification failed, 9 some mirrors failed, 130/143 interrupted,\n\
+    141 stdout closed.";
 
 /// Exit codes, documented in docs/exit-codes.md.
 mod exit {
@@ -69,7 +89,8 @@ impl From<DivergenceArg> for Divergence {
     long_about = "Mirror git repositories from upstream to downstream without keeping a copy.\n\n\
         The pack that downstream lacks is fetched from upstream's upload-pack and streamed, as it \
         arrives, into downstream's receive-pack. Nothing is written to local disk.\n\n\
-        Logs go to stderr; set KALANDRA_LOG (e.g. KALANDRA_LOG=debug) for finer control than -v."
+        Logs go to stderr; set KALANDRA_LOG (e.g. KALANDRA_LOG=debug) for finer control than -v.",
+    after_long_help = ENVIRONMENT_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -92,6 +113,19 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: config_cmd::ConfigCommand,
+    },
+    /// Print a shell completion script, e.g.
+    /// `kalandra completions bash > ~/.local/share/bash-completion/completions/kalandra`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages for kalandra, each of its commands and
+    /// git-remote-kalandra into DIR (install.sh puts them in
+    /// $PREFIX/share/man/man1).
+    Manpages {
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
     },
 }
 
@@ -118,8 +152,9 @@ struct SyncArgs {
     /// The repository to mirror into.
     #[arg(value_name = "DOWN", required_unless_present = "config")]
     downstream: Option<String>,
-    /// Sync every mirror of this config file (docs/config.md) instead of
-    /// one UP DOWN pair.
+    /// Sync every mirror of this TOML config file (`[[mirror]]` entries;
+    /// `kalandra config check FILE` validates it) instead of one UP DOWN
+    /// pair.
     #[arg(long, value_name = "FILE", conflicts_with_all = PAIR_ONLY)]
     config: Option<std::path::PathBuf>,
     /// With --config: how many mirrors sync at once [default: the number
@@ -226,6 +261,13 @@ fn main() -> ExitCode {
         Command::Plan(args) => (args, true),
         Command::Config { command } => return config_cmd::run(command),
         Command::Watch(args) => return watch::run(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "kalandra", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Manpages { dir } => return manpages(dir),
     };
     if args.config.is_none() {
         refuse_fleet_flags(args);
@@ -370,18 +412,9 @@ fn guard_refs(failure: &anyhow::Error) -> Vec<String> {
 
 /// A next step for failures that have an obvious one.
 fn hint(failure: &anyhow::Error) -> Option<String> {
-    if let Some(relay::Error::Connect {
-        side: kalandra::progress::Side::Downstream,
-        source: kalandra::transport::Error::NotFound { path },
-        ..
-    }) = failure.downcast_ref::<relay::Error>()
-    {
-        return Some(format!(
-            "create it first with `git init --bare {path}`, or set `create_missing = true` \
-             for this mirror in a fleet config"
-        ));
-    }
-    None
+    failure
+        .downcast_ref::<relay::Error>()
+        .and_then(relay::Error::hint)
 }
 
 /// SIGINT or SIGTERM arrived.
@@ -413,6 +446,25 @@ pub(crate) async fn interrupted() -> Interrupted {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => Interrupted { signal: "SIGINT", code: exit::INTERRUPTED },
         () = term => Interrupted { signal: "SIGTERM", code: exit::TERMINATED },
+    }
+}
+
+/// `kalandra manpages DIR`: kalandra.1, kalandra-sync.1, ... and
+/// git-remote-kalandra.1.
+fn manpages(dir: &std::path::Path) -> ExitCode {
+    use clap::CommandFactory;
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| clap_mangen::generate_to(Cli::command(), dir))
+        .and_then(|()| clap_mangen::generate_to(helper_cli::command(), dir));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            err!(
+                "kalandra: error: cannot write man pages into {}: {error}",
+                dir.display()
+            );
+            ExitCode::from(exit::OTHER)
+        }
     }
 }
 

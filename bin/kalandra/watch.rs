@@ -22,7 +22,7 @@ use crate::exit;
 
 #[derive(Args)]
 pub struct WatchArgs {
-    /// The fleet config file (docs/config.md); `interval` and
+    /// The fleet config file (as for `sync --config`); `interval` and
     /// `webhook_secret_*` apply here.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,

@@ -359,9 +359,13 @@ async fn try_attempt(
     };
     let report = result.map_err(|error| {
         let classified = classify(&error);
+        let mut message = mask_credentials(&relay::chain(&error));
+        if let Some(hint) = error.hint() {
+            message.push_str(&format!(" (hint: {hint})"));
+        }
         Failure {
             kind: classified.kind,
-            message: mask_credentials(&relay::chain(&error)),
+            message,
             retry_after: classified.retry_after,
         }
     })?;

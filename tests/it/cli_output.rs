@@ -388,6 +388,20 @@ fn finish(mut child: std::process::Child, args: &[&str]) -> Run {
     }
 }
 
+/// Waits until the stalling hook has started the pack, and a moment more for its first bytes
+/// to reach downstream.
+fn wait_for_pack(marker: &Path) {
+    let started = Instant::now();
+    while !marker.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the pack never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+}
+
 fn signal(child: &std::process::Child, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
@@ -414,16 +428,7 @@ fn a_signal_mid_pack_leaves_downstream_unchanged() {
         let _ = std::fs::remove_file(&marker);
         let args = ["sync", "--json", path_arg(&up), path_arg(&down)];
         let child = spawn(&w, &args, &stall);
-        let started = Instant::now();
-        while !marker.exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the pack never started"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Let the first bytes of the pack reach downstream.
-        std::thread::sleep(Duration::from_millis(300));
+        wait_for_pack(&marker);
         signal(&child, name);
         let run = finish(child, &args);
         run.assert_code(code);
@@ -494,4 +499,169 @@ fn no_failure_path_panics() {
         assert!(!run.stderr.contains("panicked"), "a panic{run}");
         assert_ne!(run.code, 0, "a bad input was accepted{run}");
     }
+}
+
+/// The URL a shell leaves when it takes `>` for a redirection: git runs the helper with
+/// `UP=`, and the helper says to quote the URL instead of "no '=>'".
+#[test]
+fn the_helper_explains_an_unquoted_pair_url() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let up = fx.join("upstream");
+    let url = format!("kalandra::{}=", path_arg(&up));
+    let run = w.try_helper_git(w.root(), &["ls-remote", &url]);
+    assert!(!run.success(), "{run}");
+    assert!(
+        run.stderr.contains("ends in '='") && run.stderr.contains("Quote the URL"),
+        "{run}"
+    );
+    // Quoted, the same pair works.
+    let url = format!(
+        "kalandra::{}=>{}",
+        path_arg(&up),
+        path_arg(&fx.join("empty.git"))
+    );
+    let run = w.helper_git(w.root(), &["ls-remote", &url]);
+    assert!(run.stdout.contains("refs/heads/develop"), "{run}");
+}
+
+#[test]
+fn helper_help_and_version() {
+    for flag in ["--help", "-h"] {
+        let out = Command::new(crate::harness::helper_bin())
+            .arg(flag)
+            .output()
+            .expect("can run the helper");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{flag}: {out:?}");
+        assert!(text.contains("kalandra::UP=>DOWN"), "{flag}: {text}");
+        assert!(
+            text.contains("Quote the URL") || flag == "-h",
+            "{flag}: {text}"
+        );
+    }
+    let out = Command::new(crate::harness::helper_bin())
+        .arg("--version")
+        .output()
+        .expect("can run the helper");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("git-remote-kalandra {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// The completion scripts load in their shell, and the man pages render with man's own
+/// formatter.
+#[test]
+fn completions_and_man_pages() {
+    let w = World::new();
+    let run = w.kalandra(&["completions", "bash"]);
+    run.assert_code(0);
+    let script = w.root().join("kalandra.bash");
+    std::fs::write(&script, &run.stdout).expect("can write");
+    let check = Command::new("bash")
+        .args([
+            "-c",
+            &format!("source {} && complete -p kalandra", path_arg(&script)),
+        ])
+        .output()
+        .expect("can run bash");
+    assert!(
+        check.status.success() && String::from_utf8_lossy(&check.stdout).contains("kalandra"),
+        "bash loads the completion: {check:?}"
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let run = w.kalandra(&["completions", shell]);
+        run.assert_code(0);
+        assert!(run.stdout.contains("sync"), "{shell}{run}");
+    }
+
+    let dir = w.root().join("man1");
+    let run = w.kalandra(&["manpages", path_arg(&dir)]);
+    run.assert_code(0);
+    for page in [
+        "kalandra.1",
+        "kalandra-sync.1",
+        "kalandra-plan.1",
+        "kalandra-watch.1",
+        "git-remote-kalandra.1",
+    ] {
+        let path = dir.join(page);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{page} was not written: {e}"));
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page} is roff"
+        );
+        // groff (man's formatter) renders it without warnings.
+        let rendered = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(&path)
+            .output()
+            .expect("groff runs (tests/run.sh installs groff-base)");
+        assert!(
+            rendered.status.success() && rendered.stderr.is_empty(),
+            "{page}: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+    }
+    let sync = std::fs::read_to_string(dir.join("kalandra-sync.1")).expect("written");
+    assert!(
+        sync.contains("set\\-head") || sync.contains("set-head"),
+        "flags are documented"
+    );
+}
+
+/// A fleet run stopped by SIGTERM while a mirror's pack stalls: exit 143, one JSON document of
+/// kind `interrupted`, and the mirror's downstream as it was. An invalid config under
+/// `--json` is one document too, of kind `config`.
+#[test]
+fn a_fleet_stops_on_a_signal_and_reports_a_bad_config_as_json() {
+    let Mirrored { w, up, down } = mirrored();
+    w.commit_file(
+        &up,
+        "big.txt",
+        &crate::harness::random_hex_lines(5, 4096),
+        "more",
+    );
+    let before = w.refs(&down);
+    let config = w.root().join("mirrors.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[mirror]]\nname = \"app\"\nupstream = \"{}\"\ndownstream = \"{}\"\n",
+            path_arg(&up),
+            path_arg(&down)
+        ),
+    )
+    .expect("can write the config");
+    let stall = stalling_upstream_config(&w);
+    let marker = w.root().join("pack-started");
+    let args = ["sync", "--json", "--config", path_arg(&config)];
+    let child = spawn(&w, &args, &stall);
+    wait_for_pack(&marker);
+    signal(&child, "TERM");
+    let run = finish(child, &args);
+    run.assert_code(143);
+    let value: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("one JSON document ({e}){run}"));
+    assert_eq!(value["kind"], "interrupted", "{run}");
+    assert_eq!(value["schema_version"], 1, "{run}");
+    assert_eq!(w.refs(&down), before, "downstream unchanged");
+    w.assert_fsck(&down);
+
+    std::fs::write(&config, "[[mirror]]\nname = \"app\"\nupstreem = \"x\"\n").expect("can write");
+    let run = w.kalandra(&args);
+    run.assert_code(2);
+    let value: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("one JSON document ({e}){run}"));
+    assert_eq!(value["kind"], "config", "{run}");
+    let errors = value["config_errors"].as_array().expect("a list");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.as_str().is_some_and(|e| e.contains("mirrors.toml:3:"))),
+        "each problem with its place{run}"
+    );
 }
