@@ -499,6 +499,40 @@ fn no_failure_path_panics() {
         assert!(!run.stderr.contains("panicked"), "a panic{run}");
         assert_ne!(run.code, 0, "a bad input was accepted{run}");
     }
+    // The remote helper, run by hand or fed garbage where git's commands should be.
+    let pair = format!("{up}=>{down}");
+    let helper_cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![], ""),
+        (vec!["origin", "no-arrow"], "capabilities\n"),
+        (vec!["origin", &pair], "garbage\n"),
+        (vec!["origin", &pair], "fetch 0123 refs/heads/x\n\n"),
+        (vec!["origin", &pair], "push refs/heads/a\n\n"),
+        (vec!["origin", &pair], "option depth x\nlist\nfrobnicate\n"),
+    ];
+    for (args, stdin) in helper_cases {
+        use std::io::Write;
+        let mut cmd = Command::new(crate::harness::helper_bin());
+        cmd.args(&args)
+            .current_dir(w.root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        w.isolate(&mut cmd, &w.global_config());
+        let mut child = cmd.spawn().expect("can start the helper");
+        let _ = child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(stdin.as_bytes());
+        let out = child.wait_with_output().expect("the helper ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(101), "{args:?} {stdin:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?} {stdin:?}: {stderr}");
+        assert!(
+            !out.status.success(),
+            "{args:?} {stdin:?} was accepted: {stderr}"
+        );
+    }
 }
 
 /// The URL a shell leaves when it takes `>` for a redirection: git runs the helper with
