@@ -1,22 +1,28 @@
-//! The built-in ssh client (russh): host key checking against
-//! `known_hosts`, public-key authentication in OpenSSH's order, and one
+//! The built-in ssh client (russh): the way to the host (direct,
+//! `ProxyCommand` or a `ProxyJump` chain), host key checking against the
+//! known-hosts files, public-key authentication in OpenSSH's order, and one
 //! session channel running the git service.
 
+use std::collections::BTreeSet;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use russh::client::{self, Handle};
-use russh::keys::agent::client::AgentClient;
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
 
-use russh::client::Msg;
+use russh::client::{self, Handle, Msg};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::ssh_key::{Algorithm, Certificate, EcdsaCurve};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{ChannelMsg, ChannelWriteHalf, Disconnect};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::config::{self, HostConfig, StrictHostKeyChecking};
+use super::config::{self, HostConfig, Proxy, StrictHostKeyChecking, Tokens, Warning};
+use super::config_files::Disk;
+use super::home::Account;
+use super::known_hosts::{self, Presented, Verdict};
+use super::proxy::CommandStream;
 use super::Error;
 use crate::transport::process::StderrTail;
 use crate::transport::{Connection, ServerProcess};
@@ -27,7 +33,22 @@ pub const STRICT_ENV: &str = "KALANDRA_SSH_STRICT_HOST_KEY_CHECKING";
 /// Pack data waiting between the ssh channel and the session.
 const PIPE_BUFFER: usize = 64 * 1024;
 
-/// Where and how to connect, after `~/.ssh/config` is applied.
+/// How many `ProxyJump` hosts may stand in front of one another, counting
+/// jump hosts that have jump hosts of their own: a loop in the config
+/// stops here.
+const MAX_HOPS: usize = 8;
+
+/// How the connection reaches the host.
+#[derive(Debug, Clone)]
+pub enum Via {
+    Direct,
+    /// A `ProxyCommand`, tokens expanded.
+    Command(String),
+    /// A `direct-tcpip` channel through this (jump) host.
+    Jump(Box<Target>),
+}
+
+/// Where and how to connect, after the ssh config is applied.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// The name actually dialled and looked up in `known_hosts`.
@@ -35,27 +56,59 @@ pub struct Target {
     pub port: u16,
     pub user: String,
     pub identity_files: Vec<PathBuf>,
+    pub certificate_files: Vec<PathBuf>,
     pub identities_only: bool,
+    /// `UserKnownHostsFile`: an unknown key accepted is recorded in the
+    /// first.
     pub known_hosts: Vec<PathBuf>,
+    /// `GlobalKnownHostsFile`: read, never written.
+    pub global_known_hosts: Vec<PathBuf>,
     pub strict: StrictHostKeyChecking,
     pub connect_timeout: Duration,
+    pub via: Via,
 }
 
 impl Target {
-    /// Resolves a URL's user, host and port through `~/.ssh/config`.
+    /// Resolves a URL's user, host and port through the ssh config.
     pub fn resolve(
         user: Option<&str>,
         alias: &str,
         port: Option<u16>,
         default_timeout: Duration,
-    ) -> Self {
-        let home = std::env::var("HOME").unwrap_or_default();
-        let text =
-            std::fs::read_to_string(Path::new(&home).join(".ssh/config")).unwrap_or_default();
-        let cfg: HostConfig = config::for_host(&text, alias);
-        let local_user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "root".to_owned());
+    ) -> Result<Self, Error> {
+        let account = Account::current();
+        Self::resolve_hop(&account, user, alias, port, default_timeout, None, 0)
+    }
+
+    /// One host of the way: `via` replaces the host's own proxy settings
+    /// (a host in a `ProxyJump` chain goes through the hop before it).
+    fn resolve_hop(
+        account: &Account,
+        user: Option<&str>,
+        alias: &str,
+        port: Option<u16>,
+        default_timeout: Duration,
+        via: Option<Via>,
+        hops: usize,
+    ) -> Result<Self, Error> {
+        if hops > MAX_HOPS {
+            return Err(Error::TooManyHops {
+                host: alias.to_owned(),
+                max: MAX_HOPS,
+            });
+        }
+        let home_text = account.home.to_string_lossy().into_owned();
+        let sources = config::Sources::standard(&account.home);
+        let cfg: HostConfig = config::resolve(
+            &sources,
+            config::Query {
+                host: alias,
+                user,
+                local_user: &account.user,
+            },
+            &Disk,
+        );
+        warn_once(&cfg.warnings);
         let host = cfg
             .host_name
             .as_deref()
@@ -64,22 +117,35 @@ impl Target {
         let user = user
             .map(str::to_owned)
             .or(cfg.user.clone())
-            .unwrap_or_else(|| local_user.clone());
-        let expand =
-            |raw: &str| PathBuf::from(config::expand_path(raw, &home, &host, &user, &local_user));
+            .unwrap_or_else(|| account.user.clone());
+        let port = port.or(cfg.port).unwrap_or(22);
+        let tokens = Tokens {
+            home: &home_text,
+            host: &host,
+            original_host: alias,
+            port,
+            remote_user: &user,
+            local_user: &account.user,
+        };
+        let expand = |raw: &String| PathBuf::from(tokens.expand_path(raw));
+        let ssh_dir = account.home.join(".ssh");
         let identity_files = if cfg.identity_files.is_empty() {
             ["id_ed25519", "id_ecdsa", "id_rsa"]
                 .iter()
-                .map(|name| Path::new(&home).join(".ssh").join(name))
+                .map(|name| ssh_dir.join(name))
                 .collect()
         } else {
-            cfg.identity_files.iter().map(|f| expand(f)).collect()
+            cfg.identity_files.iter().map(expand).collect()
         };
         let known_hosts = match &cfg.user_known_hosts_files {
-            Some(files) => files.iter().map(|f| expand(f)).collect(),
+            Some(files) => files.iter().map(expand).collect(),
+            None => vec![ssh_dir.join("known_hosts"), ssh_dir.join("known_hosts2")],
+        };
+        let global_known_hosts = match &cfg.global_known_hosts_files {
+            Some(files) => files.iter().map(expand).collect(),
             None => vec![
-                Path::new(&home).join(".ssh/known_hosts"),
-                Path::new(&home).join(".ssh/known_hosts2"),
+                PathBuf::from("/etc/ssh/ssh_known_hosts"),
+                PathBuf::from("/etc/ssh/ssh_known_hosts2"),
             ],
         };
         let strict = std::env::var(STRICT_ENV)
@@ -87,35 +153,102 @@ impl Target {
             .and_then(|v| StrictHostKeyChecking::parse(&v))
             .or(cfg.strict_host_key_checking)
             .unwrap_or(StrictHostKeyChecking::Yes);
-        Self {
+        let connect_timeout = cfg
+            .connect_timeout
+            .map(Duration::from_secs)
+            .unwrap_or(default_timeout);
+        let via = match via {
+            Some(via) => via,
+            None => match &cfg.proxy {
+                None | Some(Proxy::None) => Via::Direct,
+                Some(Proxy::Command(command)) => Via::Command(tokens.expand(command)),
+                Some(Proxy::Jump(chain)) => {
+                    // The first hop is reached its own way; each later hop
+                    // through the one before it.
+                    let mut previous: Option<Via> = None;
+                    for hop in chain {
+                        let target = Self::resolve_hop(
+                            account,
+                            hop.user.as_deref(),
+                            &hop.host,
+                            hop.port,
+                            default_timeout,
+                            previous.take(),
+                            hops + 1,
+                        )?;
+                        previous = Some(Via::Jump(Box::new(target)));
+                    }
+                    previous.unwrap_or(Via::Direct)
+                }
+            },
+        };
+        Ok(Self {
+            certificate_files: cfg.certificate_files.iter().map(expand).collect(),
             host,
-            port: port.or(cfg.port).unwrap_or(22),
+            port,
             user,
             identity_files,
             identities_only: cfg.identities_only.unwrap_or(false),
             known_hosts,
+            global_known_hosts,
             strict,
-            connect_timeout: cfg
-                .connect_timeout
-                .map(Duration::from_secs)
-                .unwrap_or(default_timeout),
-        }
+            connect_timeout,
+            via,
+        })
     }
 
     fn host_port(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+
+    /// Every known-hosts file, user's first, as it is now.
+    fn read_known_hosts(&self) -> Vec<known_hosts::File> {
+        self.known_hosts
+            .iter()
+            .chain(&self.global_known_hosts)
+            .filter_map(|path| {
+                let text = std::fs::read_to_string(path).ok()?;
+                Some(known_hosts::File::parse(path.clone(), &text))
+            })
+            .collect()
+    }
+}
+
+/// Says each configuration warning once per run, however many hosts and
+/// mirrors meet it.
+fn warn_once(warnings: &[Warning]) {
+    static SAID: Mutex<BTreeSet<Warning>> = Mutex::new(BTreeSet::new());
+    let mut said = SAID.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for warning in warnings {
+        if said.insert(warning.clone()) {
+            tracing::warn!("{}", warning.message());
+        }
     }
 }
 
 /// Why the server's host key was not trusted.
 #[derive(Debug, Clone)]
 enum HostKeyProblem {
-    Unknown { fingerprint: String },
-    Changed { file: PathBuf, line: usize },
+    Unknown {
+        fingerprint: String,
+    },
+    Changed {
+        file: PathBuf,
+        line: usize,
+    },
+    Revoked {
+        file: PathBuf,
+        line: usize,
+        fingerprint: String,
+    },
+    BadCertificate {
+        reason: String,
+    },
 }
 
 struct Checker {
     target: Target,
+    files: Vec<known_hosts::File>,
     problem: Arc<Mutex<Option<HostKeyProblem>>>,
 }
 
@@ -126,59 +259,53 @@ impl client::Handler for Checker {
         &mut self,
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            self.record(HostKeyProblem::Unknown {
-                fingerprint: "(a host certificate, which is not supported)".into(),
-            });
-            return Ok(false);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (presented, plain) = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => (Presented::Key(key), key.clone()),
+            PublicKeyOrCertificate::Certificate(cert) => (
+                Presented::Certificate(cert),
+                russh::keys::PublicKey::from(cert.public_key().clone()),
+            ),
         };
-        for file in &self.target.known_hosts {
-            match russh::keys::check_known_hosts_path(
-                &self.target.host,
-                self.target.port,
-                key,
-                file,
-            ) {
-                Ok(true) => return Ok(true),
-                Ok(false) => {}
-                Err(russh::keys::Error::KeyChanged { line }) => {
-                    self.record(HostKeyProblem::Changed {
-                        file: file.clone(),
-                        line,
-                    });
-                    return Ok(false);
-                }
-                Err(e) => tracing::debug!("skipping {}: {e}", file.display()),
-            }
-        }
-        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        match self.target.strict {
-            StrictHostKeyChecking::Yes => {
-                self.record(HostKeyProblem::Unknown { fingerprint });
+        let fingerprint = plain.fingerprint(HashAlg::Sha256).to_string();
+        let verdict = known_hosts::check(
+            &self.files,
+            &self.target.host,
+            self.target.port,
+            presented,
+            now,
+        );
+        match verdict {
+            Verdict::Trusted => Ok(true),
+            Verdict::Revoked { file, line } => {
+                self.record(HostKeyProblem::Revoked {
+                    file,
+                    line,
+                    fingerprint,
+                });
                 Ok(false)
             }
-            StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No => {
-                let file = self.target.known_hosts.first().cloned().unwrap_or_default();
-                if let Some(dir) = file.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                match russh::keys::known_hosts::learn_known_hosts_path(
-                    &self.target.host,
-                    self.target.port,
-                    key,
-                    &file,
-                ) {
-                    Ok(()) => tracing::warn!(
-                        "added {} ({fingerprint}) to {}",
-                        self.target.host_port(),
-                        file.display()
-                    ),
-                    Err(e) => {
-                        tracing::warn!("could not record the host key in {}: {e}", file.display())
-                    }
-                }
-                Ok(true)
+            Verdict::Changed { file, line } => {
+                self.record(HostKeyProblem::Changed { file, line });
+                Ok(false)
             }
+            Verdict::BadCertificate { reason } => {
+                self.record(HostKeyProblem::BadCertificate { reason });
+                Ok(false)
+            }
+            Verdict::Unknown => match self.target.strict {
+                StrictHostKeyChecking::Yes => {
+                    self.record(HostKeyProblem::Unknown { fingerprint });
+                    Ok(false)
+                }
+                StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No => {
+                    self.learn(&plain, &fingerprint);
+                    Ok(true)
+                }
+            },
         }
     }
 }
@@ -190,15 +317,49 @@ impl Checker {
             .lock()
             .expect("because the lock is never poisoned") = Some(problem);
     }
+
+    fn learn(&self, key: &russh::keys::PublicKey, fingerprint: &str) {
+        let file = self.target.known_hosts.first().cloned().unwrap_or_default();
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match russh::keys::known_hosts::learn_known_hosts_path(
+            &self.target.host,
+            self.target.port,
+            key,
+            &file,
+        ) {
+            Ok(()) => tracing::warn!(
+                "added {} ({fingerprint}) to {}",
+                self.target.host_port(),
+                file.display()
+            ),
+            Err(e) => {
+                tracing::warn!("could not record the host key in {}: {e}", file.display())
+            }
+        }
+    }
+}
+
+/// A byte stream an ssh session can run over.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// An authenticated session, with the jump hosts' sessions it runs
+/// through (kept open as long as it is).
+struct Opened {
+    handle: Handle<Checker>,
+    jumps: Vec<Handle<Checker>>,
 }
 
 /// Connects, authenticates and starts `command` on a session channel.
 ///
-/// The connect timeout bounds all of it, not only the TCP connect and the
-/// key exchange: until the channel runs `command`, no idle timeout watches
-/// the connection, and a server that went silent during authentication or
-/// the channel request would otherwise hold the sync until `--max-duration`
-/// (found by the fault sweep, tests/it/faults.rs).
+/// The connect timeout bounds all of it, every hop included, not only the
+/// TCP connect and the key exchange: until the channel runs `command`, no
+/// idle timeout watches the connection, and a server that went silent
+/// during authentication or the channel request would otherwise hold the
+/// sync until `--max-duration` (found by the fault sweep,
+/// tests/it/faults.rs).
 pub async fn connect(
     target: Target,
     command: &str,
@@ -209,22 +370,98 @@ pub async fn connect(
         host_port: target.host_port(),
         secs: target.connect_timeout.as_secs(),
     };
-    let host_port = target.host_port();
-    let socket = tokio::time::timeout_at(
-        deadline,
-        tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
-    )
+    tokio::time::timeout_at(deadline, async {
+        let opened = open(&target).await?;
+        start(opened, command, protocol_v2, &target).await
+    })
     .await
     .map_err(timed_out)?
-    .map_err(|source| Error::Connect {
-        host_port: host_port.clone(),
-        source,
-    })?;
-    let _ = socket.set_nodelay(true);
+}
 
+/// Reaches `target` its way, checks its host key and authenticates.
+fn open(target: &Target) -> Pin<Box<dyn Future<Output = Result<Opened, Error>> + Send + '_>> {
+    Box::pin(async move {
+        let host_port = target.host_port();
+        let mut jumps = Vec::new();
+        let stream: Box<dyn Stream> = match &target.via {
+            Via::Direct => {
+                let socket = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+                    .await
+                    .map_err(|source| Error::Connect {
+                        host_port: host_port.clone(),
+                        source,
+                    })?;
+                let _ = socket.set_nodelay(true);
+                Box::new(socket)
+            }
+            Via::Command(command) => {
+                Box::new(
+                    CommandStream::spawn(command).map_err(|source| Error::ProxyCommand {
+                        host_port: host_port.clone(),
+                        source,
+                    })?,
+                )
+            }
+            Via::Jump(jump) => {
+                let opened = open(jump).await?;
+                let channel = opened
+                    .handle
+                    .channel_open_direct_tcpip(
+                        target.host.as_str(),
+                        u32::from(target.port),
+                        "127.0.0.1",
+                        0,
+                    )
+                    .await
+                    .map_err(|source| Error::Jump {
+                        jump: jump.host_port(),
+                        host_port: host_port.clone(),
+                        source: Box::new(source),
+                    })?;
+                jumps = opened.jumps;
+                jumps.push(opened.handle);
+                Box::new(channel.into_stream())
+            }
+        };
+        let mut handle = handshake(target, stream).await?;
+        authenticate(&mut handle, target).await?;
+        Ok(Opened { handle, jumps })
+    })
+}
+
+/// The ssh handshake over `stream`, with the host key checked.
+async fn handshake(target: &Target, stream: Box<dyn Stream>) -> Result<Handle<Checker>, Error> {
+    let host_port = target.host_port();
+    let files = target.read_known_hosts();
+    // Ask for a host certificate only where a CA is trusted for the host,
+    // so a server with a certificate and a known plain key stays known.
+    let host_key_certificates: &'static [Algorithm] =
+        if known_hosts::has_authority_for(&files, &target.host, target.port) {
+            &[
+                Algorithm::Ed25519,
+                Algorithm::Ecdsa {
+                    curve: EcdsaCurve::NistP256,
+                },
+                Algorithm::Ecdsa {
+                    curve: EcdsaCurve::NistP384,
+                },
+                Algorithm::Ecdsa {
+                    curve: EcdsaCurve::NistP521,
+                },
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha512),
+                },
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha256),
+                },
+            ]
+        } else {
+            &[]
+        };
     let problem = Arc::new(Mutex::new(None));
     let checker = Checker {
         target: target.clone(),
+        files,
         problem: Arc::clone(&problem),
     };
     let config = Arc::new(client::Config {
@@ -239,23 +476,20 @@ pub async fn connect(
                 russh::cipher::AES_256_CTR,
                 russh::cipher::AES_128_CTR,
             ]),
+            host_key_certificates: std::borrow::Cow::Borrowed(host_key_certificates),
             ..Default::default()
         },
         window_size: 8 * 1024 * 1024,
         ..Default::default()
     });
-    let handshake =
-        tokio::time::timeout_at(deadline, client::connect_stream(config, socket, checker))
-            .await
-            .map_err(timed_out)?;
-    let mut handle = match handshake {
-        Ok(handle) => handle,
+    match client::connect_stream(config, stream, checker).await {
+        Ok(handle) => Ok(handle),
         Err(source) => {
             let problem = problem
                 .lock()
                 .expect("because the lock is never poisoned")
                 .clone();
-            return Err(match problem {
+            Err(match problem {
                 Some(HostKeyProblem::Unknown { fingerprint }) => Error::UnknownHostKey {
                     host_port,
                     fingerprint,
@@ -264,37 +498,65 @@ pub async fn connect(
                         .first()
                         .map(|p| p.display().to_string())
                         .unwrap_or_default(),
-                    scan: scan_hint(&target),
+                    scan: scan_hint(target),
                 },
                 Some(HostKeyProblem::Changed { file, line }) => Error::HostKeyChanged {
                     host_port,
                     file: file.display().to_string(),
                     line,
                 },
+                Some(HostKeyProblem::Revoked {
+                    file,
+                    line,
+                    fingerprint,
+                }) => Error::HostKeyRevoked {
+                    host_port,
+                    fingerprint,
+                    file: file.display().to_string(),
+                    line,
+                },
+                Some(HostKeyProblem::BadCertificate { reason }) => {
+                    Error::HostCertificate { host_port, reason }
+                }
                 None => Error::Session { host_port, source },
-            });
+            })
         }
-    };
-    tokio::time::timeout_at(deadline, async {
-        authenticate(&mut handle, &target).await?;
-        start(handle, command, protocol_v2, &target).await
-    })
-    .await
-    .map_err(timed_out)?
+    }
 }
 
 /// The public half of an identity: `<file>.pub`, or the public part that an
 /// OpenSSH private key file keeps unencrypted.
 fn public_key_of(path: &Path) -> Option<russh::keys::PublicKey> {
-    let mut pub_path = path.as_os_str().to_owned();
-    pub_path.push(".pub");
-    russh::keys::load_public_key(PathBuf::from(pub_path))
+    russh::keys::load_public_key(with_suffix(path, ".pub"))
         .ok()
         .or_else(|| {
             let text = std::fs::read_to_string(path).ok()?;
             let key = russh::keys::ssh_key::PrivateKey::from_openssh(text).ok()?;
             Some(key.public_key().clone())
         })
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The certificates for `key`, in OpenSSH's order: `<identity>-cert.pub`,
+/// then each `CertificateFile` whose certificate is for this key.
+fn certificates_for(
+    target: &Target,
+    identity: &Path,
+    key: &russh::keys::ssh_key::PrivateKey,
+) -> Vec<(PathBuf, Certificate)> {
+    std::iter::once(with_suffix(identity, "-cert.pub"))
+        .chain(target.certificate_files.iter().cloned())
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            let cert = Certificate::from_openssh(text.trim()).ok()?;
+            (cert.public_key() == key.public_key().key_data()).then_some((path, cert))
+        })
+        .collect()
 }
 
 fn scan_hint(target: &Target) -> String {
@@ -311,7 +573,8 @@ fn scan_hint(target: &Target) -> String {
 }
 
 /// Public-key authentication in OpenSSH's order: the agent's keys, then
-/// the identity files. Key material never reaches a message.
+/// the identity files, each with its certificates first. Key material
+/// never reaches a message.
 async fn authenticate(handle: &mut Handle<Checker>, target: &Target) -> Result<(), Error> {
     let mut tried = Vec::new();
     let rsa_hash = handle
@@ -366,6 +629,10 @@ async fn authenticate(handle: &mut Handle<Checker>, target: &Target) -> Result<(
             Err(e) => tracing::debug!("no usable ssh-agent: {e}"),
         }
     }
+    let session_error = |source| Error::Session {
+        host_port: target.host_port(),
+        source,
+    };
     let mut encrypted = None;
     for path in &target.identity_files {
         if !path.exists() {
@@ -384,17 +651,24 @@ async fn authenticate(handle: &mut Handle<Checker>, target: &Target) -> Result<(
                 continue;
             }
         };
+        let key = Arc::new(key);
+        for (cert_path, cert) in certificates_for(target, path, &key) {
+            tried.push(format!("{} (certificate)", cert_path.display()));
+            match handle
+                .authenticate_openssh_cert(&target.user, Arc::clone(&key), cert)
+                .await
+            {
+                Ok(result) if result.success() => return Ok(()),
+                Ok(_) => {}
+                Err(source) => return Err(session_error(source)),
+            }
+        }
         tried.push(path.display().to_string());
-        let key = PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash);
+        let key = PrivateKeyWithHashAlg::new(key, rsa_hash);
         match handle.authenticate_publickey(&target.user, key).await {
             Ok(result) if result.success() => return Ok(()),
             Ok(_) => {}
-            Err(source) => {
-                return Err(Error::Session {
-                    host_port: target.host_port(),
-                    source,
-                })
-            }
+            Err(source) => return Err(session_error(source)),
         }
     }
     if let Some(path) = encrypted {
@@ -421,7 +695,7 @@ async fn authenticate(handle: &mut Handle<Checker>, target: &Target) -> Result<(
 /// reader/writer pair. Band data is copied into a bounded pipe; stderr
 /// (extended data 1) is kept for error messages.
 async fn start(
-    handle: Handle<Checker>,
+    opened: Opened,
     command: &str,
     protocol_v2: bool,
     target: &Target,
@@ -430,6 +704,7 @@ async fn start(
         host_port: target.host_port(),
         source,
     };
+    let Opened { handle, jumps } = opened;
     let channel = handle.channel_open_session().await.map_err(session_error)?;
     if protocol_v2 {
         channel
@@ -478,6 +753,7 @@ async fn start(
         process: Some(ServerProcess::remote(
             Box::new(Session {
                 handle: Some(handle),
+                jumps,
                 half: write_half,
             }),
             stderr,
@@ -536,6 +812,8 @@ impl Drop for ChannelWriter {
 /// disconnects, rather than leaving both to the server's timeouts.
 struct Session {
     handle: Option<Handle<Checker>>,
+    /// The jump hosts' sessions, nearest last: closed after this one.
+    jumps: Vec<Handle<Checker>>,
     half: Arc<ChannelWriteHalf<Msg>>,
 }
 
@@ -543,10 +821,14 @@ impl Drop for Session {
     fn drop(&mut self) {
         let half = Arc::clone(&self.half);
         let handle = self.handle.take();
+        let jumps = std::mem::take(&mut self.jumps);
         spawn_detached(async move {
             let _ = half.close().await;
             if let Some(handle) = handle {
                 let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+            }
+            for jump in jumps.into_iter().rev() {
+                let _ = jump.disconnect(Disconnect::ByApplication, "", "en").await;
             }
         });
     }

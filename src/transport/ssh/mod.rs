@@ -1,11 +1,20 @@
 //! `ssh://` and scp-like locations: the git service runs on the remote host
 //! behind an ssh session, either with the built-in client ([`client`]) or,
-//! when `GIT_SSH_COMMAND` / `GIT_SSH` is set, with that command, as git
-//! does.
+//! when git would run a command of the user's (`GIT_SSH_COMMAND`,
+//! `core.sshCommand`, `GIT_SSH`), with that command, as git does.
+//!
+//! The built-in client reads the same files as OpenSSH: the ssh config
+//! ([`config`], with the user's `~/.ssh` from the passwd entry, [`home`]),
+//! the known-hosts files ([`known_hosts`]), and reaches the host directly,
+//! through a `ProxyCommand` ([`proxy`]) or a `ProxyJump` chain.
 
 mod client;
 pub mod config;
+mod config_files;
 mod external;
+pub mod home;
+pub mod known_hosts;
+mod proxy;
 
 use super::{ConnectOptions, Connection, Service};
 
@@ -36,6 +45,32 @@ pub enum Error {
         file: String,
         line: usize,
     },
+    #[error("the host key of {host_port} ({fingerprint}) is marked @revoked in {file} line {line}; refusing to connect")]
+    HostKeyRevoked {
+        host_port: String,
+        fingerprint: String,
+        file: String,
+        line: usize,
+    },
+    #[error("the host certificate of {host_port} is signed by a trusted @cert-authority but {reason}; refusing to connect")]
+    HostCertificate { host_port: String, reason: String },
+    #[error("cannot run the ProxyCommand for {host_port}")]
+    ProxyCommand {
+        host_port: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the jump host {jump} could not open a connection to {host_port} (does it allow TCP forwarding?)")]
+    Jump {
+        jump: String,
+        host_port: String,
+        #[source]
+        source: Box<russh::Error>,
+    },
+    #[error(
+        "reaching {host} takes more than {max} ProxyJump hops; is there a loop in the ssh config?"
+    )]
+    TooManyHops { host: String, max: usize },
     #[error("{user}@{host_port}: publickey authentication failed; tried {tried}")]
     AuthFailed {
         user: String,
@@ -75,10 +110,10 @@ pub(super) async fn connect(
         Some(user) => format!("{user}@{host}:{path}"),
         None => format!("{host}:{path}"),
     };
-    if let Some(external) = external::from_env() {
+    if let Some(external) = external::from_settings().await {
         return external.connect(user, host, port, &command, protocol_v2, &repo);
     }
-    let target = client::Target::resolve(user, host, port, options.settings.connect_timeout);
+    let target = client::Target::resolve(user, host, port, options.settings.connect_timeout)?;
     client::connect(target, &command, protocol_v2).await
 }
 
