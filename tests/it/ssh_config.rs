@@ -124,15 +124,28 @@ fn env<'a>(extra: &[(&'a str, Option<OsString>)]) -> Vec<(&'a str, Option<OsStri
 /// `git ls-remote <url>` with real OpenSSH reading `config` (and nothing of the passwd
 /// home's `~/.ssh`). `Err` with git's stderr if it fails.
 fn try_openssh_ls_remote(w: &World, url: &str, config: &Path) -> Result<String, String> {
+    try_openssh_ls_remote_agent(w, url, config, None)
+}
+
+/// As [`try_openssh_ls_remote`], with the ssh-agent at `agent` if given.
+fn try_openssh_ls_remote_agent(
+    w: &World,
+    url: &str,
+    config: &Path,
+    agent: Option<&Path>,
+) -> Result<String, String> {
     let mut cmd = Command::new("git");
     w.isolate(&mut cmd, &w.global_config());
+    cmd.env_remove("SSH_AUTH_SOCK");
+    if let Some(sock) = agent {
+        cmd.env("SSH_AUTH_SOCK", sock);
+    }
     let out = cmd
         .args(["ls-remote", url])
         .env(
             "GIT_SSH_COMMAND",
             format!("ssh -F {} -o BatchMode=yes", config.display()),
         )
-        .env_remove("SSH_AUTH_SOCK")
         .current_dir(w.root())
         .output()
         .expect("can run git ls-remote");
@@ -593,6 +606,78 @@ fn user_certificate_signed_by_a_trusted_user_ca() {
     let run = plan(&s, &url);
     assert!(run.code == 0, "CertificateFile is used{run}");
     openssh_ls_remote(&s.w, &url, &config);
+}
+
+/// The key lives only in an ssh-agent: a certificate the agent holds too (`ssh-add` of a
+/// key with its `-cert.pub` beside, as Teleport and Vault users do) logs in; so does a
+/// `CertificateFile` on disk for a key that only the agent has.
+#[test]
+fn user_certificate_with_the_key_in_the_agent() {
+    let w_ca = tempfile::tempdir().expect("tempdir");
+    let user_ca = sshd::keygen(&w_ca.path().join("user_ca"), "", "kalandra-test-user-ca");
+    let user_ca_pub = sshd::pub_path(&user_ca);
+    let w = World::new();
+    let target = Sshd::start_with(&w.root().join("target"), Protocol::V2, |_| {
+        format!("TrustedUserCAKeys {}\n", user_ca_pub.display())
+    });
+    let key = sshd::keygen(
+        &w.root().join("keys/agent-only"),
+        "",
+        "kalandra-test-client",
+    );
+    let known_hosts = ssh_dir(&w).join("known_hosts");
+    std::fs::write(&known_hosts, target.known_hosts_line()).expect("write known_hosts");
+    let s = Setup {
+        target,
+        w,
+        key,
+        known_hosts,
+    };
+    let base = format!(
+        "Host 127.0.0.1\n  Port {port}\n  User {user}\n  UserKnownHostsFile {kh}\n",
+        port = s.target.port(),
+        user = s.target.user(),
+        kh = s.known_hosts.display(),
+    );
+    let config = s.config(&base);
+    let url = s.scp_url("127.0.0.1");
+    let cert = sign(
+        &user_ca,
+        &s.key,
+        &["-I", "kalandra-test-user", "-n", s.target.user()],
+    );
+
+    let agent = sshd::Agent::start(&s.w.root().join("agent1.sock"));
+    agent.add(&s.key);
+    assert!(
+        agent.list().contains("CERT"),
+        "ssh-add took the certificate too: {}",
+        agent.list()
+    );
+    let with_agent = |agent: &sshd::Agent| {
+        s.kalandra(
+            &["plan", &url, &url],
+            &[("SSH_AUTH_SOCK", Some(agent.sock().into()))],
+        )
+    };
+    let run = with_agent(&agent);
+    assert!(run.code == 0, "the agent's certificate logs in{run}");
+    try_openssh_ls_remote_agent(&s.w, &url, &config, Some(agent.sock()))
+        .expect("OpenSSH logs in with the agent's certificate");
+    drop(agent);
+
+    // A plain key in the agent, its certificate on disk elsewhere.
+    let moved = s.w.root().join("issued-cert.pub");
+    std::fs::rename(&cert, &moved).expect("move the certificate");
+    let agent = sshd::Agent::start(&s.w.root().join("agent2.sock"));
+    agent.add(&s.key);
+    let run = with_agent(&agent);
+    assert!(run.code != 0, "the plain key alone is refused{run}");
+    let config = s.config(&format!("{base}  CertificateFile {}\n", moved.display()));
+    let run = with_agent(&agent);
+    assert!(run.code == 0, "CertificateFile with the agent's key{run}");
+    try_openssh_ls_remote_agent(&s.w, &url, &config, Some(agent.sock()))
+        .expect("OpenSSH logs in with CertificateFile and the agent's key");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use russh::client::{self, Handle, Msg};
 use russh::keys::agent::client::AgentClient;
+use russh::keys::agent::AgentIdentity;
+use russh::keys::ssh_key::public::KeyData;
 use russh::keys::ssh_key::{Algorithm, Certificate, EcdsaCurve};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{ChannelMsg, ChannelWriteHalf, Disconnect};
@@ -542,19 +544,63 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The certificates for `key`, in OpenSSH's order: `<identity>-cert.pub`,
-/// then each `CertificateFile` whose certificate is for this key.
+/// Has the agent sign with the plain key for a certificate authentication.
+/// russh would hand the agent the certificate, which an agent that holds
+/// only the key (its certificate lives on disk) does not know; the
+/// signature is the key's either way.
+struct PlainKeySigner<'a, R: russh::keys::agent::client::AgentStream> {
+    agent: &'a mut AgentClient<R>,
+    key: russh::keys::PublicKey,
+}
+
+impl<R> russh::Signer for PlainKeySigner<'_, R>
+where
+    R: russh::keys::agent::client::AgentStream + Unpin + Send,
+{
+    type Error = russh::AgentAuthError;
+
+    async fn auth_sign(
+        &mut self,
+        _identity: &AgentIdentity,
+        hash_alg: Option<HashAlg>,
+        to_sign: Vec<u8>,
+    ) -> Result<Vec<u8>, Self::Error> {
+        let identity = AgentIdentity::PublicKey {
+            key: self.key.clone(),
+            comment: String::new(),
+        };
+        Ok(self
+            .agent
+            .sign_request(&identity, hash_alg, to_sign)
+            .await?)
+    }
+}
+
+/// The certificates for the key of `identity`, in OpenSSH's order:
+/// `<identity>-cert.pub`, then each `CertificateFile` for this key.
 fn certificates_for(
     target: &Target,
     identity: &Path,
     key: &russh::keys::ssh_key::PrivateKey,
 ) -> Vec<(PathBuf, Certificate)> {
-    std::iter::once(with_suffix(identity, "-cert.pub"))
-        .chain(target.certificate_files.iter().cloned())
+    certificates_matching(
+        std::iter::once(with_suffix(identity, "-cert.pub"))
+            .chain(target.certificate_files.iter().cloned()),
+        key.public_key().key_data(),
+    )
+}
+
+/// The certificates among `paths` that are for `key`; unreadable files
+/// and other keys' certificates are passed over.
+fn certificates_matching(
+    paths: impl Iterator<Item = PathBuf>,
+    key: &KeyData,
+) -> Vec<(PathBuf, Certificate)> {
+    paths
         .filter_map(|path| {
             let text = std::fs::read_to_string(&path).ok()?;
             let cert = Certificate::from_openssh(text.trim()).ok()?;
-            (cert.public_key() == key.public_key().key_data()).then_some((path, cert))
+            (cert.public_key() == key).then_some((path, cert))
         })
         .collect()
 }
@@ -616,6 +662,42 @@ async fn authenticate(handle: &mut Handle<Checker>, target: &Target) -> Result<(
                     } else {
                         None
                     };
+                    // A certificate the agent holds (Teleport, `ssh-add` of a
+                    // key with its -cert.pub) is its own identity; a plain key
+                    // may have certificates on disk (Vault's signed keys).
+                    let certificates = match &identity {
+                        AgentIdentity::Certificate { certificate, .. } => {
+                            vec![certificate.clone()]
+                        }
+                        AgentIdentity::PublicKey { .. } => certificates_matching(
+                            target
+                                .identity_files
+                                .iter()
+                                .map(|p| with_suffix(p, "-cert.pub"))
+                                .chain(target.certificate_files.iter().cloned()),
+                            key.key_data(),
+                        )
+                        .into_iter()
+                        .map(|(_, cert)| cert)
+                        .collect(),
+                    };
+                    for cert in certificates {
+                        let mut signer = PlainKeySigner {
+                            agent: &mut agent,
+                            key: key.clone(),
+                        };
+                        match handle
+                            .authenticate_certificate_with(&target.user, cert, hash, &mut signer)
+                            .await
+                        {
+                            Ok(result) if result.success() => return Ok(()),
+                            Ok(_) => {}
+                            Err(e) => tracing::debug!("agent certificate refused: {e:?}"),
+                        }
+                    }
+                    if let AgentIdentity::Certificate { .. } = identity {
+                        continue;
+                    }
                     match handle
                         .authenticate_publickey_with(&target.user, key, hash, &mut agent)
                         .await
