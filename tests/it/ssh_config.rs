@@ -549,6 +549,48 @@ fn host_certificate_for_another_principal_is_refused() {
     s.sync_and_compare("127.0.0.1:{up}", &config);
 }
 
+/// `HostKeyAlias` names the known_hosts entry (no port), and `IdentityAgent` names the agent
+/// socket (no `SSH_AUTH_SOCK` in the environment); `IdentityAgent none` turns an agent in
+/// the environment off. OpenSSH with the same file agrees each time.
+#[test]
+fn host_key_alias_and_identity_agent_like_openssh() {
+    let s = Setup::new();
+    std::fs::write(
+        &s.known_hosts,
+        format!("shared-alias {}\n", s.target.host_public_key()),
+    )
+    .expect("write known_hosts");
+    let agent = sshd::Agent::start(&s.w.root().join("agent.sock"));
+    agent.add(&s.key);
+    let config_with = |identity_agent: &str| {
+        s.config(&format!(
+            "Host 127.0.0.1\n  Port {port}\n  User {user}\n  UserKnownHostsFile {kh}\n\
+             \x20 HostKeyAlias shared-alias\n  IdentityAgent {identity_agent}\n",
+            port = s.target.port(),
+            user = s.target.user(),
+            kh = s.known_hosts.display(),
+        ))
+    };
+    let config = config_with(&agent.sock().display().to_string());
+    s.sync_and_compare("127.0.0.1:{up}", &config);
+
+    let config = config_with("none");
+    let url = s.scp_url("127.0.0.1");
+    let run = s.kalandra(
+        &["plan", &url, &url],
+        &[("SSH_AUTH_SOCK", Some(agent.sock().into()))],
+    );
+    assert!(
+        run.code != 0,
+        "IdentityAgent none: the agent is not used{run}"
+    );
+    assert_mentions(&run, "publickey authentication failed");
+    assert!(
+        try_openssh_ls_remote_agent(&s.w, &url, &config, Some(agent.sock())).is_err(),
+        "OpenSSH does not use the agent either"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // User certificates.
 

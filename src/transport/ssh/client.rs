@@ -40,6 +40,27 @@ const PIPE_BUFFER: usize = 64 * 1024;
 /// stops here.
 const MAX_HOPS: usize = 8;
 
+/// Where the ssh-agent is (`IdentityAgent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentSocket {
+    None,
+    /// The socket an environment variable names (`SSH_AUTH_SOCK` by default).
+    Env(String),
+    Path(PathBuf),
+}
+
+impl AgentSocket {
+    fn path(&self) -> Option<PathBuf> {
+        match self {
+            Self::None => None,
+            Self::Env(name) => std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            Self::Path(path) => Some(path.clone()),
+        }
+    }
+}
+
 /// How the connection reaches the host.
 #[derive(Debug, Clone)]
 pub enum Via {
@@ -68,6 +89,11 @@ pub struct Target {
     pub strict: StrictHostKeyChecking,
     pub connect_timeout: Duration,
     pub via: Via,
+    /// `HostKeyAlias`: the name looked up in (and recorded to) the
+    /// known-hosts files, without a port, and the principal a host
+    /// certificate must name.
+    pub host_key_alias: Option<String>,
+    pub agent: AgentSocket,
 }
 
 impl Target {
@@ -184,7 +210,16 @@ impl Target {
                 }
             },
         };
+        let agent = match cfg.identity_agent.as_deref() {
+            None => AgentSocket::Env("SSH_AUTH_SOCK".into()),
+            Some(none) if none.eq_ignore_ascii_case("none") => AgentSocket::None,
+            Some("SSH_AUTH_SOCK") => AgentSocket::Env("SSH_AUTH_SOCK".into()),
+            Some(var) if var.starts_with('$') => AgentSocket::Env(var[1..].to_owned()),
+            Some(path) => AgentSocket::Path(PathBuf::from(tokens.expand_path(path))),
+        };
         Ok(Self {
+            host_key_alias: cfg.host_key_alias.clone(),
+            agent,
             certificate_files: cfg.certificate_files.iter().map(expand).collect(),
             host,
             port,
@@ -201,6 +236,14 @@ impl Target {
 
     fn host_port(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+
+    /// The name and port the host key is known under.
+    fn host_key_name(&self) -> (&str, u16) {
+        match &self.host_key_alias {
+            Some(alias) => (alias, 22),
+            None => (&self.host, self.port),
+        }
     }
 
     /// Every known-hosts file, user's first, as it is now.
@@ -273,13 +316,8 @@ impl client::Handler for Checker {
             ),
         };
         let fingerprint = plain.fingerprint(HashAlg::Sha256).to_string();
-        let verdict = known_hosts::check(
-            &self.files,
-            &self.target.host,
-            self.target.port,
-            presented,
-            now,
-        );
+        let (name, port) = self.target.host_key_name();
+        let verdict = known_hosts::check(&self.files, name, port, presented, now);
         match verdict {
             Verdict::Trusted => Ok(true),
             Verdict::Revoked { file, line } => {
@@ -325,12 +363,8 @@ impl Checker {
         if let Some(dir) = file.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        match russh::keys::known_hosts::learn_known_hosts_path(
-            &self.target.host,
-            self.target.port,
-            key,
-            &file,
-        ) {
+        let (name, port) = self.target.host_key_name();
+        match russh::keys::known_hosts::learn_known_hosts_path(name, port, key, &file) {
             Ok(()) => tracing::warn!(
                 "added {} ({fingerprint}) to {}",
                 self.target.host_port(),
@@ -437,8 +471,9 @@ async fn handshake(target: &Target, stream: Box<dyn Stream>) -> Result<Handle<Ch
     let files = target.read_known_hosts();
     // Ask for a host certificate only where a CA is trusted for the host,
     // so a server with a certificate and a known plain key stays known.
+    let (name, port) = target.host_key_name();
     let host_key_certificates: &'static [Algorithm] =
-        if known_hosts::has_authority_for(&files, &target.host, target.port) {
+        if known_hosts::has_authority_for(&files, name, port) {
             &[
                 Algorithm::Ed25519,
                 Algorithm::Ecdsa {
@@ -629,7 +664,8 @@ async fn authenticate(handle: &mut Handle<Checker>, target: &Target) -> Result<(
         .ok()
         .flatten()
         .flatten();
-    let agent_in_use = std::env::var_os("SSH_AUTH_SOCK").is_some();
+    let agent_socket = target.agent.path();
+    let agent_in_use = agent_socket.is_some();
     // With IdentitiesOnly, OpenSSH offers only the agent's keys that match a
     // configured IdentityFile (an encrypted key unlocked in the agent).
     let allowed: Option<Vec<russh::keys::PublicKey>> = target.identities_only.then(|| {
@@ -639,8 +675,8 @@ async fn authenticate(handle: &mut Handle<Checker>, target: &Target) -> Result<(
             .filter_map(|p| public_key_of(p))
             .collect()
     });
-    if agent_in_use {
-        match AgentClient::connect_env().await {
+    if let Some(socket) = &agent_socket {
+        match AgentClient::connect_uds(socket).await {
             Ok(mut agent) => {
                 let identities: Vec<_> = agent
                     .request_identities()

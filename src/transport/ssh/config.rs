@@ -84,6 +84,9 @@ pub struct HostConfig {
     pub strict_host_key_checking: Option<StrictHostKeyChecking>,
     pub connect_timeout: Option<u64>,
     pub proxy: Option<Proxy>,
+    pub host_key_alias: Option<String>,
+    /// `IdentityAgent` as written: `none`, `SSH_AUTH_SOCK`, `$VAR` or a path.
+    pub identity_agent: Option<String>,
     /// What applied to this host but is not honoured, for the user to see.
     pub warnings: Vec<Warning>,
 }
@@ -212,8 +215,6 @@ const UNSUPPORTED: &[&str] = &[
     "controlmaster",
     "controlpath",
     "controlpersist",
-    "hostkeyalias",
-    "identityagent",
     "knownhostscommand",
     "pkcs11provider",
     "proxyusefdpass",
@@ -468,6 +469,8 @@ impl Parser<'_> {
                 Some(mode) => set_once(&mut config.strict_host_key_checking, mode),
                 None => bad(config),
             },
+            "hostkeyalias" => set_once(&mut config.host_key_alias, first),
+            "identityagent" => set_once(&mut config.identity_agent, first),
             "connecttimeout" => match first.parse() {
                 Ok(secs) => set_once(&mut config.connect_timeout, secs),
                 Err(_) => bad(config),
@@ -1026,6 +1029,17 @@ Host elsewhere
         );
         assert_eq!(t.expand_path("%d/k"), "/home/me/k");
         assert_eq!(t.expand("nc %h %p # %n %x"), "nc h 2222 # alias %x");
+    }
+
+    #[test]
+    fn host_key_alias_and_identity_agent() {
+        let c = for_host(
+            "Host a\n HostKeyAlias shared\n IdentityAgent ~/agent.sock\nHost *\n IdentityAgent none\n",
+            "a",
+        );
+        assert_eq!(c.host_key_alias.as_deref(), Some("shared"));
+        assert_eq!(c.identity_agent.as_deref(), Some("~/agent.sock"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
     #[test]
