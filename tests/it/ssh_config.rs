@@ -256,6 +256,32 @@ fn include_and_match_choose_the_way_as_openssh_does() {
     );
 }
 
+/// A relative `Include` in the user's file is read from `~/.ssh` of the ssh home, with a
+/// glob. (No OpenSSH comparison here: OpenSSH resolves it against the passwd home's `~/.ssh`,
+/// which a test must not write; the absolute form is compared above.)
+#[test]
+fn relative_include_is_read_from_the_ssh_home() {
+    let s = Setup::new();
+    let dir = ssh_dir(&s.w);
+    std::fs::create_dir_all(dir.join("config.d")).expect("mkdir config.d");
+    std::fs::write(&s.known_hosts, s.target.known_hosts_line()).expect("write known_hosts");
+    std::fs::write(
+        dir.join("config.d/mirror"),
+        format!(
+            "Host mirror-alias\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n\
+             \x20 IdentityFile {key}\n",
+            port = s.target.port(),
+            user = s.target.user(),
+            key = s.key.display(),
+        ),
+    )
+    .expect("write the included file");
+    s.config("Include config.d/*\n");
+    let url = s.scp_url("mirror-alias");
+    let run = plan(&s, &url);
+    assert!(run.code == 0, "the included file decides the way{run}");
+}
+
 /// `/etc/ssh/ssh_config` cannot be written by a test; what reading it after the user's file
 /// means (first value wins, the system file fills gaps) is unit-tested in
 /// `transport::ssh::config`. Here: the user's file wins over a later `Host *` in itself, and

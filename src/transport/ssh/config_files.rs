@@ -51,3 +51,42 @@ impl Files for Disk {
         found
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_like_glob3() {
+        let dir = tempfile::tempdir().expect("because a temporary directory can be made");
+        let root = dir.path();
+        for name in ["b.conf", "a.conf", ".hidden.conf", "c.txt", "sub/x.conf"] {
+            let path = root.join(name);
+            std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+            std::fs::write(&path, name).expect("write");
+        }
+        std::fs::create_dir_all(root.join("dir.conf")).expect("a directory matching the glob");
+        let names = |pattern: &str| -> Vec<String> {
+            Disk.glob(&root.join(pattern))
+                .iter()
+                .map(|p| {
+                    p.strip_prefix(root)
+                        .expect("under root")
+                        .display()
+                        .to_string()
+                })
+                .collect()
+        };
+        assert_eq!(
+            names("*.conf"),
+            ["a.conf", "b.conf"],
+            "sorted, no dotfiles, no dirs"
+        );
+        assert_eq!(names(".*.conf"), [".hidden.conf"]);
+        assert_eq!(names("s?b/*.conf"), ["sub/x.conf"]);
+        assert_eq!(names("a.conf"), ["a.conf"]);
+        assert!(names("missing.conf").is_empty());
+        assert!(names("*.CONF").is_empty(), "file names are case-sensitive");
+        assert_eq!(Disk.read(&root.join("a.conf")).as_deref(), Some("a.conf"));
+    }
+}
