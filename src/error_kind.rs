@@ -235,6 +235,7 @@ fn classify_ssh(error: &ssh::Error) -> ErrorKind {
         E::External { .. }
         | E::PortUnsupported { .. }
         | E::ProxyCommand { .. }
+        | E::UnsafeForProxyCommand { .. }
         | E::TooManyHops { .. } => ErrorKind::Usage,
     }
 }

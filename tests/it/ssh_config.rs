@@ -461,6 +461,18 @@ fn proxy_command_with_tokens_like_openssh() {
     );
     assert!(forwarded_to(&bastion, s.target.port()) >= before + 2);
 
+    // A URL's user is never shell syntax for the ProxyCommand (OpenSSH 9.6 refuses it too).
+    let marker = s.w.root().join("injected");
+    // (Relative: a `/` before the `:` would make it a local path. Kalandra runs in root.)
+    let hostile = format!("x$(touch${{IFS}}injected)@{}", s.scp_url("target"));
+    let run = plan(&s, &hostile);
+    assert!(run.code != 0, "{run}");
+    assert_mentions(&run, "contains shell syntax");
+    assert!(
+        !marker.exists(),
+        "the ProxyCommand ran the URL's user as shell"
+    );
+
     let run = plan(&s, &s.scp_url("direct"));
     assert!(run.code == 0, "ProxyCommand none connects directly{run}");
     let text = std::fs::read_to_string(&log).expect("the ProxyCommand log");

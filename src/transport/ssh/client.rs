@@ -189,7 +189,20 @@ impl Target {
             Some(via) => via,
             None => match &cfg.proxy {
                 None | Some(Proxy::None) => Via::Direct,
-                Some(Proxy::Command(command)) => Via::Command(tokens.expand(command)),
+                Some(Proxy::Command(command)) => {
+                    // The URL's host and user reach a shell here: refuse
+                    // shell syntax in them, as OpenSSH does since 9.6
+                    // (CVE-2023-51385). A URL can come from a repository.
+                    for (what, value) in [("host", alias), ("user", user.as_str())] {
+                        if !shell_safe(value) {
+                            return Err(Error::UnsafeForProxyCommand {
+                                what,
+                                value: value.to_owned(),
+                            });
+                        }
+                    }
+                    Via::Command(tokens.expand(command))
+                }
                 Some(Proxy::Jump(chain)) => {
                     // The first hop is reached its own way; each later hop
                     // through the one before it.
@@ -257,6 +270,15 @@ impl Target {
             })
             .collect()
     }
+}
+
+/// Whether a host or user name can go into a `ProxyCommand` unquoted:
+/// OpenSSH's `valid_hostname`/`valid_ruser` test.
+fn shell_safe(value: &str) -> bool {
+    !value.starts_with('-')
+        && !value
+            .chars()
+            .any(|c| "'`\"$\\;&<>|(){},".contains(c) || c.is_whitespace() || c.is_control())
 }
 
 /// Says each configuration warning once per run, however many hosts and
@@ -957,5 +979,23 @@ impl Drop for Session {
 fn spawn_detached(cleanup: impl std::future::Future<Output = ()> + Send + 'static) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(cleanup);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_syntax_is_kept_out_of_proxy_commands() {
+        assert!(shell_safe("git.example"));
+        assert!(shell_safe("git_user-1.x"));
+        assert!(shell_safe("[::1]:22"));
+        for bad in [
+            "a;b", "$(id)", "`id`", "a b", "a|b", "a&b", "-oProxy", "a'b", "a\"b", "a\\b", "a\nb",
+            "{a,b}", "a>b",
+        ] {
+            assert!(!shell_safe(bad), "{bad:?}");
+        }
     }
 }

@@ -67,6 +67,8 @@ pub enum Error {
         #[source]
         source: Box<russh::Error>,
     },
+    #[error("refusing to put the {what} {value:?} into a ProxyCommand: it contains shell syntax")]
+    UnsafeForProxyCommand { what: &'static str, value: String },
     #[error(
         "reaching {host} takes more than {max} ProxyJump hops; is there a loop in the ssh config?"
     )]
