@@ -301,6 +301,17 @@ fn unsupported_keywords_are_warned_about_not_ignored() {
     ));
     let run = s.sync_and_compare("127.0.0.1:{up}", &config);
     assert_mentions(&run, "CanonicalizeHostname is not supported");
+    // Two connections (up and down), one warning.
+    let url = s.scp_url("127.0.0.1");
+    let run = plan(&s, &url);
+    assert!(run.code == 0, "{run}");
+    assert_eq!(
+        run.stderr
+            .matches("CanonicalizeHostname is not supported")
+            .count(),
+        1,
+        "once per run{run}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -165,12 +165,20 @@ impl Target {
         } else {
             cfg.identity_files.iter().map(expand).collect()
         };
+        // `none` names no file (OpenSSH).
+        let files = |files: &Vec<String>| -> Vec<PathBuf> {
+            files
+                .iter()
+                .filter(|f| !f.eq_ignore_ascii_case("none"))
+                .map(expand)
+                .collect()
+        };
         let known_hosts = match &cfg.user_known_hosts_files {
-            Some(files) => files.iter().map(expand).collect(),
+            Some(list) => files(list),
             None => vec![ssh_dir.join("known_hosts"), ssh_dir.join("known_hosts2")],
         };
         let global_known_hosts = match &cfg.global_known_hosts_files {
-            Some(files) => files.iter().map(expand).collect(),
+            Some(list) => files(list),
             None => vec![
                 PathBuf::from("/etc/ssh/ssh_known_hosts"),
                 PathBuf::from("/etc/ssh/ssh_known_hosts2"),
