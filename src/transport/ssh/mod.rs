@@ -4,10 +4,13 @@
 //! `core.sshCommand`, `GIT_SSH`), with that command, as git does.
 //!
 //! The built-in client reads the same files as OpenSSH: the ssh config
-//! ([`config`], with the user's `~/.ssh` from the passwd entry, [`home`]),
-//! the known-hosts files ([`known_hosts`]), and reaches the host directly,
-//! through a `ProxyCommand` ([`proxy`]) or a `ProxyJump` chain.
+//! ([`config`], with the user's `~/.ssh` from the passwd entry, [`home`])
+//! resolves the URL into a [`target`]; the client reaches it directly,
+//! through a `ProxyCommand` ([`proxy`]) or a `ProxyJump` chain, checks the
+//! host key against the known-hosts files ([`known_hosts`]) and logs in
+//! ([`auth`]).
 
+mod auth;
 mod client;
 pub mod config;
 mod config_files;
@@ -15,10 +18,11 @@ mod external;
 pub mod home;
 pub mod known_hosts;
 mod proxy;
+mod target;
 
 use super::{ConnectOptions, Connection, Service};
 
-pub use client::STRICT_ENV;
+pub use target::STRICT_ENV;
 
 /// Reaching a repository over ssh failed. Messages name the user, host and
 /// port; they never contain key material.
@@ -32,7 +36,7 @@ pub enum Error {
     },
     #[error("connecting to {host_port} timed out after {secs} s")]
     ConnectTimeout { host_port: String, secs: u64 },
-    #[error("the host key of {host_port} is not known (fingerprint {fingerprint}); refusing to connect. If the fingerprint is right, add the key to {known_hosts} (e.g. `{scan}`), or set StrictHostKeyChecking accept-new in ~/.ssh/config or {}=accept-new", client::STRICT_ENV)]
+    #[error("the host key of {host_port} is not known (fingerprint {fingerprint}); refusing to connect. If the fingerprint is right, add the key to {known_hosts} (e.g. `{scan}`), or set StrictHostKeyChecking accept-new in ~/.ssh/config or {}=accept-new", target::STRICT_ENV)]
     UnknownHostKey {
         host_port: String,
         fingerprint: String,
@@ -115,7 +119,7 @@ pub(super) async fn connect(
     if let Some(external) = external::from_settings().await {
         return external.connect(user, host, port, &command, protocol_v2, &repo);
     }
-    let target = client::Target::resolve(user, host, port, options.settings.connect_timeout)?;
+    let target = target::Target::resolve(user, host, port, options.settings.connect_timeout)?;
     client::connect(target, &command, protocol_v2).await
 }
 
