@@ -15,7 +15,11 @@ pub const HOME_ENV: &str = "KALANDRA_SSH_HOME";
 #[derive(Debug, Clone)]
 pub struct Account {
     pub home: PathBuf,
-    /// The passwd name (`%u`, `Match localuser`, the default remote user).
+    /// `%u`, `Match localuser`, the default remote user: `$USER`, else
+    /// `$LOGNAME`, else the passwd name. OpenSSH takes the passwd name;
+    /// Kalandra keeps honouring `USER`, which deployments set to choose the
+    /// user for URLs without one (a systemd dynamic user is named after
+    /// its unit).
     pub user: String,
 }
 
@@ -24,11 +28,11 @@ impl Account {
         let entry = nix::unistd::User::from_uid(nix::unistd::getuid())
             .ok()
             .flatten();
-        let user = entry
-            .as_ref()
-            .map(|u| u.name.clone())
-            .or_else(|| std::env::var("USER").ok())
+        let user = std::env::var("USER")
+            .ok()
             .or_else(|| std::env::var("LOGNAME").ok())
+            .filter(|name| !name.is_empty())
+            .or_else(|| entry.as_ref().map(|u| u.name.clone()))
             .unwrap_or_else(|| "root".to_owned());
         let home = match std::env::var_os(HOME_ENV) {
             Some(home) if !home.is_empty() => PathBuf::from(home),
