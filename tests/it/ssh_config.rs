@@ -890,4 +890,28 @@ fn core_ssh_command_between_git_ssh_command_and_git_ssh() {
     );
     let text = std::fs::read_to_string(&log).expect("git ran the command");
     assert!(text.starts_with("from-config "), "{text}");
+
+    // `ssh.variant simple` cannot take a port: Kalandra and git both refuse the URL's port.
+    let simple = s.w.global_config_with(
+        "ssh-simple.gitconfig",
+        &format!(
+            "[core]\n\tsshCommand = {}\n[ssh]\n\tvariant = simple\n",
+            from_config.display()
+        ),
+    );
+    let run =
+        s.w.kalandra_env(s.w.root(), &["plan", &url, &url], &simple, &env(&[]));
+    assert!(run.code != 0, "{run}");
+    assert_mentions(&run, "\"simple\" ssh variant");
+    let mut cmd = Command::new("git");
+    s.w.isolate(&mut cmd, &simple);
+    let out = cmd
+        .args(["ls-remote", &url])
+        .current_dir(s.w.root())
+        .output()
+        .expect("git ls-remote");
+    assert!(
+        !out.status.success(),
+        "git refuses a port with the simple variant too"
+    );
 }
