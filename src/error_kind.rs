@@ -231,10 +231,18 @@ fn classify_ssh(error: &ssh::Error) -> ErrorKind {
     match error {
         E::Connect { source, .. } => io_kind(source).unwrap_or(ErrorKind::Connection),
         E::ConnectTimeout { .. } => ErrorKind::Timeout,
-        E::UnknownHostKey { .. } | E::HostKeyChanged { .. } => ErrorKind::HostKey,
+        E::UnknownHostKey { .. }
+        | E::HostKeyChanged { .. }
+        | E::HostKeyRevoked { .. }
+        | E::HostCertificate { .. } => ErrorKind::HostKey,
         E::AuthFailed { .. } | E::EncryptedKey { .. } => ErrorKind::Auth,
         E::Session { source, .. } => classify_russh(source),
-        E::External { .. } | E::PortUnsupported { .. } => ErrorKind::Usage,
+        E::Jump { source, .. } => classify_russh(source),
+        E::External { .. }
+        | E::PortUnsupported { .. }
+        | E::ProxyCommand { .. }
+        | E::UnsafeForProxyCommand { .. }
+        | E::TooManyHops { .. } => ErrorKind::Usage,
     }
 }
 

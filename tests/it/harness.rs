@@ -154,6 +154,9 @@ impl World {
         }
         let now = 946_684_800 + 86_400 + 60 * self.tick.fetch_add(1, Ordering::Relaxed);
         cmd.env("HOME", &self.home)
+            // Kalandra's ssh client, like OpenSSH, reads ~/.ssh from the passwd entry, not
+            // $HOME: point it at the private HOME too (docs/ssh.md).
+            .env("KALANDRA_SSH_HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", global_config)

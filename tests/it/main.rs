@@ -30,6 +30,7 @@ mod properties;
 mod remote_helper;
 mod scope;
 mod ssh;
+mod ssh_config;
 mod sshd;
 mod trust;
 mod watch;

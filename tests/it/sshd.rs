@@ -211,12 +211,20 @@ impl Sshd {
     /// Start sshd with its files in `dir` (created), accepting the public keys later given to
     /// [`Sshd::authorize`]. Fails the test, with sshd's log, if it does not start.
     pub fn start(dir: &Path, protocol: Protocol) -> Sshd {
+        Self::start_with(dir, protocol, |_| String::new())
+    }
+
+    /// Like [`Sshd::start`], with sshd_config lines from `extra`, which gets the host key's
+    /// path (to sign it, say) before sshd starts. Its lines come first, so they win over the
+    /// defaults (sshd takes the first value of an option).
+    pub fn start_with(dir: &Path, protocol: Protocol, extra: impl FnOnce(&Path) -> String) -> Sshd {
         std::fs::create_dir_all(dir).expect("can create the sshd directory");
         if is_root() && !Path::new("/run/sshd").is_dir() {
             // The privilege separation directory sshd insists on when run as root.
             std::fs::create_dir_all("/run/sshd").expect("can create /run/sshd");
         }
         let host_key = keygen(&dir.join("ssh_host_ed25519_key"), "", "kalandra-test-host");
+        let extra = extra(&host_key);
         std::fs::write(dir.join("authorized_keys"), "").expect("can write authorized_keys");
         let server_config = dir.join("server.gitconfig");
         std::fs::write(&server_config, SERVER_GIT_CONFIG).expect("can write the server config");
@@ -238,7 +246,8 @@ impl Sshd {
         for _attempt in 0..5 {
             let port = free_port();
             let config = dir.join("sshd_config");
-            let mut text = format!(
+            let mut text = extra.clone();
+            text += &format!(
                 "ListenAddress 127.0.0.1\n\
                  Port {port}\n\
                  HostKey {host_key}\n\

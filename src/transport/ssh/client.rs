@@ -1,121 +1,55 @@
-//! The built-in ssh client (russh): host key checking against
-//! `known_hosts`, public-key authentication in OpenSSH's order, and one
-//! session channel running the git service.
+//! The built-in ssh client (russh): the way to the host (direct,
+//! `ProxyCommand` or a `ProxyJump` chain), host key checking against the
+//! known-hosts files, authentication ([`super::auth`]), and one session
+//! channel running the git service.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use russh::client::{self, Handle};
-use russh::keys::agent::client::AgentClient;
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
 
-use russh::client::Msg;
+use russh::client::{self, Handle, Msg};
+use russh::keys::ssh_key::{Algorithm, EcdsaCurve};
+use russh::keys::{HashAlg, PublicKeyOrCertificate};
 use russh::{ChannelMsg, ChannelWriteHalf, Disconnect};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::config::{self, HostConfig, StrictHostKeyChecking};
+use super::auth::authenticate;
+use super::config::StrictHostKeyChecking;
+use super::known_hosts::{self, Presented, Verdict};
+use super::proxy::CommandStream;
+use super::target::{Target, Via};
 use super::Error;
 use crate::transport::process::StderrTail;
 use crate::transport::{Connection, ServerProcess};
 
-/// The environment variable that overrides `StrictHostKeyChecking`.
-pub const STRICT_ENV: &str = "KALANDRA_SSH_STRICT_HOST_KEY_CHECKING";
-
 /// Pack data waiting between the ssh channel and the session.
 const PIPE_BUFFER: usize = 64 * 1024;
-
-/// Where and how to connect, after `~/.ssh/config` is applied.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// The name actually dialled and looked up in `known_hosts`.
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub identity_files: Vec<PathBuf>,
-    pub identities_only: bool,
-    pub known_hosts: Vec<PathBuf>,
-    pub strict: StrictHostKeyChecking,
-    pub connect_timeout: Duration,
-}
-
-impl Target {
-    /// Resolves a URL's user, host and port through `~/.ssh/config`.
-    pub fn resolve(
-        user: Option<&str>,
-        alias: &str,
-        port: Option<u16>,
-        default_timeout: Duration,
-    ) -> Self {
-        let home = std::env::var("HOME").unwrap_or_default();
-        let text =
-            std::fs::read_to_string(Path::new(&home).join(".ssh/config")).unwrap_or_default();
-        let cfg: HostConfig = config::for_host(&text, alias);
-        let local_user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "root".to_owned());
-        let host = cfg
-            .host_name
-            .as_deref()
-            .map(|h| h.replace("%h", alias))
-            .unwrap_or_else(|| alias.to_owned());
-        let user = user
-            .map(str::to_owned)
-            .or(cfg.user.clone())
-            .unwrap_or_else(|| local_user.clone());
-        let expand =
-            |raw: &str| PathBuf::from(config::expand_path(raw, &home, &host, &user, &local_user));
-        let identity_files = if cfg.identity_files.is_empty() {
-            ["id_ed25519", "id_ecdsa", "id_rsa"]
-                .iter()
-                .map(|name| Path::new(&home).join(".ssh").join(name))
-                .collect()
-        } else {
-            cfg.identity_files.iter().map(|f| expand(f)).collect()
-        };
-        let known_hosts = match &cfg.user_known_hosts_files {
-            Some(files) => files.iter().map(|f| expand(f)).collect(),
-            None => vec![
-                Path::new(&home).join(".ssh/known_hosts"),
-                Path::new(&home).join(".ssh/known_hosts2"),
-            ],
-        };
-        let strict = std::env::var(STRICT_ENV)
-            .ok()
-            .and_then(|v| StrictHostKeyChecking::parse(&v))
-            .or(cfg.strict_host_key_checking)
-            .unwrap_or(StrictHostKeyChecking::Yes);
-        Self {
-            host,
-            port: port.or(cfg.port).unwrap_or(22),
-            user,
-            identity_files,
-            identities_only: cfg.identities_only.unwrap_or(false),
-            known_hosts,
-            strict,
-            connect_timeout: cfg
-                .connect_timeout
-                .map(Duration::from_secs)
-                .unwrap_or(default_timeout),
-        }
-    }
-
-    fn host_port(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-}
-
 /// Why the server's host key was not trusted.
 #[derive(Debug, Clone)]
 enum HostKeyProblem {
-    Unknown { fingerprint: String },
-    Changed { file: PathBuf, line: usize },
+    Unknown {
+        fingerprint: String,
+    },
+    Changed {
+        file: PathBuf,
+        line: usize,
+    },
+    Revoked {
+        file: PathBuf,
+        line: usize,
+        fingerprint: String,
+    },
+    BadCertificate {
+        reason: String,
+    },
 }
 
 struct Checker {
     target: Target,
+    files: Vec<known_hosts::File>,
     problem: Arc<Mutex<Option<HostKeyProblem>>>,
 }
 
@@ -126,59 +60,48 @@ impl client::Handler for Checker {
         &mut self,
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            self.record(HostKeyProblem::Unknown {
-                fingerprint: "(a host certificate, which is not supported)".into(),
-            });
-            return Ok(false);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (presented, plain) = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => (Presented::Key(key), key.clone()),
+            PublicKeyOrCertificate::Certificate(cert) => (
+                Presented::Certificate(cert),
+                russh::keys::PublicKey::from(cert.public_key().clone()),
+            ),
         };
-        for file in &self.target.known_hosts {
-            match russh::keys::check_known_hosts_path(
-                &self.target.host,
-                self.target.port,
-                key,
-                file,
-            ) {
-                Ok(true) => return Ok(true),
-                Ok(false) => {}
-                Err(russh::keys::Error::KeyChanged { line }) => {
-                    self.record(HostKeyProblem::Changed {
-                        file: file.clone(),
-                        line,
-                    });
-                    return Ok(false);
-                }
-                Err(e) => tracing::debug!("skipping {}: {e}", file.display()),
-            }
-        }
-        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        match self.target.strict {
-            StrictHostKeyChecking::Yes => {
-                self.record(HostKeyProblem::Unknown { fingerprint });
+        let fingerprint = plain.fingerprint(HashAlg::Sha256).to_string();
+        let (name, port) = self.target.host_key_name();
+        let verdict = known_hosts::check(&self.files, name, port, presented, now);
+        match verdict {
+            Verdict::Trusted => Ok(true),
+            Verdict::Revoked { file, line } => {
+                self.record(HostKeyProblem::Revoked {
+                    file,
+                    line,
+                    fingerprint,
+                });
                 Ok(false)
             }
-            StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No => {
-                let file = self.target.known_hosts.first().cloned().unwrap_or_default();
-                if let Some(dir) = file.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                match russh::keys::known_hosts::learn_known_hosts_path(
-                    &self.target.host,
-                    self.target.port,
-                    key,
-                    &file,
-                ) {
-                    Ok(()) => tracing::warn!(
-                        "added {} ({fingerprint}) to {}",
-                        self.target.host_port(),
-                        file.display()
-                    ),
-                    Err(e) => {
-                        tracing::warn!("could not record the host key in {}: {e}", file.display())
-                    }
-                }
-                Ok(true)
+            Verdict::Changed { file, line } => {
+                self.record(HostKeyProblem::Changed { file, line });
+                Ok(false)
             }
+            Verdict::BadCertificate { reason } => {
+                self.record(HostKeyProblem::BadCertificate { reason });
+                Ok(false)
+            }
+            Verdict::Unknown => match self.target.strict {
+                StrictHostKeyChecking::Yes => {
+                    self.record(HostKeyProblem::Unknown { fingerprint });
+                    Ok(false)
+                }
+                StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No => {
+                    self.learn(&plain, &fingerprint);
+                    Ok(true)
+                }
+            },
         }
     }
 }
@@ -190,15 +113,45 @@ impl Checker {
             .lock()
             .expect("because the lock is never poisoned") = Some(problem);
     }
+
+    fn learn(&self, key: &russh::keys::PublicKey, fingerprint: &str) {
+        let file = self.target.known_hosts.first().cloned().unwrap_or_default();
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let (name, port) = self.target.host_key_name();
+        match russh::keys::known_hosts::learn_known_hosts_path(name, port, key, &file) {
+            Ok(()) => tracing::warn!(
+                "added {} ({fingerprint}) to {}",
+                self.target.host_port(),
+                file.display()
+            ),
+            Err(e) => {
+                tracing::warn!("could not record the host key in {}: {e}", file.display())
+            }
+        }
+    }
+}
+
+/// A byte stream an ssh session can run over.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// An authenticated session, with the jump hosts' sessions it runs
+/// through (kept open as long as it is).
+struct Opened {
+    handle: Handle<Checker>,
+    jumps: Vec<Handle<Checker>>,
 }
 
 /// Connects, authenticates and starts `command` on a session channel.
 ///
-/// The connect timeout bounds all of it, not only the TCP connect and the
-/// key exchange: until the channel runs `command`, no idle timeout watches
-/// the connection, and a server that went silent during authentication or
-/// the channel request would otherwise hold the sync until `--max-duration`
-/// (found by the fault sweep, tests/it/faults.rs).
+/// The connect timeout bounds all of it, every hop included, not only the
+/// TCP connect and the key exchange: until the channel runs `command`, no
+/// idle timeout watches the connection, and a server that went silent
+/// during authentication or the channel request would otherwise hold the
+/// sync until `--max-duration` (found by the fault sweep,
+/// tests/it/faults.rs).
 pub async fn connect(
     target: Target,
     command: &str,
@@ -209,22 +162,99 @@ pub async fn connect(
         host_port: target.host_port(),
         secs: target.connect_timeout.as_secs(),
     };
-    let host_port = target.host_port();
-    let socket = tokio::time::timeout_at(
-        deadline,
-        tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
-    )
+    tokio::time::timeout_at(deadline, async {
+        let opened = open(&target).await?;
+        start(opened, command, protocol_v2, &target).await
+    })
     .await
     .map_err(timed_out)?
-    .map_err(|source| Error::Connect {
-        host_port: host_port.clone(),
-        source,
-    })?;
-    let _ = socket.set_nodelay(true);
+}
 
+/// Reaches `target` its way, checks its host key and authenticates.
+fn open(target: &Target) -> Pin<Box<dyn Future<Output = Result<Opened, Error>> + Send + '_>> {
+    Box::pin(async move {
+        let host_port = target.host_port();
+        let mut jumps = Vec::new();
+        let stream: Box<dyn Stream> = match &target.via {
+            Via::Direct => {
+                let socket = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+                    .await
+                    .map_err(|source| Error::Connect {
+                        host_port: host_port.clone(),
+                        source,
+                    })?;
+                let _ = socket.set_nodelay(true);
+                Box::new(socket)
+            }
+            Via::Command(command) => {
+                Box::new(
+                    CommandStream::spawn(command).map_err(|source| Error::ProxyCommand {
+                        host_port: host_port.clone(),
+                        source,
+                    })?,
+                )
+            }
+            Via::Jump(jump) => {
+                let opened = open(jump).await?;
+                let channel = opened
+                    .handle
+                    .channel_open_direct_tcpip(
+                        target.host.as_str(),
+                        u32::from(target.port),
+                        "127.0.0.1",
+                        0,
+                    )
+                    .await
+                    .map_err(|source| Error::Jump {
+                        jump: jump.host_port(),
+                        host_port: host_port.clone(),
+                        source: Box::new(source),
+                    })?;
+                jumps = opened.jumps;
+                jumps.push(opened.handle);
+                Box::new(channel.into_stream())
+            }
+        };
+        let mut handle = handshake(target, stream).await?;
+        authenticate(&mut handle, target).await?;
+        Ok(Opened { handle, jumps })
+    })
+}
+
+/// The ssh handshake over `stream`, with the host key checked.
+async fn handshake(target: &Target, stream: Box<dyn Stream>) -> Result<Handle<Checker>, Error> {
+    let host_port = target.host_port();
+    let files = target.read_known_hosts();
+    // Ask for a host certificate only where a CA is trusted for the host,
+    // so a server with a certificate and a known plain key stays known.
+    let (name, port) = target.host_key_name();
+    let host_key_certificates: &'static [Algorithm] =
+        if known_hosts::has_authority_for(&files, name, port) {
+            &[
+                Algorithm::Ed25519,
+                Algorithm::Ecdsa {
+                    curve: EcdsaCurve::NistP256,
+                },
+                Algorithm::Ecdsa {
+                    curve: EcdsaCurve::NistP384,
+                },
+                Algorithm::Ecdsa {
+                    curve: EcdsaCurve::NistP521,
+                },
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha512),
+                },
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha256),
+                },
+            ]
+        } else {
+            &[]
+        };
     let problem = Arc::new(Mutex::new(None));
     let checker = Checker {
         target: target.clone(),
+        files,
         problem: Arc::clone(&problem),
     };
     let config = Arc::new(client::Config {
@@ -239,23 +269,20 @@ pub async fn connect(
                 russh::cipher::AES_256_CTR,
                 russh::cipher::AES_128_CTR,
             ]),
+            host_key_certificates: std::borrow::Cow::Borrowed(host_key_certificates),
             ..Default::default()
         },
         window_size: 8 * 1024 * 1024,
         ..Default::default()
     });
-    let handshake =
-        tokio::time::timeout_at(deadline, client::connect_stream(config, socket, checker))
-            .await
-            .map_err(timed_out)?;
-    let mut handle = match handshake {
-        Ok(handle) => handle,
+    match client::connect_stream(config, stream, checker).await {
+        Ok(handle) => Ok(handle),
         Err(source) => {
             let problem = problem
                 .lock()
                 .expect("because the lock is never poisoned")
                 .clone();
-            return Err(match problem {
+            Err(match problem {
                 Some(HostKeyProblem::Unknown { fingerprint }) => Error::UnknownHostKey {
                     host_port,
                     fingerprint,
@@ -264,37 +291,30 @@ pub async fn connect(
                         .first()
                         .map(|p| p.display().to_string())
                         .unwrap_or_default(),
-                    scan: scan_hint(&target),
+                    scan: scan_hint(target),
                 },
                 Some(HostKeyProblem::Changed { file, line }) => Error::HostKeyChanged {
                     host_port,
                     file: file.display().to_string(),
                     line,
                 },
+                Some(HostKeyProblem::Revoked {
+                    file,
+                    line,
+                    fingerprint,
+                }) => Error::HostKeyRevoked {
+                    host_port,
+                    fingerprint,
+                    file: file.display().to_string(),
+                    line,
+                },
+                Some(HostKeyProblem::BadCertificate { reason }) => {
+                    Error::HostCertificate { host_port, reason }
+                }
                 None => Error::Session { host_port, source },
-            });
+            })
         }
-    };
-    tokio::time::timeout_at(deadline, async {
-        authenticate(&mut handle, &target).await?;
-        start(handle, command, protocol_v2, &target).await
-    })
-    .await
-    .map_err(timed_out)?
-}
-
-/// The public half of an identity: `<file>.pub`, or the public part that an
-/// OpenSSH private key file keeps unencrypted.
-fn public_key_of(path: &Path) -> Option<russh::keys::PublicKey> {
-    let mut pub_path = path.as_os_str().to_owned();
-    pub_path.push(".pub");
-    russh::keys::load_public_key(PathBuf::from(pub_path))
-        .ok()
-        .or_else(|| {
-            let text = std::fs::read_to_string(path).ok()?;
-            let key = russh::keys::ssh_key::PrivateKey::from_openssh(text).ok()?;
-            Some(key.public_key().clone())
-        })
+    }
 }
 
 fn scan_hint(target: &Target) -> String {
@@ -310,118 +330,13 @@ fn scan_hint(target: &Target) -> String {
     }
 }
 
-/// Public-key authentication in OpenSSH's order: the agent's keys, then
-/// the identity files. Key material never reaches a message.
-async fn authenticate(handle: &mut Handle<Checker>, target: &Target) -> Result<(), Error> {
-    let mut tried = Vec::new();
-    let rsa_hash = handle
-        .best_supported_rsa_hash()
-        .await
-        .ok()
-        .flatten()
-        .flatten();
-    let agent_in_use = std::env::var_os("SSH_AUTH_SOCK").is_some();
-    // With IdentitiesOnly, OpenSSH offers only the agent's keys that match a
-    // configured IdentityFile (an encrypted key unlocked in the agent).
-    let allowed: Option<Vec<russh::keys::PublicKey>> = target.identities_only.then(|| {
-        target
-            .identity_files
-            .iter()
-            .filter_map(|p| public_key_of(p))
-            .collect()
-    });
-    if agent_in_use {
-        match AgentClient::connect_env().await {
-            Ok(mut agent) => {
-                let identities: Vec<_> = agent
-                    .request_identities()
-                    .await
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|identity| match &allowed {
-                        Some(allowed) => allowed
-                            .iter()
-                            .any(|k| k.key_data() == identity.public_key().key_data()),
-                        None => true,
-                    })
-                    .collect();
-                tried.push(format!("ssh-agent ({} keys)", identities.len()));
-                for identity in identities {
-                    let key = identity.public_key().into_owned();
-                    let hash = if key.algorithm().is_rsa() {
-                        rsa_hash
-                    } else {
-                        None
-                    };
-                    match handle
-                        .authenticate_publickey_with(&target.user, key, hash, &mut agent)
-                        .await
-                    {
-                        Ok(result) if result.success() => return Ok(()),
-                        Ok(_) => {}
-                        Err(e) => tracing::debug!("agent key refused: {e:?}"),
-                    }
-                }
-            }
-            Err(e) => tracing::debug!("no usable ssh-agent: {e}"),
-        }
-    }
-    let mut encrypted = None;
-    for path in &target.identity_files {
-        if !path.exists() {
-            continue;
-        }
-        let key = match russh::keys::load_secret_key(path, None) {
-            Ok(key) => key,
-            Err(russh::keys::Error::KeyIsEncrypted) => {
-                tried.push(format!("{} (encrypted)", path.display()));
-                encrypted.get_or_insert_with(|| path.clone());
-                continue;
-            }
-            Err(e) => {
-                tracing::debug!("cannot load {}: {e}", path.display());
-                tried.push(format!("{} (unreadable)", path.display()));
-                continue;
-            }
-        };
-        tried.push(path.display().to_string());
-        let key = PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash);
-        match handle.authenticate_publickey(&target.user, key).await {
-            Ok(result) if result.success() => return Ok(()),
-            Ok(_) => {}
-            Err(source) => {
-                return Err(Error::Session {
-                    host_port: target.host_port(),
-                    source,
-                })
-            }
-        }
-    }
-    if let Some(path) = encrypted {
-        if !agent_in_use {
-            return Err(Error::EncryptedKey {
-                path: path.display().to_string(),
-            });
-        }
-    }
-    Err(Error::AuthFailed {
-        user: target.user.clone(),
-        host_port: target.host_port(),
-        tried: if tried.is_empty() {
-            "no key found (no ssh-agent, no IdentityFile, no ~/.ssh/id_* file)".into()
-        } else {
-            tried.join(", ")
-        },
-    })
-}
-
 /// Opens a session channel, asks for protocol v2 with an environment
 /// request (a server without `AcceptEnv GIT_PROTOCOL` ignores it and the
 /// service speaks v0), runs the command and turns the channel into a
 /// reader/writer pair. Band data is copied into a bounded pipe; stderr
 /// (extended data 1) is kept for error messages.
 async fn start(
-    handle: Handle<Checker>,
+    opened: Opened,
     command: &str,
     protocol_v2: bool,
     target: &Target,
@@ -430,6 +345,7 @@ async fn start(
         host_port: target.host_port(),
         source,
     };
+    let Opened { handle, jumps } = opened;
     let channel = handle.channel_open_session().await.map_err(session_error)?;
     if protocol_v2 {
         channel
@@ -478,6 +394,7 @@ async fn start(
         process: Some(ServerProcess::remote(
             Box::new(Session {
                 handle: Some(handle),
+                jumps,
                 half: write_half,
             }),
             stderr,
@@ -536,6 +453,8 @@ impl Drop for ChannelWriter {
 /// disconnects, rather than leaving both to the server's timeouts.
 struct Session {
     handle: Option<Handle<Checker>>,
+    /// The jump hosts' sessions, nearest last: closed after this one.
+    jumps: Vec<Handle<Checker>>,
     half: Arc<ChannelWriteHalf<Msg>>,
 }
 
@@ -543,10 +462,14 @@ impl Drop for Session {
     fn drop(&mut self) {
         let half = Arc::clone(&self.half);
         let handle = self.handle.take();
+        let jumps = std::mem::take(&mut self.jumps);
         spawn_detached(async move {
             let _ = half.close().await;
             if let Some(handle) = handle {
                 let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+            }
+            for jump in jumps.into_iter().rev() {
+                let _ = jump.disconnect(Disconnect::ByApplication, "", "en").await;
             }
         });
     }

@@ -1,5 +1,10 @@
-//! `GIT_SSH_COMMAND` and `GIT_SSH`: users who configured git to reach a
-//! host with their own ssh command expect Kalandra to do the same.
+//! `GIT_SSH_COMMAND`, `core.sshCommand` and `GIT_SSH`: users who configured
+//! git to reach a host with their own ssh command expect Kalandra to do the
+//! same. git's order (`connect.c`, `get_ssh_command`): `GIT_SSH_COMMAND`,
+//! then `core.sshCommand`, then `GIT_SSH`; the first two run through the
+//! shell, `GIT_SSH` is a program. git config is read with `git config`
+//! itself, so includes, conditional includes and the repository's own
+//! config (the remote helper runs inside one) count as they do for git.
 
 use tokio::process::Command;
 
@@ -18,24 +23,81 @@ enum Variant {
     Simple,
 }
 
-/// The command git would use, from the environment.
+/// The command git would use.
 pub struct External {
     variable: &'static str,
     command: String,
-    /// `GIT_SSH_COMMAND` goes through the shell; `GIT_SSH` is a program.
+    /// A command line goes through the shell; `GIT_SSH` is a program.
     shell: bool,
     variant: Variant,
 }
 
-pub fn from_env() -> Option<External> {
-    let (variable, command, shell) = match std::env::var("GIT_SSH_COMMAND") {
-        Ok(c) if !c.trim().is_empty() => ("GIT_SSH_COMMAND", c, true),
-        _ => match std::env::var("GIT_SSH") {
-            Ok(c) if !c.trim().is_empty() => ("GIT_SSH", c, false),
-            _ => return None,
-        },
+/// What decides the command, as read from the environment and git config.
+#[derive(Debug, Default, Clone)]
+struct Settings {
+    git_ssh_command: Option<String>,
+    core_ssh_command: Option<String>,
+    git_ssh: Option<String>,
+    git_ssh_variant: Option<String>,
+    ssh_variant: Option<String>,
+}
+
+pub async fn from_settings() -> Option<External> {
+    let env = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let mut settings = Settings {
+        git_ssh_command: env("GIT_SSH_COMMAND"),
+        git_ssh: env("GIT_SSH"),
+        git_ssh_variant: env("GIT_SSH_VARIANT"),
+        ..Settings::default()
     };
-    let variant = variant(&command, shell);
+    if settings.git_ssh_command.is_none() {
+        settings.core_ssh_command = git_config("core.sshCommand").await;
+    }
+    if settings.git_ssh_variant.is_none() {
+        settings.ssh_variant = git_config("ssh.variant").await;
+    }
+    choose(&settings)
+}
+
+/// `git config --get <key>`, or `None` if unset or git cannot be run.
+async fn git_config(key: &str) -> Option<String> {
+    let out = Command::new("git")
+        .args(["config", "--get", key])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let value = String::from_utf8(out.stdout).ok()?;
+    let value = value.trim_end_matches('\n');
+    (!value.trim().is_empty()).then(|| value.to_owned())
+}
+
+fn choose(settings: &Settings) -> Option<External> {
+    let (variable, command, shell) = if let Some(c) = &settings.git_ssh_command {
+        ("GIT_SSH_COMMAND", c.clone(), true)
+    } else if let Some(c) = &settings.core_ssh_command {
+        ("core.sshCommand", c.clone(), true)
+    } else if let Some(c) = &settings.git_ssh {
+        ("GIT_SSH", c.clone(), false)
+    } else {
+        return None;
+    };
+    let forced = settings
+        .git_ssh_variant
+        .as_deref()
+        .or(settings.ssh_variant.as_deref());
+    let variant = match forced.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("auto") => variant(&command, shell),
+        Some("plink" | "putty") => Variant::Plink,
+        Some("tortoiseplink") => Variant::TortoisePlink,
+        Some("simple") => Variant::Simple,
+        // "ssh", and what git does with an unknown value too.
+        Some(_) => Variant::Ssh,
+    };
     Some(External {
         variable,
         command,
@@ -44,18 +106,10 @@ pub fn from_env() -> Option<External> {
     })
 }
 
-/// `GIT_SSH_VARIANT` if set, else guessed from the program's name as git
-/// does. git probes an unknown program with `-G`; Kalandra assumes an
-/// unknown one (a wrapper script, say) takes OpenSSH's options.
+/// The variant guessed from the program's name as git does. git probes an
+/// unknown program with `-G`; Kalandra assumes an unknown one (a wrapper
+/// script, say) takes OpenSSH's options.
 fn variant(command: &str, shell: bool) -> Variant {
-    if let Ok(forced) = std::env::var("GIT_SSH_VARIANT") {
-        return match forced.as_str() {
-            "plink" | "putty" => Variant::Plink,
-            "tortoiseplink" => Variant::TortoisePlink,
-            "simple" => Variant::Simple,
-            _ => Variant::Ssh,
-        };
-    }
     let program = if shell {
         command.split_whitespace().next().unwrap_or_default()
     } else {
@@ -151,6 +205,68 @@ impl External {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        Settings {
+            git_ssh_command: get("GIT_SSH_COMMAND"),
+            core_ssh_command: get("core.sshCommand"),
+            git_ssh: get("GIT_SSH"),
+            git_ssh_variant: get("GIT_SSH_VARIANT"),
+            ssh_variant: get("ssh.variant"),
+        }
+    }
+
+    #[test]
+    fn precedence_as_git() {
+        let all = [
+            ("GIT_SSH_COMMAND", "env-cmd"),
+            ("core.sshCommand", "cfg-cmd"),
+            ("GIT_SSH", "/bin/prog"),
+        ];
+        let chosen = |pairs: &[(&str, &str)]| choose(&settings(pairs)).map(|e| e.variable);
+        assert_eq!(chosen(&all), Some("GIT_SSH_COMMAND"));
+        assert_eq!(chosen(&all[1..]), Some("core.sshCommand"));
+        assert_eq!(chosen(&all[2..]), Some("GIT_SSH"));
+        assert_eq!(chosen(&[]), None);
+        let e = choose(&settings(&all[1..])).expect("chosen");
+        assert!(e.shell, "core.sshCommand runs through the shell");
+        assert!(!choose(&settings(&all[2..])).expect("chosen").shell);
+    }
+
+    #[test]
+    fn variant_env_over_config_over_name() {
+        let v = |pairs: &[(&str, &str)]| choose(&settings(pairs)).expect("chosen").variant;
+        assert_eq!(
+            v(&[("GIT_SSH", "/x/plink"), ("ssh.variant", "ssh")]),
+            Variant::Ssh
+        );
+        assert_eq!(
+            v(&[
+                ("GIT_SSH", "/x/plink"),
+                ("ssh.variant", "ssh"),
+                ("GIT_SSH_VARIANT", "auto")
+            ]),
+            Variant::Plink
+        );
+        assert_eq!(
+            v(&[("core.sshCommand", "ssh"), ("ssh.variant", "simple")]),
+            Variant::Simple
+        );
+        assert_eq!(
+            v(&[("GIT_SSH", "ssh"), ("ssh.variant", "putty")]),
+            Variant::Plink
+        );
+        assert_eq!(
+            v(&[("GIT_SSH", "ssh"), ("GIT_SSH_VARIANT", "tortoiseplink")]),
+            Variant::TortoisePlink
+        );
+    }
 
     #[test]
     fn variant_from_the_program_name() {

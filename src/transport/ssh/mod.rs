@@ -1,15 +1,28 @@
 //! `ssh://` and scp-like locations: the git service runs on the remote host
 //! behind an ssh session, either with the built-in client ([`client`]) or,
-//! when `GIT_SSH_COMMAND` / `GIT_SSH` is set, with that command, as git
-//! does.
+//! when git would run a command of the user's (`GIT_SSH_COMMAND`,
+//! `core.sshCommand`, `GIT_SSH`), with that command, as git does.
+//!
+//! The built-in client reads the same files as OpenSSH: the ssh config
+//! ([`config`], with the user's `~/.ssh` from the passwd entry, [`home`])
+//! resolves the URL into a [`target`]; the client reaches it directly,
+//! through a `ProxyCommand` ([`proxy`]) or a `ProxyJump` chain, checks the
+//! host key against the known-hosts files ([`known_hosts`]) and logs in
+//! ([`auth`]).
 
+mod auth;
 mod client;
 pub mod config;
+mod config_files;
 mod external;
+pub mod home;
+pub mod known_hosts;
+mod proxy;
+mod target;
 
 use super::{ConnectOptions, Connection, Service};
 
-pub use client::STRICT_ENV;
+pub use target::STRICT_ENV;
 
 /// Reaching a repository over ssh failed. Messages name the user, host and
 /// port; they never contain key material.
@@ -23,7 +36,7 @@ pub enum Error {
     },
     #[error("connecting to {host_port} timed out after {secs} s")]
     ConnectTimeout { host_port: String, secs: u64 },
-    #[error("the host key of {host_port} is not known (fingerprint {fingerprint}); refusing to connect. If the fingerprint is right, add the key to {known_hosts} (e.g. `{scan}`), or set StrictHostKeyChecking accept-new in ~/.ssh/config or {}=accept-new", client::STRICT_ENV)]
+    #[error("the host key of {host_port} is not known (fingerprint {fingerprint}); refusing to connect. If the fingerprint is right, add the key to {known_hosts} (e.g. `{scan}`), or set StrictHostKeyChecking accept-new in ~/.ssh/config or {}=accept-new", target::STRICT_ENV)]
     UnknownHostKey {
         host_port: String,
         fingerprint: String,
@@ -36,6 +49,34 @@ pub enum Error {
         file: String,
         line: usize,
     },
+    #[error("the host key of {host_port} ({fingerprint}) is marked @revoked in {file} line {line}; refusing to connect")]
+    HostKeyRevoked {
+        host_port: String,
+        fingerprint: String,
+        file: String,
+        line: usize,
+    },
+    #[error("the host certificate of {host_port} is signed by a trusted @cert-authority but {reason}; refusing to connect")]
+    HostCertificate { host_port: String, reason: String },
+    #[error("cannot run the ProxyCommand for {host_port}")]
+    ProxyCommand {
+        host_port: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the jump host {jump} could not open a connection to {host_port} (does it allow TCP forwarding?)")]
+    Jump {
+        jump: String,
+        host_port: String,
+        #[source]
+        source: Box<russh::Error>,
+    },
+    #[error("refusing to put the {what} {value:?} into a ProxyCommand: it contains shell syntax")]
+    UnsafeForProxyCommand { what: &'static str, value: String },
+    #[error(
+        "reaching {host} takes more than {max} ProxyJump hops; is there a loop in the ssh config?"
+    )]
+    TooManyHops { host: String, max: usize },
     #[error("{user}@{host_port}: publickey authentication failed; tried {tried}")]
     AuthFailed {
         user: String,
@@ -75,10 +116,10 @@ pub(super) async fn connect(
         Some(user) => format!("{user}@{host}:{path}"),
         None => format!("{host}:{path}"),
     };
-    if let Some(external) = external::from_env() {
+    if let Some(external) = external::from_settings().await {
         return external.connect(user, host, port, &command, protocol_v2, &repo);
     }
-    let target = client::Target::resolve(user, host, port, options.settings.connect_timeout);
+    let target = target::Target::resolve(user, host, port, options.settings.connect_timeout)?;
     client::connect(target, &command, protocol_v2).await
 }
 
