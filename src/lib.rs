@@ -43,6 +43,7 @@ pub mod progress;
 pub mod relay;
 pub mod session;
 pub mod terminal;
+pub mod trace;
 pub mod transport;
 pub mod url;
 pub mod watch;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kalandra::plan;
 use kalandra::plan::{Divergence, PlanOptions, Scope, UpdateKind};
-use kalandra::progress::{human_bytes, Progress};
+use kalandra::progress::{human_bytes, Color, Display, LogWriter, Progress};
 use kalandra::relay::{self, Outcome, PushOptions, RefOutcome, RefStatus, SyncOptions, SyncReport};
 use kalandra::terminal::escape;
 use kalandra::transport::TransportSettings;
@@ -196,6 +196,28 @@ struct SyncArgs {
     /// Log more on stderr (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Colour in logs and the progress bar: `auto` on a terminal unless
+    /// NO_COLOR is set, `always`, or `never`.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    color: ColorArg,
+}
+
+/// `--color` values, as clap sees them.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<ColorArg> for Color {
+    fn from(arg: ColorArg) -> Self {
+        match arg {
+            ColorArg::Auto => Color::Auto,
+            ColorArg::Always => Color::Always,
+            ColorArg::Never => Color::Never,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -366,11 +388,17 @@ async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
         no_verify: args.no_verify,
         transport: transport_settings(args)?,
     };
-    let progress = if show_progress {
-        Progress::new(true)
+    // Not on a terminal, a plain line every few seconds tells a CI log
+    // that a long transfer is alive (docs/usage.md, "Progress and logs").
+    let progress = Progress::with_display(if show_progress {
+        Display::Terminal {
+            color: Color::from(args.color).for_stderr(),
+        }
+    } else if args.quiet || std::io::stderr().is_terminal() {
+        Display::Hidden
     } else {
-        Progress::hidden()
-    };
+        Display::plain_from_env()
+    });
     let sync = relay::sync(&upstream, &downstream, &options, &progress);
     let result: anyhow::Result<SyncReport> = match options.transport.max_duration {
         // Every connection fails at the deadline on its own, saying what is
@@ -635,8 +663,8 @@ fn init_logging(args: &SyncArgs) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(LogWriter::default)
+        .with_ansi(Color::from(args.color).for_stderr())
         .with_target(false)
         .init();
 }
