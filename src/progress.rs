@@ -215,6 +215,13 @@ impl Progress {
         self.inner.show_phase(&state);
     }
 
+    /// What Kalandra itself is doing, until a server says more.
+    pub fn phase(&self, text: &str) {
+        let mut state = self.inner.lock();
+        text.clone_into(&mut state.phase);
+        self.inner.show_phase(&state);
+    }
+
     /// The pack has started: its header announced `objects` objects.
     pub fn pack_started(&self, objects: u32) {
         let mut state = self.inner.lock();
@@ -306,6 +313,9 @@ impl Inner {
 const BAR_FIXED_WIDTH: usize = 1 + 1 + 4 + 1 + 10 + 1 + 12 + 2 + 1;
 
 fn terminal_bar(color: bool) -> ProgressBar {
+    // indicatif styles through `console`, which decides on its own from
+    // NO_COLOR and CLICOLOR; `--color` has the last word.
+    console::set_colors_enabled_stderr(color);
     let template = if color {
         "{spinner:.cyan} {elapsed:>4} {binary_bytes:>10} {binary_bytes_per_sec:>12.dim}  {msg}"
     } else {

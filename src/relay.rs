@@ -494,6 +494,7 @@ impl Relay {
             ofs_delta: caps.contains("ofs-delta"),
             progress: options.progress,
         };
+        progress.phase("waiting for upstream's pack");
         let mut stream = upstream.fetch(&fetch_args, progress).await?;
         let (writer, reader) = downstream.send_commands(&commands, &push_args).await?;
         let (pumped, outcome) = tokio::join!(pump(&mut stream, writer, format, progress), async {
@@ -782,6 +783,7 @@ pub async fn sync(
 ) -> Result<SyncReport, Error> {
     let started = Instant::now();
     let mut relay = Relay::connect(upstream, downstream, &options.transport).await?;
+    progress.phase("listing refs");
     let object_format = relay.object_format();
     let up_refs = relay
         .upstream_refs(&options.plan.scope.ref_prefixes())
