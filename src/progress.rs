@@ -182,7 +182,7 @@ impl Progress {
             }),
         });
         if let Some(bar) = &inner.bar {
-            set_active(Some(bar.clone()));
+            set_active(Some(Drawn::Bar(bar.clone())));
         }
         let stop = match display {
             Display::Plain { every } => Some(spawn_ticker(Arc::downgrade(&inner), every)),
@@ -464,14 +464,27 @@ impl LineAssembler {
     }
 }
 
-/// The bar log lines must not tear; one per process, since only a single
-/// sync (or the remote helper) draws one.
-static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+/// What is drawn on stderr that log lines must not tear.
+#[derive(Clone)]
+enum Drawn {
+    Bar(ProgressBar),
+    Multi(indicatif::MultiProgress),
+}
 
-fn set_active(bar: Option<ProgressBar>) {
+/// One per process: a single sync or the remote helper draws a
+/// [`Progress`] bar, a fleet run its own [`indicatif::MultiProgress`].
+static ACTIVE: Mutex<Option<Drawn>> = Mutex::new(None);
+
+fn set_active(drawn: Option<Drawn>) {
     if let Ok(mut active) = ACTIVE.lock() {
-        *active = bar;
+        *active = drawn;
     }
+}
+
+/// Makes [`LogWriter`] hide `multi` while it writes a log line (a fleet's
+/// display); `None` once the display is gone.
+pub fn hide_for_logs(multi: Option<&indicatif::MultiProgress>) {
+    set_active(multi.cloned().map(Drawn::Multi));
 }
 
 /// Writes log output to stderr, hiding the progress bar while it does, so
@@ -488,14 +501,15 @@ impl Write for LogWriter {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let bar = ACTIVE.lock().ok().and_then(|active| active.clone());
+        let drawn = ACTIVE.lock().ok().and_then(|active| active.clone());
         let write = || {
             let mut err = std::io::stderr().lock();
             err.write_all(buf)?;
             err.flush()
         };
-        match bar {
-            Some(bar) if !bar.is_finished() => bar.suspend(write),
+        match drawn {
+            Some(Drawn::Bar(bar)) if !bar.is_finished() => bar.suspend(write),
+            Some(Drawn::Multi(multi)) => multi.suspend(write),
             _ => write(),
         }
     }

@@ -6,7 +6,10 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::{assert_refs_eq, kalandra_bin, path_arg, Run, Scope, World};
+use crate::harness::{
+    assert_refs_eq, helper_dir, kalandra_bin, pair_url, path_arg, path_with_first, Run, Scope,
+    World,
+};
 use crate::nginx::{Nginx, PASSWORD};
 
 /// What the terminal showed: everything kalandra wrote, stdout and stderr, through a pty.
@@ -36,9 +39,18 @@ fn shell_quote(arg: &str) -> String {
 /// Runs kalandra with `args` on a pseudo-terminal of 100 columns (`script -qec`), in the
 /// world's isolated environment plus `env` (`None` removes a variable).
 fn on_terminal(w: &World, args: &[&str], env: &[(&str, Option<&str>)]) -> Screen {
+    run_on_terminal(w, &kalandra_bin(), args, env)
+}
+
+fn run_on_terminal(
+    w: &World,
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, Option<&str>)],
+) -> Screen {
     let mut line = format!(
         "stty cols 100 rows 30; exec {}",
-        shell_quote(path_arg(&kalandra_bin()))
+        shell_quote(path_arg(program))
     );
     for arg in args {
         line.push(' ');
@@ -530,5 +542,44 @@ fn git_trace_packet_to_a_file_and_off() {
     assert!(
         !after_text[before as usize..].contains("packet: upstream"),
         "KALANDRA_TRACE_PACKET=0 wins over GIT_TRACE_PACKET"
+    );
+}
+
+#[test]
+fn a_push_through_the_remote_helper_on_a_terminal_draws_the_bar() {
+    let w = World::new();
+    let (up, down) = big_pair(&w);
+    let local = w.root().join("local");
+    w.git(w.root(), &["clone", "-q", path_arg(&up), path_arg(&local)]);
+    let path = path_with_first(&helper_dir());
+    let git = PathBuf::from("git");
+    let url = pair_url(&up, &down);
+    let screen = run_on_terminal(
+        &w,
+        &git,
+        &["-C", path_arg(&local), "push", &url, "main"],
+        &[("PATH", Some(path.to_str().expect("PATH is UTF-8")))],
+    );
+    assert_eq!(screen.code, 0, "{screen}");
+    assert_eq!(
+        w.rev(&down, "refs/heads/main"),
+        w.rev(&up, "refs/heads/main"),
+        "{screen}"
+    );
+    w.assert_fsck(&down);
+    let objects = number_after(&screen.raw, "pack of ").unwrap_or_else(|| panic!("no bar{screen}"));
+    assert!(
+        screen.raw.contains(&format!("Relayed {objects} objects, ")),
+        "the final totals{screen}"
+    );
+    assert!(
+        printed_server_lines(&screen.raw)
+            .iter()
+            .any(|l| l.starts_with("downstream: Resolving deltas: 100% ")),
+        "downstream's lines above the bar{screen}"
+    );
+    assert!(
+        screen.raw.contains("* [new branch]"),
+        "git's own report{screen}"
     );
 }
