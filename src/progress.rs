@@ -2,7 +2,8 @@
 //! and a byte counter, shown three ways.
 //!
 //! - On a terminal, an [`indicatif`] bar on stderr: elapsed time, bytes
-//!   relayed, rate, the pack's object count (from its header) and the
+//!   relayed, rate, objects received out of the pack header's total with an
+//!   ETA (the relay counts them with [`crate::wire::pack_count`]) and the
 //!   current phase (a server's in-place progress such as `Compressing
 //!   objects:  45% (9/20)` or `Resolving deltas`, or Kalandra's own). A
 //!   server's finished line is printed above the bar, whole, with a
@@ -15,11 +16,11 @@
 //!   hears that a long transfer is alive and a short one prints nothing.
 //! - Hidden: only logs (fleet and watch runs draw their own display).
 //!
-//! The relay learns the number of objects from the pack header but not the
-//! object boundaries as they stream (that would mean inflating every object
-//! on the way through), so the display shows the pack's size in objects and
-//! the bytes so far, and no ETA: neither server says how many bytes the pack
-//! will have.
+//! Counting objects means inflating each one on the way through, so it is
+//! done only for the terminal bar; the plain line gives the pack header's
+//! total and the bytes so far. The ETA is by objects (no server says how many
+//! bytes a pack will have), so a pack whose last objects are its biggest
+//! finishes later than it said.
 
 use std::io::Write;
 use std::sync::{mpsc, Arc, Mutex, Weak};
@@ -139,6 +140,9 @@ struct State {
     started: Instant,
     bytes: u64,
     objects: Option<u32>,
+    /// Objects of the pack that have streamed past whole, when counted.
+    received: Option<u32>,
+    pack_started: Option<Instant>,
     phase: String,
     last_message: String,
     lines: [LineAssembler; 2],
@@ -175,6 +179,8 @@ impl Progress {
                 started: Instant::now(),
                 bytes: 0,
                 objects: None,
+                received: None,
+                pack_started: None,
                 phase: "connecting".to_owned(),
                 last_message: String::new(),
                 lines: [LineAssembler::default(), LineAssembler::default()],
@@ -226,8 +232,25 @@ impl Progress {
     pub fn pack_started(&self, objects: u32) {
         let mut state = self.inner.lock();
         state.objects = Some(objects);
+        state.pack_started = Some(Instant::now());
         state.phase = "relaying the pack".to_owned();
         self.inner.show_phase(&state);
+    }
+
+    /// Whether the relay should count the pack's objects as they stream
+    /// ([`crate::wire::pack_count`]): only for a person at a terminal, since
+    /// it costs CPU.
+    pub fn counts_objects(&self) -> bool {
+        self.inner.bar.is_some()
+    }
+
+    /// `n` of the pack's objects have streamed past whole.
+    pub fn objects_received(&self, n: u32) {
+        let mut state = self.inner.lock();
+        if state.received != Some(n) {
+            state.received = Some(n);
+            self.inner.show_phase(&state);
+        }
     }
 
     /// The whole pack is with downstream, which now checks it.
@@ -303,7 +326,9 @@ impl Inner {
         if let Some(bar) = &self.bar {
             let (_, columns) = console::Term::stderr().size();
             let room = usize::from(columns).saturating_sub(BAR_FIXED_WIDTH).max(20);
-            bar.set_message(fit(&bar_message(state.objects, &state.phase), room));
+            let elapsed = state.pack_started.map(|t| t.elapsed());
+            let message = bar_message(state.objects, state.received, elapsed, &state.phase);
+            bar.set_message(fit(&message, room));
         }
     }
 }
@@ -343,10 +368,38 @@ fn fit(text: &str, width: usize) -> String {
     format!("{cut}...")
 }
 
-fn bar_message(objects: Option<u32>, phase: &str) -> String {
-    match objects {
-        Some(n) => format!("pack of {n} objects | {phase}"),
-        None => phase.to_owned(),
+/// The bar's message: the objects so far with an ETA when they are
+/// counted, else the pack's size, then the phase.
+fn bar_message(
+    objects: Option<u32>,
+    received: Option<u32>,
+    since_pack: Option<Duration>,
+    phase: &str,
+) -> String {
+    match (objects, received) {
+        (Some(total), Some(done)) if done < total => {
+            let eta = match since_pack {
+                Some(elapsed) if done > 0 => {
+                    let left = elapsed.as_secs_f64() * f64::from(total - done) / f64::from(done);
+                    format!(", ETA {}", short_duration(Duration::from_secs_f64(left)))
+                }
+                _ => String::new(),
+            };
+            format!("{done}/{total} objects{eta} | {phase}")
+        }
+        (Some(total), Some(_)) => format!("{total}/{total} objects | {phase}"),
+        (Some(n), None) => format!("pack of {n} objects | {phase}"),
+        (None, _) => phase.to_owned(),
+    }
+}
+
+/// `45s`, `2m05s`, `1h02m`.
+fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
     }
 }
 
@@ -609,6 +662,33 @@ mod tests {
                 "{width}: {shown}"
             );
         }
+    }
+
+    #[test]
+    fn the_bar_counts_objects_with_an_eta_when_it_can() {
+        let phase = "relaying the pack";
+        assert_eq!(bar_message(None, None, None, "connecting"), "connecting");
+        assert_eq!(
+            bar_message(Some(90), None, None, phase),
+            "pack of 90 objects | relaying the pack"
+        );
+        assert_eq!(
+            bar_message(Some(90), Some(0), Some(Duration::from_secs(1)), phase),
+            "0/90 objects | relaying the pack"
+        );
+        assert_eq!(
+            bar_message(Some(90), Some(30), Some(Duration::from_secs(10)), phase),
+            "30/90 objects, ETA 20s | relaying the pack"
+        );
+        assert_eq!(
+            bar_message(Some(1000), Some(1), Some(Duration::from_secs(10)), phase),
+            "1/1000 objects, ETA 2h46m | relaying the pack"
+        );
+        assert_eq!(
+            bar_message(Some(90), Some(90), Some(Duration::from_secs(10)), "done"),
+            "90/90 objects | done"
+        );
+        assert_eq!(short_duration(Duration::from_secs(125)), "2m05s");
     }
 
     #[test]

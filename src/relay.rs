@@ -665,7 +665,13 @@ async fn pump(
     let mut tail: Vec<u8> = Vec::with_capacity(2 * hold);
     let mut header: Vec<u8> = Vec::with_capacity(12);
     let mut total: u64 = 0;
+    let mut counter = progress
+        .counts_objects()
+        .then(|| crate::wire::pack_count::ObjectCounter::new(format.raw_len()));
     while let Some(chunk) = stream.next_chunk().await? {
+        if let Some(counter) = &mut counter {
+            progress.objects_received(counter.push(chunk));
+        }
         if header.len() < 12 {
             let take = (12 - header.len()).min(chunk.len());
             header.extend_from_slice(&chunk[..take]);

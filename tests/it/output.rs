@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::harness::{
-    assert_refs_eq, helper_dir, kalandra_bin, pair_url, path_arg, path_with_first, Run, Scope,
-    World,
+    assert_refs_eq, helper_dir, kalandra_bin, pair_url, path_arg, path_with_first,
+    random_hex_lines, Run, Scope, World,
 };
 use crate::nginx::{Nginx, PASSWORD};
 
@@ -163,9 +163,14 @@ fn a_terminal_shows_the_bar_whole_server_lines_and_the_final_totals() {
     assert_synced(&w, &up, &down, &screen);
     let raw = &screen.raw;
 
-    // The bar's parts: elapsed seconds, bytes, rate, the pack's object count.
+    // The bar's parts: elapsed seconds, bytes, rate, the objects counted as they stream
+    // against the pack header's total.
     let objects =
-        number_after(raw, "pack of ").unwrap_or_else(|| panic!("no object count{screen}"));
+        number_after(raw, "Relayed ").unwrap_or_else(|| panic!("no final totals{screen}"));
+    assert!(
+        raw.contains(&format!("  {objects}/{objects} objects | ")),
+        "the count reaches the total{screen}"
+    );
     let tips: Vec<String> = w
         .refs(&up)
         .into_iter()
@@ -567,7 +572,14 @@ fn a_push_through_the_remote_helper_on_a_terminal_draws_the_bar() {
         "{screen}"
     );
     w.assert_fsck(&down);
-    let objects = number_after(&screen.raw, "pack of ").unwrap_or_else(|| panic!("no bar{screen}"));
+    let objects =
+        number_after(&screen.raw, "Relayed ").unwrap_or_else(|| panic!("no totals{screen}"));
+    assert!(
+        screen
+            .raw
+            .contains(&format!("  {objects}/{objects} objects | ")),
+        "the bar counted the objects{screen}"
+    );
     assert!(
         screen.raw.contains(&format!("Relayed {objects} objects, ")),
         "the final totals{screen}"
@@ -581,5 +593,65 @@ fn a_push_through_the_remote_helper_on_a_terminal_draws_the_bar() {
     assert!(
         screen.raw.contains("* [new branch]"),
         "git's own report{screen}"
+    );
+}
+
+#[test]
+fn a_slow_pack_on_a_terminal_counts_objects_as_they_arrive_with_an_eta() {
+    let w = World::new();
+    let up = w.root().join("up");
+    let down = w.root().join("down.git");
+    w.git(w.root(), &["init", "-q", path_arg(&up)]);
+    w.git(w.root(), &["init", "-q", "--bare", path_arg(&down)]);
+    for i in 0..40 {
+        w.write(
+            &up,
+            &format!("f{i}.txt"),
+            random_hex_lines(i, 256).as_bytes(),
+        );
+    }
+    w.git(&up, &["add", "."]);
+    w.git(&up, &["commit", "-q", "-m", "forty files"]);
+    // upstream's pack arrives 16 KiB at a time, a tenth of a second apart.
+    let config = pack_objects_hook(
+        &w,
+        "tmp=$(mktemp)\n\"$@\" >\"$tmp\" || exit 1\nsize=$(wc -c <\"$tmp\")\ni=0\n\
+         while [ $((i * 16384)) -lt \"$size\" ]; do\n  \
+         dd if=\"$tmp\" bs=16384 skip=$i count=1 2>/dev/null\n  sleep 0.1\n  i=$((i + 1))\ndone\n\
+         rm -f \"$tmp\"",
+    );
+    let screen = on_terminal(
+        &w,
+        &["sync", path_arg(&up), path_arg(&down)],
+        &[("GIT_CONFIG_GLOBAL", Some(path_arg(&config)))],
+    );
+    assert_eq!(screen.code, 0, "{screen}");
+    assert_synced(&w, &up, &down, &screen);
+    let total =
+        number_after(&screen.raw, "Relayed ").unwrap_or_else(|| panic!("no totals{screen}"));
+    let head = w.rev(&up, "HEAD");
+    assert_eq!(
+        total as usize,
+        w.count_objects_between(&up, &[head], &[]),
+        "{screen}"
+    );
+    assert!(total >= 20, "precondition: many objects{screen}");
+    let midway: Vec<u64> = screen
+        .raw
+        .match_indices(&format!("/{total} objects, ETA "))
+        .filter_map(|(at, _)| {
+            let digits = screen.raw[..at]
+                .rsplit(|c: char| !c.is_ascii_digit())
+                .next()?;
+            digits.parse().ok()
+        })
+        .collect();
+    assert!(
+        midway.iter().any(|&n| n > 0 && n < total),
+        "counts between none and all, with an ETA: {midway:?}{screen}"
+    );
+    assert!(
+        midway.windows(2).all(|w| w[0] <= w[1]),
+        "{midway:?}{screen}"
     );
 }
