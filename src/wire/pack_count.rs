@@ -10,6 +10,11 @@
 //!
 //! Nothing here judges the pack: downstream's index-pack does. On bytes that
 //! make no sense the counter stops and keeps its last count.
+//!
+//! Hand-written rather than gix-pack's `BytesToEntriesIter`: that one reads
+//! from a blocking `BufRead` (the relay has async chunks) and collects each
+//! entry's compressed bytes in a `Vec` even when told to ignore them, so one
+//! large blob would be held whole in memory. The inflating is gix-zlib's.
 
 use gix_zlib::{Decompress, FlushDecompress, Status};
 
