@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds Kalandra in release mode and installs `kalandra` and
-# `git-remote-kalandra` into $PREFIX/bin (default: ~/.local/bin).
+# `git-remote-kalandra` into $PREFIX/bin (default: ~/.local/bin), their man
+# pages into $PREFIX/share/man/man1, and completions for bash, zsh and fish
+# under $PREFIX/share.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +23,16 @@ target=${CARGO_TARGET_DIR:-$here/target}
 mkdir -p "$bin"
 install -m 0755 "$target/release/kalandra" "$target/release/git-remote-kalandra" "$bin/"
 echo "Installed kalandra and git-remote-kalandra into $bin"
+
+share="$prefix/share"
+"$bin/kalandra" manpages "$share/man/man1"
+mkdir -p "$share/bash-completion/completions" "$share/zsh/site-functions" \
+    "$share/fish/vendor_completions.d"
+"$bin/kalandra" completions bash >"$share/bash-completion/completions/kalandra"
+"$bin/kalandra" completions zsh >"$share/zsh/site-functions/_kalandra"
+"$bin/kalandra" completions fish >"$share/fish/vendor_completions.d/kalandra.fish"
+echo "Installed man pages into $share/man/man1 (man kalandra, man git-remote-kalandra)"
+echo "and completions for bash, zsh and fish under $share"
 
 case ":$PATH:" in
     *":$bin:"*) ;;

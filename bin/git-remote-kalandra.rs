@@ -16,9 +16,20 @@ use kalandra::oid::ObjectId;
 use kalandra::progress::{Color, Display, LogWriter, Progress};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Stdin, Stdout};
 
+mod helper_cli;
+
 fn main() -> ExitCode {
-    init_logging();
     let args: Vec<String> = std::env::args().collect();
+    // git never passes options; a person asking for help or the version
+    // gets them, through clap, which prints and exits.
+    if matches!(
+        args.get(1).map(String::as_str),
+        Some("-h" | "--help" | "-V" | "--version")
+    ) {
+        helper_cli::command().get_matches_from(&args);
+        return ExitCode::SUCCESS;
+    }
+    init_logging();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -65,6 +76,13 @@ async fn run(args: &[String]) -> anyhow::Result<Ending> {
     // stop the helper before it talks to anyone, as it stops `kalandra`.
     kalandra::transport::TransportSettings::try_from_env()?;
     let text = url.strip_prefix("kalandra::").unwrap_or(url);
+    if !text.contains("=>") && text.ends_with('=') {
+        bail!(
+            "the URL kalandra::{text} ends in '=': the shell took the '>' of '=>' as a \
+             redirection (and wrote a file named after DOWN). Quote the URL: \
+             'kalandra::UP=>DOWN'"
+        );
+    }
     let pair = Pair::parse(text).context("invalid kalandra:: URL")?;
     tracing::debug!(upstream = %pair.upstream, downstream = %pair.downstream, "remote helper started");
 

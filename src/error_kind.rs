@@ -54,8 +54,12 @@ pub enum ErrorKind {
     VerifyMismatch,
     /// Permanent: the two sides use different object formats.
     ObjectFormat,
-    /// Permanent: bad input (URL, settings, config).
+    /// Permanent: bad input (URL, settings, patterns).
     Usage,
+    /// Permanent: the fleet config file is invalid.
+    Config,
+    /// The run was stopped by SIGINT or SIGTERM.
+    Interrupted,
     /// Anything else; not retried.
     Other,
 }
@@ -82,6 +86,8 @@ impl ErrorKind {
             Self::VerifyMismatch => "verify-mismatch",
             Self::ObjectFormat => "object-format",
             Self::Usage => "usage",
+            Self::Config => "config",
+            Self::Interrupted => "interrupted",
             Self::Other => "other",
         }
     }
@@ -522,7 +528,13 @@ mod tests {
 
     #[test]
     fn error_kind_names_match_serde() {
-        for kind in [ErrorKind::NotFound, ErrorKind::HostKey, ErrorKind::Other] {
+        for kind in [
+            ErrorKind::NotFound,
+            ErrorKind::HostKey,
+            ErrorKind::Config,
+            ErrorKind::Interrupted,
+            ErrorKind::Other,
+        ] {
             let json = serde_json::to_value(kind).expect("serializable");
             assert_eq!(json, serde_json::json!(kind.as_str()));
         }
@@ -742,14 +754,15 @@ mod tests {
     fn error_kind_of_guards_and_refusals() {
         assert_eq!(
             kind(relay::Error::Refused(plan::Error::MassDelete {
-                deletes: 9,
-                downstream: 10
+                downstream: 10,
+                would_delete: vec!["refs/heads/a".into()],
             })),
             ErrorKind::Guard
         );
         assert_eq!(
             kind(relay::Error::Refused(plan::Error::EmptyUpstream {
-                downstream: 3
+                downstream: 3,
+                would_delete: Vec::new(),
             })),
             ErrorKind::Guard
         );

@@ -17,14 +17,33 @@ pub const DEFAULT_INCLUDE: &[&str] = &["refs/heads/*", "refs/tags/*"];
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     #[error("upstream lists no refs in scope while downstream has {downstream}; refusing to delete them (a wrong path or credential can look like an empty repository). Pass --allow-mass-delete if this is intended")]
-    EmptyUpstream { downstream: usize },
-    #[error("the sync would delete {deletes} of downstream's {downstream} refs in scope; refusing (more than half). Pass --allow-mass-delete if this is intended")]
-    MassDelete { deletes: usize, downstream: usize },
+    EmptyUpstream {
+        downstream: usize,
+        /// The refs the sync would have deleted, for the JSON report.
+        would_delete: Vec<String>,
+    },
+    #[error("the sync would delete {} of downstream's {downstream} refs in scope; refusing (more than half). Pass --allow-mass-delete if this is intended", would_delete.len())]
+    MassDelete {
+        downstream: usize,
+        would_delete: Vec<String>,
+    },
     #[error("invalid ref pattern {pattern:?}: {reason}")]
     Pattern {
         pattern: String,
         reason: &'static str,
     },
+}
+
+impl Error {
+    /// The refs a guard kept from being deleted (empty for other errors).
+    pub fn would_delete(&self) -> &[String] {
+        match self {
+            Self::EmptyUpstream { would_delete, .. } | Self::MassDelete { would_delete, .. } => {
+                would_delete
+            }
+            Self::Pattern { .. } => &[],
+        }
+    }
 }
 
 /// A ref name pattern: `*` matches any run of characters, `/` included,
@@ -389,15 +408,17 @@ pub fn plan(
             })
             .collect();
         if !deletes.is_empty() && !options.allow_mass_delete {
+            let would_delete = || deletes.iter().map(|d| d.name.clone()).collect();
             if up.is_empty() {
                 return Err(Error::EmptyUpstream {
                     downstream: down.len(),
+                    would_delete: would_delete(),
                 });
             }
             if deletes.len() * 2 > down.len() {
                 return Err(Error::MassDelete {
-                    deletes: deletes.len(),
                     downstream: down.len(),
+                    would_delete: would_delete(),
                 });
             }
         }
@@ -517,14 +538,21 @@ mod tests {
         ]);
         assert_eq!(
             plan(&[], None, &down, &opts()),
-            Err(Error::EmptyUpstream { downstream: 3 })
+            Err(Error::EmptyUpstream {
+                downstream: 3,
+                would_delete: vec![
+                    "refs/heads/a".into(),
+                    "refs/heads/b".into(),
+                    "refs/heads/c".into()
+                ],
+            })
         );
         let up = refs(&[("refs/heads/a", '1')]);
         assert_eq!(
             plan(&up, None, &down, &opts()),
             Err(Error::MassDelete {
-                deletes: 2,
-                downstream: 3
+                downstream: 3,
+                would_delete: vec!["refs/heads/b".into(), "refs/heads/c".into()],
             })
         );
         let allowed = PlanOptions {

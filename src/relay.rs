@@ -71,6 +71,24 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A next step for failures that have an obvious one: a downstream on
+    /// this machine that does not exist yet.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Connect {
+                side: Side::Downstream,
+                source: transport::Error::NotFound { path },
+                ..
+            } => Some(format!(
+                "create it first with `git init --bare {path}`, or set `create_missing = true` \
+                 for this mirror in a fleet config"
+            )),
+            _ => None,
+        }
+    }
+}
+
 fn said_suffix(said: &[String]) -> String {
     match said {
         [] => String::new(),
@@ -772,6 +790,8 @@ pub struct SyncReport {
     pub upstream: String,
     pub downstream: String,
     pub object_format: ObjectFormat,
+    /// The branch upstream's HEAD points to, when upstream says.
+    pub upstream_head: Option<String>,
     #[serde(flatten)]
     pub result: PushResult,
     /// Refs whose names git does not accept, left out of the plan.
@@ -901,6 +921,7 @@ pub async fn sync(
         upstream: upstream.to_string(),
         downstream: downstream.to_string(),
         object_format,
+        upstream_head: up_refs.head_target.clone(),
         result,
         skipped_refs,
         elapsed_ms: started.elapsed().as_millis() as u64,

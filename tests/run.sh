@@ -21,6 +21,7 @@ declare -A NEEDED=(
   [ssh-agent]=openssh-client
   [ssh-add]=openssh-client
   [script]=bsdutils
+  [groff]=groff-base
 )
 
 have() {

@@ -27,7 +27,7 @@ pub enum ConfigCommand {
     List {
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// Print one JSON document on stdout (schema: docs/config.md).
+        /// Print one JSON document on stdout (`schema_version` 1).
         #[arg(long)]
         json: bool,
     },
@@ -48,13 +48,13 @@ pub fn run(command: &ConfigCommand) -> ExitCode {
         ConfigCommand::Check { .. } => {
             let count = fleet.mirrors.len();
             let noun = if count == 1 { "mirror" } else { "mirrors" };
-            println!(
+            out!(
                 "{}: {count} {noun}, OK",
                 escape(&file.display().to_string())
             );
         }
-        ConfigCommand::List { json: true, .. } => println!("{}", json(&fleet)),
-        ConfigCommand::List { json: false, .. } => print!("{}", table(&fleet)),
+        ConfigCommand::List { json: true, .. } => out!("{}", json(&fleet)),
+        ConfigCommand::List { json: false, .. } => crate::output::text(&table(&fleet)),
     }
     ExitCode::from(exit::OK)
 }
@@ -63,7 +63,7 @@ pub fn run(command: &ConfigCommand) -> ExitCode {
 /// or a name from the file may hold any character.
 pub(crate) fn print_errors(errors: &Errors) {
     for diagnostic in &errors.0 {
-        eprintln!("{}", escape(&diagnostic.to_string()));
+        err!("{}", escape(&diagnostic.to_string()));
     }
 }
 

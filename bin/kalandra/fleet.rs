@@ -27,6 +27,8 @@ pub struct FleetArgs<'a> {
     pub no_verify: bool,
     pub json: bool,
     pub quiet: bool,
+    /// `plan --exit-code`.
+    pub exit_code: bool,
     pub transport: TransportSettings,
 }
 
@@ -36,14 +38,17 @@ pub fn run(args: &FleetArgs) -> u8 {
         Ok(fleet) => fleet,
         Err(errors) => {
             crate::config_cmd::print_errors(&errors);
-            eprintln!("kalandra: error: invalid config; nothing was synced");
+            err!("kalandra: error: invalid config; nothing was synced");
+            if args.json {
+                print_config_errors(&errors, args);
+            }
             return exit::USAGE;
         }
     };
     let selected: Vec<Mirror> = match fleet::select(&fleet.mirrors, args.only, args.shard) {
         Ok(selected) => selected.into_iter().cloned().collect(),
         Err(error) => {
-            eprintln!("kalandra: error: {}: {error}", args.config.display());
+            err!("kalandra: error: {}: {error}", args.config.display());
             return exit::USAGE;
         }
     };
@@ -63,22 +68,68 @@ pub fn run(args: &FleetArgs) -> u8 {
     };
     let runs = runtime.block_on(async {
         let ticker = tokio::spawn(Arc::clone(&display).tick());
-        let runs = fleet::run(selected, options, Arc::clone(&display) as Arc<dyn Observer>).await;
+        // A signal drops every sync in flight, and with them their
+        // connections: a push cut off before its pack was complete
+        // changes nothing downstream.
+        let runs = tokio::select! {
+            runs = fleet::run(selected, options, Arc::clone(&display) as Arc<dyn Observer>) => Ok(runs),
+            signal = crate::interrupted() => Err(signal),
+        };
         ticker.abort();
         runs
     });
     display.clear();
     let elapsed = started.elapsed();
+    let runs = match runs {
+        Ok(runs) => runs,
+        Err(interrupted) => {
+            if args.json {
+                let value = serde_json::json!({
+                    "schema_version": 1,
+                    "ok": false,
+                    "dry_run": args.dry_run,
+                    "config": args.config.display().to_string(),
+                    "kind": kalandra::error_kind::ErrorKind::Interrupted,
+                    "error": interrupted.to_string(),
+                    "elapsed_ms": elapsed.as_millis() as u64,
+                    "mirrors": [],
+                });
+                out!("{value}");
+            }
+            err!("kalandra: error: {interrupted}");
+            return interrupted.code();
+        }
+    };
     if args.json {
         print_json(&runs, args, elapsed);
-    } else if !args.quiet {
+    } else if args.quiet {
+        print_failures(&runs);
+    } else {
         print_table(&runs, args.dry_run, elapsed);
     }
-    if runs.iter().all(|run| run.ok) {
-        exit::OK
-    } else {
+    if !runs.iter().all(|run| run.ok) {
         exit::SOME_FAILED
+    } else if args.dry_run && args.exit_code && runs.iter().any(|run| run.refs_changed() > 0) {
+        exit::CHANGES_PENDING
+    } else {
+        exit::OK
     }
+}
+
+/// `--json` with an invalid config: still one document, `kind: config`,
+/// with every problem found.
+fn print_config_errors(errors: &config::Errors, args: &FleetArgs) {
+    let value = serde_json::json!({
+        "schema_version": 1,
+        "ok": false,
+        "dry_run": args.dry_run,
+        "config": args.config.display().to_string(),
+        "kind": kalandra::error_kind::ErrorKind::Config,
+        "error": "invalid config; nothing was synced",
+        "config_errors": errors.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "mirrors": [],
+    });
+    out!("{value}");
 }
 
 fn print_json(runs: &[MirrorRun], args: &FleetArgs, elapsed: Duration) {
@@ -99,7 +150,7 @@ fn print_json(runs: &[MirrorRun], args: &FleetArgs, elapsed: Duration) {
         },
         "mirrors": runs,
     });
-    println!("{value}");
+    out!("{value}");
 }
 
 fn print_table(runs: &[MirrorRun], dry_run: bool, elapsed: Duration) {
@@ -154,15 +205,15 @@ fn print_table(runs: &[MirrorRun], dry_run: bool, elapsed: Duration) {
         }
         out
     };
-    println!("{}", line(header));
+    out!("{}", line(header));
     for row in &rows {
-        println!("{}", line(row.each_ref().map(String::as_str)));
+        out!("{}", line(row.each_ref().map(String::as_str)));
     }
     let failed: Vec<&MirrorRun> = runs.iter().filter(|run| !run.ok).collect();
     let refs: usize = runs.iter().map(MirrorRun::refs_changed).sum();
     let bytes: u64 = runs.iter().map(MirrorRun::bytes_relayed).sum();
     let plural = |n: usize| if n == 1 { "" } else { "s" };
-    println!(
+    out!(
         "{} of {} mirror{} {}, {} failed; {refs} ref{} {}, {} relayed in {:.1} s",
         runs.len() - failed.len(),
         runs.len(),
@@ -174,8 +225,13 @@ fn print_table(runs: &[MirrorRun], dry_run: bool, elapsed: Duration) {
         human_bytes(bytes),
         elapsed.as_secs_f64()
     );
-    for run in failed {
-        eprintln!(
+    print_failures(runs);
+}
+
+/// A line on stderr per mirror that failed; `-q` prints only these.
+fn print_failures(runs: &[MirrorRun]) {
+    for run in runs.iter().filter(|run| !run.ok) {
+        err!(
             "kalandra: {} failed ({}): {}",
             escape(&run.name),
             run.error_kind.map_or("other", |kind| kind.as_str()),
@@ -281,7 +337,7 @@ impl Display {
             interval.tick().await;
             match &self.mode {
                 Mode::Quiet => return,
-                Mode::Plain => eprintln!("kalandra: {}", self.totals()),
+                Mode::Plain => err!("kalandra: {}", self.totals()),
                 Mode::Terminal { overall, .. } => {
                     for running in self.running().iter() {
                         if let Some(bar) = &running.bar {
@@ -351,7 +407,7 @@ impl Observer for Display {
                 Mode::Terminal { multi, .. } => {
                     let _ = multi.println(line);
                 }
-                _ => eprintln!("{line}"),
+                _ => err!("{line}"),
             }
         }
     }
@@ -381,7 +437,7 @@ impl Observer for Display {
         );
         match &self.mode {
             Mode::Quiet => {}
-            Mode::Plain => eprintln!("{line}"),
+            Mode::Plain => err!("{line}"),
             Mode::Terminal { overall, .. } => overall.inc(1),
         }
     }

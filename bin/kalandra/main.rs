@@ -10,13 +10,37 @@ use kalandra::plan;
 use kalandra::plan::{Divergence, PlanOptions, Scope, UpdateKind};
 use kalandra::progress::{human_bytes, Color, Display, LogWriter, Progress};
 use kalandra::relay::{self, Outcome, PushOptions, RefOutcome, RefStatus, SyncOptions, SyncReport};
+use kalandra::summary::Tally;
 use kalandra::terminal::escape;
 use kalandra::transport::TransportSettings;
 use kalandra::url::{mask_credentials, RepoUrl};
 
+#[macro_use]
+mod output;
+
 mod config_cmd;
 mod fleet;
+#[path = "../helper_cli.rs"]
+mod helper_cli;
 mod watch;
+
+/// The environment variables and exit codes, for `kalandra --help` and
+/// `man kalandra`.
+const ENVIRONMENT_HELP: &str = "Environment:\n  \
+    KALANDRA_CONNECT_TIMEOUT, KALANDRA_IDLE_TIMEOUT, KALANDRA_LOW_SPEED_LIMIT,\n  \
+    KALANDRA_LOW_SPEED_TIME   defaults of the flags of the same name\n  \
+    KALANDRA_UPSTREAM_TOKEN, KALANDRA_DOWNSTREAM_TOKEN   http password for that side\n  \
+    KALANDRA_HTTP_RETRIES     retries of a failed HTTP request (default 4)\n  \
+    KALANDRA_MAX_REFS, KALANDRA_MAX_ADVERTISEMENT_BYTES   caps on what a server lists\n  \
+    KALANDRA_SSH_STRICT_HOST_KEY_CHECKING   overrides StrictHostKeyChecking\n  \
+    KALANDRA_LOG              log filter (e.g. debug), finer than -v\n  \
+    NO_COLOR                  no colour\n  \
+    GIT_SSH_COMMAND, GIT_SSH, GIT_SSL_CAINFO, GIT_SSL_NO_VERIFY, NETRC, SSH_AUTH_SOCK,\n  \
+    HTTPS_PROXY, NO_PROXY     as for git\n\n\
+    Exit codes: 0 ok, 1 error (plan --exit-code: changes pending), 2 usage, 3 some refs\n\
+    rejected, 4 connection or protocol failure, 5 refused by a guard, 6 nothing landed,\n\
+    7 outcome unknown, 8 verification failed, 9 some mirrors failed, 130/143 interrupted,\n\
+    141 stdout closed.";
 
 /// Exit codes, documented in docs/exit-codes.md.
 mod exit {
@@ -31,6 +55,12 @@ mod exit {
     pub const VERIFY: u8 = 8;
     /// `--config`: some mirrors did not end in sync.
     pub const SOME_FAILED: u8 = 9;
+    /// `plan --exit-code`: downstream is not in sync.
+    pub const CHANGES_PENDING: u8 = 1;
+    /// SIGINT, as a shell reports a process it ended (128 + 2).
+    pub const INTERRUPTED: u8 = 130;
+    /// SIGTERM (128 + 15).
+    pub const TERMINATED: u8 = 143;
 }
 
 /// `--divergence` values, as clap sees them.
@@ -59,7 +89,8 @@ impl From<DivergenceArg> for Divergence {
     long_about = "Mirror git repositories from upstream to downstream without keeping a copy.\n\n\
         The pack that downstream lacks is fetched from upstream's upload-pack and streamed, as it \
         arrives, into downstream's receive-pack. Nothing is written to local disk.\n\n\
-        Logs go to stderr; set KALANDRA_LOG (e.g. KALANDRA_LOG=debug) for finer control than -v."
+        Logs go to stderr; set KALANDRA_LOG (e.g. KALANDRA_LOG=debug) for finer control than -v.",
+    after_long_help = ENVIRONMENT_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -83,10 +114,23 @@ enum Command {
         #[command(subcommand)]
         command: config_cmd::ConfigCommand,
     },
+    /// Print a shell completion script, e.g.
+    /// `kalandra completions bash > ~/.local/share/bash-completion/completions/kalandra`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages for kalandra, each of its commands and
+    /// git-remote-kalandra into DIR (install.sh puts them in
+    /// $PREFIX/share/man/man1).
+    Manpages {
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 /// Flags that shape one pair's sync; a config file sets them per mirror.
-const PAIR_ONLY: [&str; 10] = [
+const PAIR_ONLY: [&str; 11] = [
     "upstream",
     "downstream",
     "include",
@@ -97,6 +141,7 @@ const PAIR_ONLY: [&str; 10] = [
     "immutable_tags",
     "atomic",
     "no_atomic",
+    "set_head",
 ];
 
 #[derive(Args)]
@@ -107,8 +152,9 @@ struct SyncArgs {
     /// The repository to mirror into.
     #[arg(value_name = "DOWN", required_unless_present = "config")]
     downstream: Option<String>,
-    /// Sync every mirror of this config file (docs/config.md) instead of
-    /// one UP DOWN pair.
+    /// Sync every mirror of this TOML config file (`[[mirror]]` entries;
+    /// `kalandra config check FILE` validates it) instead of one UP DOWN
+    /// pair.
     #[arg(long, value_name = "FILE", conflicts_with_all = PAIR_ONLY)]
     config: Option<std::path::PathBuf>,
     /// With --config: how many mirrors sync at once [default: the number
@@ -187,7 +233,17 @@ struct SyncArgs {
     /// [default: no limit].
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     max_duration: Option<u64>,
-    /// Print one JSON object on stdout (schema: docs/json.md).
+    /// When downstream is on this machine and its HEAD differs from
+    /// upstream's default branch (or names a branch it lacks), point it at
+    /// upstream's. Without it, the difference is only reported.
+    #[arg(long)]
+    set_head: bool,
+    /// With `plan`: exit 1 when changes are pending and 0 when downstream
+    /// is in sync, as `git diff --exit-code` does.
+    #[arg(long)]
+    exit_code: bool,
+    /// Print one JSON object on stdout (the schema is in the JSON output
+    /// documentation).
     #[arg(long)]
     json: bool,
     /// Print nothing but errors.
@@ -227,9 +283,25 @@ fn main() -> ExitCode {
         Command::Plan(args) => (args, true),
         Command::Config { command } => return config_cmd::run(command),
         Command::Watch(args) => return watch::run(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "kalandra", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Manpages { dir } => return manpages(dir),
     };
     if args.config.is_none() {
         refuse_fleet_flags(args);
+    }
+    if args.exit_code && !dry_run {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--exit-code only applies to `kalandra plan`",
+            )
+            .exit();
     }
     init_logging(args);
     if let Some(config) = &args.config {
@@ -239,18 +311,50 @@ fn main() -> ExitCode {
         return ExitCode::from(exit::OTHER);
     };
     let started = std::time::Instant::now();
-    match runtime.block_on(run(args, dry_run)) {
-        Ok(report) => {
-            let code = match report.result.outcome() {
+    let result = runtime.block_on(async {
+        // Dropping the sync on a signal drops its connections: a push cut
+        // off before its pack is complete makes receive-pack fail
+        // ("unpack eof"), and local server processes are killed.
+        tokio::select! {
+            result = run(args, dry_run) => result,
+            signal = interrupted() => Err(signal.into()),
+        }
+    });
+    match result {
+        Ok((report, head)) => {
+            let mut code = match report.result.outcome() {
                 Outcome::Complete => exit::OK,
                 Outcome::Partial => exit::REJECTED,
                 Outcome::NothingLanded => exit::NOTHING_LANDED,
                 Outcome::Unknown => exit::UNKNOWN,
             };
+            if dry_run
+                && args.exit_code
+                && code == exit::OK
+                && report.result.count(RefStatus::Planned) > 0
+            {
+                code = exit::CHANGES_PENDING;
+            }
             if args.json {
-                print_json(&report, None);
-            } else if !args.quiet {
+                print_json(&report, head.as_ref());
+            } else if args.quiet {
+                print_problems(&report);
+            } else {
                 print_human(&report);
+                if let (Some(head), Some(RepoUrl::Local { path })) = (
+                    &head,
+                    RepoUrl::parse(args.downstream.as_deref().unwrap_or_default()).ok(),
+                ) {
+                    if let Some(advice) = head.advice(&path) {
+                        err!("kalandra: warning: {advice}");
+                    }
+                    if head.set {
+                        err!(
+                            "kalandra: downstream's HEAD now points to {}",
+                            head.downstream.as_deref().unwrap_or_default()
+                        );
+                    }
+                }
             }
             ExitCode::from(code)
         }
@@ -259,17 +363,22 @@ fn main() -> ExitCode {
             // Masked again as a whole: a secret must not show even where a
             // cause quotes a URL that could not be parsed.
             let message = mask_credentials(&error_chain(&failure));
+            let hint = hint(&failure);
             if args.json {
                 let shown = |raw: &str| match RepoUrl::parse(raw) {
                     Ok(url) => url.to_string(),
                     Err(_) => mask_credentials(raw),
                 };
+                let would_delete = guard_refs(&failure);
                 let value = serde_json::json!({
+                    "schema_version": SCHEMA_VERSION,
                     "ok": false,
                     "dry_run": dry_run,
                     "upstream": shown(args.upstream.as_deref().unwrap_or_default()),
                     "downstream": shown(args.downstream.as_deref().unwrap_or_default()),
                     "object_format": null,
+                    "upstream_head": null,
+                    "head": null,
                     "refs": [],
                     "pack": null,
                     "bytes_relayed": 0,
@@ -280,11 +389,103 @@ fn main() -> ExitCode {
                     "error_kind": error_kind(code),
                     "kind": failure_kind(&failure, code),
                     "error": message,
+                    "hint": hint,
+                    "would_delete": would_delete,
                 });
-                println!("{value}");
+                out!("{value}");
             }
-            eprintln!("kalandra: error: {message}");
+            err!("kalandra: error: {message}");
+            if let Some(hint) = hint {
+                err!("hint: {hint}");
+            }
+            if !args.json {
+                let refs = guard_refs(&failure);
+                for name in refs.iter().take(GUARD_REFS_SHOWN) {
+                    err!("  would delete {}", escape(name));
+                }
+                if refs.len() > GUARD_REFS_SHOWN {
+                    err!(
+                        "  ... and {} more (--json lists them all)",
+                        refs.len() - GUARD_REFS_SHOWN
+                    );
+                }
+            }
             ExitCode::from(code)
+        }
+    }
+}
+
+/// The version of the single-pair JSON document (docs/json.md).
+const SCHEMA_VERSION: u32 = 1;
+
+/// How many refs a guard's refusal lists on stderr.
+const GUARD_REFS_SHOWN: usize = 20;
+
+/// The refs a guard kept from being deleted.
+fn guard_refs(failure: &anyhow::Error) -> Vec<String> {
+    let refused = match failure.downcast_ref::<relay::Error>() {
+        Some(relay::Error::Refused(error)) => Some(error),
+        _ => failure.downcast_ref::<plan::Error>(),
+    };
+    refused
+        .map(|e| e.would_delete().to_vec())
+        .unwrap_or_default()
+}
+
+/// A next step for failures that have an obvious one.
+fn hint(failure: &anyhow::Error) -> Option<String> {
+    failure
+        .downcast_ref::<relay::Error>()
+        .and_then(relay::Error::hint)
+}
+
+/// SIGINT or SIGTERM arrived.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by {signal}; a push cut off before its pack was complete changes nothing downstream")]
+pub(crate) struct Interrupted {
+    signal: &'static str,
+    code: u8,
+}
+
+impl Interrupted {
+    fn code(&self) -> u8 {
+        self.code
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub(crate) async fn interrupted() -> Interrupted {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let term = async {
+        match &mut term {
+            Some(term) => {
+                term.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Interrupted { signal: "SIGINT", code: exit::INTERRUPTED },
+        () = term => Interrupted { signal: "SIGTERM", code: exit::TERMINATED },
+    }
+}
+
+/// `kalandra manpages DIR`: kalandra.1, kalandra-sync.1, ... and
+/// git-remote-kalandra.1.
+fn manpages(dir: &std::path::Path) -> ExitCode {
+    use clap::CommandFactory;
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| clap_mangen::generate_to(Cli::command(), dir))
+        .and_then(|()| clap_mangen::generate_to(helper_cli::command(), dir));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            err!(
+                "kalandra: error: cannot write man pages into {}: {error}",
+                dir.display()
+            );
+            ExitCode::from(exit::OTHER)
         }
     }
 }
@@ -323,7 +524,7 @@ fn runtime(workers: Option<usize>) -> Option<tokio::runtime::Runtime> {
     match builder.enable_all().build() {
         Ok(runtime) => Some(runtime),
         Err(e) => {
-            eprintln!("kalandra: error: cannot start the async runtime: {e}");
+            err!("kalandra: error: cannot start the async runtime: {e}");
             None
         }
     }
@@ -341,12 +542,12 @@ fn run_fleet(args: &SyncArgs, config: &std::path::Path, dry_run: bool) -> u8 {
     let transport = match transport_settings(args) {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("kalandra: error: invalid environment: {error}");
+            err!("kalandra: error: invalid environment: {error}");
             return exit::USAGE;
         }
     };
     if let Err(error) = kalandra::limits::Limits::from_env() {
-        eprintln!("kalandra: error: invalid environment: {error}");
+        err!("kalandra: error: invalid environment: {error}");
         return exit::USAGE;
     }
     fleet::run(&fleet::FleetArgs {
@@ -359,11 +560,17 @@ fn run_fleet(args: &SyncArgs, config: &std::path::Path, dry_run: bool) -> u8 {
         no_verify: args.no_verify,
         json: args.json,
         quiet: args.quiet,
+        exit_code: args.exit_code,
         transport,
     })
 }
 
-async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
+/// One pair's sync, and what was found of downstream's HEAD when it is on
+/// this machine.
+async fn run(
+    args: &SyncArgs,
+    dry_run: bool,
+) -> anyhow::Result<(SyncReport, Option<kalandra::head::HeadReport>)> {
     let upstream =
         RepoUrl::parse(args.upstream.as_deref().unwrap_or_default()).context("invalid upstream")?;
     let downstream = RepoUrl::parse(args.downstream.as_deref().unwrap_or_default())
@@ -415,7 +622,21 @@ async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
         None => sync.await.map_err(Into::into),
     };
     progress.finish();
-    result
+    let report = result?;
+    let head = match &downstream {
+        RepoUrl::Local { path } => {
+            let set = args.set_head && !dry_run;
+            match kalandra::head::check_local(path, report.upstream_head.as_deref(), set).await {
+                Ok(head) => Some(head),
+                Err(error) => {
+                    tracing::warn!("cannot check downstream's HEAD: {error}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    Ok((report, head))
 }
 
 /// `--per-host` unless given: a handful, so that one forge is not hammered.
@@ -473,6 +694,9 @@ fn exit_code(failure: &anyhow::Error) -> u8 {
     if failure.downcast_ref::<DeadlinePassed>().is_some() {
         return exit::OTHER;
     }
+    if let Some(interrupted) = failure.downcast_ref::<Interrupted>() {
+        return interrupted.code;
+    }
     match failure.downcast_ref::<relay::Error>() {
         Some(relay::Error::Refused(error)) => plan_code(error),
         Some(relay::Error::Verify { .. }) => exit::VERIFY,
@@ -494,6 +718,7 @@ fn error_kind(code: u8) -> &'static str {
         exit::CONNECTION => "connection",
         exit::REFUSED => "refused",
         exit::VERIFY => "verify-mismatch",
+        exit::INTERRUPTED | exit::TERMINATED => "interrupted",
         _ => "other",
     }
 }
@@ -509,6 +734,7 @@ fn failure_kind(failure: &anyhow::Error, code: u8) -> kalandra::error_kind::Erro
         exit::USAGE => ErrorKind::Usage,
         exit::REFUSED => ErrorKind::Guard,
         _ if failure.downcast_ref::<DeadlinePassed>().is_some() => ErrorKind::Timeout,
+        _ if failure.downcast_ref::<Interrupted>().is_some() => ErrorKind::Interrupted,
         _ => ErrorKind::Other,
     }
 }
@@ -520,25 +746,38 @@ fn plan_code(error: &plan::Error) -> u8 {
     }
 }
 
-fn print_json(report: &SyncReport, error: Option<&str>) {
+fn print_json(report: &SyncReport, head: Option<&kalandra::head::HeadReport>) {
     let mut value = serde_json::to_value(report).expect("because the report is plain data");
     if let Some(object) = value.as_object_mut() {
+        object.insert("schema_version".into(), serde_json::json!(SCHEMA_VERSION));
+        object.insert("head".into(), serde_json::json!(head));
         object.insert(
             "ok".into(),
             serde_json::Value::Bool(report.result.outcome() == Outcome::Complete),
         );
         object.insert("outcome".into(), serde_json::json!(report.result.outcome()));
+        // Refused refs and a lost report are not failures of the run (it
+        // ended with a report), but they have a kind all the same.
+        let failure = kalandra::fleet::report_failure(report);
         object.insert("error_kind".into(), serde_json::Value::Null);
-        object.insert("kind".into(), serde_json::Value::Null);
-        object.insert("error".into(), serde_json::json!(error));
+        object.insert(
+            "kind".into(),
+            serde_json::json!(failure.as_ref().map(|f| f.kind)),
+        );
+        object.insert(
+            "error".into(),
+            serde_json::json!(failure.map(|f| f.message)),
+        );
+        object.insert("hint".into(), serde_json::Value::Null);
+        object.insert("would_delete".into(), serde_json::json!([]));
     }
-    println!("{value}");
+    out!("{value}");
 }
 
 fn print_human(report: &SyncReport) {
     let refs = &report.result.refs;
     if refs.is_empty() {
-        println!("Everything up to date ({} ms)", report.elapsed_ms);
+        out!("Everything up to date ({} ms)", report.elapsed_ms);
         return;
     }
     let width = refs
@@ -547,11 +786,11 @@ fn print_human(report: &SyncReport) {
         .max()
         .unwrap_or(0);
     for outcome in refs {
-        println!("{}", ref_line(outcome, width, report.dry_run));
+        out!("{}", ref_line(outcome, width, report.dry_run));
     }
     let unknown = report.result.count(RefStatus::Unknown);
     if unknown > 0 {
-        eprintln!(
+        err!(
             "kalandra: warning: outcome unknown: {unknown} ref{} may or may not have moved \
              downstream (see the reasons above); run the sync again to settle it",
             if unknown == 1 { "" } else { "s" }
@@ -559,48 +798,40 @@ fn print_human(report: &SyncReport) {
     }
     if report.result.rejected() > 0 {
         for message in &report.result.downstream_messages {
-            eprintln!("downstream: {}", escape(message));
+            err!("downstream: {}", escape(message));
         }
     }
-    let result = &report.result;
-    let plural = |n: usize| if n == 1 { "" } else { "s" };
-    let forced = refs
-        .iter()
-        .filter(|r| r.kind == Some(UpdateKind::Forced) && r.status != RefStatus::Kept)
-        .filter(|r| r.status != RefStatus::Rejected)
-        .count();
-    let rejected = result.rejected();
-    let kept = result.count(RefStatus::Kept);
-    let unknown = result.count(RefStatus::Unknown);
-    let mut extra = String::new();
-    if forced > 0 {
-        extra.push_str(&format!(" ({forced} forced)"));
-    }
-    if kept > 0 {
-        extra.push_str(&format!(", {kept} kept"));
-    }
-    if rejected > 0 {
-        extra.push_str(&format!(", {rejected} rejected"));
-    }
-    if unknown > 0 {
-        extra.push_str(&format!(
-            ", {unknown} unknown (downstream's report was lost)"
-        ));
-    }
+    let tally = Tally::of(refs);
+    let what = tally.describe(report.dry_run);
     if report.dry_run {
-        let planned = result.count(RefStatus::Planned);
-        println!(
-            "{planned} update{} planned{extra}; nothing was changed",
-            plural(planned)
-        );
+        out!("plan: {what}; nothing was changed");
     } else {
-        let ok = result.count(RefStatus::Ok);
-        println!(
-            "{ok} ref{} updated{extra}; {} relayed in {:.1} s",
-            plural(ok),
-            human_bytes(result.bytes_relayed),
+        out!(
+            "{what}; {} relayed in {:.1} s",
+            human_bytes(report.result.bytes_relayed),
             report.elapsed_ms as f64 / 1000.0
         );
+    }
+}
+
+/// `-q`: no progress and no success chatter, but what went wrong still
+/// shows: a refused ref is an error, and a lost report is a warning.
+fn print_problems(report: &SyncReport) {
+    let mut any = false;
+    for outcome in &report.result.refs {
+        let label = match outcome.status {
+            RefStatus::Rejected => "error: rejected",
+            RefStatus::Unknown => "warning: outcome unknown for",
+            _ => continue,
+        };
+        any = true;
+        let reason = outcome.reason.as_deref().map(escape).unwrap_or_default();
+        err!("kalandra: {label} {}: {reason}", escape(&outcome.name));
+    }
+    if any && report.result.rejected() > 0 {
+        for message in &report.result.downstream_messages {
+            err!("downstream: {}", escape(message));
+        }
     }
 }
 

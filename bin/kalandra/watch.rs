@@ -22,7 +22,7 @@ use crate::exit;
 
 #[derive(Args)]
 pub struct WatchArgs {
-    /// The fleet config file (docs/config.md); `interval` and
+    /// The fleet config file (as for `sync --config`); `interval` and
     /// `webhook_secret_*` apply here.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
@@ -69,14 +69,14 @@ pub fn run(args: &WatchArgs) -> ExitCode {
         Ok(fleet) => fleet,
         Err(errors) => {
             crate::config_cmd::print_errors(&errors);
-            eprintln!("kalandra: error: invalid config; not started");
+            err!("kalandra: error: invalid config; not started");
             return ExitCode::from(exit::USAGE);
         }
     };
     let transport = match kalandra::transport::TransportSettings::try_from_env() {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("kalandra: error: invalid environment: {error}");
+            err!("kalandra: error: invalid environment: {error}");
             return ExitCode::from(exit::USAGE);
         }
     };
@@ -98,7 +98,7 @@ async fn serve(args: &WatchArgs, fleet: config::Fleet, options: RunOptions) -> u
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("kalandra: error: cannot listen on {}: {e}", args.listen);
+            err!("kalandra: error: cannot listen on {}: {e}", args.listen);
             return exit::OTHER;
         }
     };
@@ -133,7 +133,7 @@ async fn serve(args: &WatchArgs, fleet: config::Fleet, options: RunOptions) -> u
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        eprintln!("kalandra: error: cannot install the signal handlers");
+        err!("kalandra: error: cannot install the signal handlers");
         return exit::OTHER;
     };
     let signals = tokio::spawn(handle_signals(

@@ -359,30 +359,17 @@ async fn try_attempt(
     };
     let report = result.map_err(|error| {
         let classified = classify(&error);
+        let mut message = mask_credentials(&relay::chain(&error));
+        if let Some(hint) = error.hint() {
+            message.push_str(&format!(" (hint: {hint})"));
+        }
         Failure {
             kind: classified.kind,
-            message: mask_credentials(&relay::chain(&error)),
+            message,
             retry_after: classified.retry_after,
         }
     })?;
-    let failure = match report.result.outcome() {
-        Outcome::Complete => None,
-        // The report was lost after the pack went out: trying again reads
-        // downstream afresh and settles it.
-        Outcome::Unknown => Some(Failure {
-            kind: ErrorKind::Connection,
-            message: format!(
-                "downstream's report was lost, so whether {} ref(s) moved is unknown",
-                report.result.count(RefStatus::Unknown)
-            ),
-            retry_after: None,
-        }),
-        Outcome::Partial | Outcome::NothingLanded => Some(Failure {
-            kind: ErrorKind::Rejected,
-            message: rejected_message(&report),
-            retry_after: None,
-        }),
-    };
+    let failure = report_failure(&report);
     Ok(End {
         report: Some(report),
         created,
@@ -393,6 +380,28 @@ async fn try_attempt(
 /// How long past `max_duration` a sync stuck outside its connections may
 /// take before it is cut off.
 const MAX_DURATION_GRACE: Duration = Duration::from_secs(10);
+
+/// A report that came back but is not a success: refs refused (kind
+/// `rejected`), or a lost report (`connection`: trying again reads
+/// downstream afresh and settles it). None when every ref landed.
+pub fn report_failure(report: &SyncReport) -> Option<Failure> {
+    match report.result.outcome() {
+        Outcome::Complete => None,
+        Outcome::Unknown => Some(Failure {
+            kind: ErrorKind::Connection,
+            message: format!(
+                "downstream's report was lost, so whether {} ref(s) moved is unknown",
+                report.result.count(RefStatus::Unknown)
+            ),
+            retry_after: None,
+        }),
+        Outcome::Partial | Outcome::NothingLanded => Some(Failure {
+            kind: ErrorKind::Rejected,
+            message: rejected_message(report),
+            retry_after: None,
+        }),
+    }
+}
 
 fn rejected_message(report: &SyncReport) -> String {
     let rejected: Vec<String> = report

@@ -833,7 +833,50 @@ fn check_schema(v: &Value, run: &Run) {
         error.is_null() || error.is_string(),
         "error is {error}{run}"
     );
+    assert_eq!(field("schema_version"), 1, "schema_version{run}");
+    // Every run that is not ok says what kind of failure it was, from the
+    // documented vocabulary (docs/json.md), and a successful one says none.
+    let kind = field("kind");
+    if field("ok") == true {
+        assert!(kind.is_null(), "an ok run has kind {kind}{run}");
+    } else {
+        assert!(
+            KINDS.iter().any(|k| kind == k),
+            "kind {kind} is not one of the documented kinds{run}"
+        );
+    }
+    assert!(
+        field("would_delete")
+            .as_array()
+            .is_some_and(|refs| refs.iter().all(Value::is_string)),
+        "would_delete is not an array of strings{run}"
+    );
+    let head = field("head");
+    assert!(
+        head.is_null() || head.get("dangling").is_some_and(Value::is_boolean),
+        "head is {head}{run}"
+    );
 }
+
+/// The error kinds of docs/json.md.
+pub const KINDS: &[&str] = &[
+    "connection",
+    "timeout",
+    "unavailable",
+    "auth",
+    "not-found",
+    "host-key",
+    "guard",
+    "rejected",
+    "protocol",
+    "unsupported",
+    "verify-mismatch",
+    "object-format",
+    "usage",
+    "config",
+    "interrupted",
+    "other",
+];
 
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len

@@ -6,6 +6,7 @@
 mod harness;
 
 mod cli;
+mod cli_output;
 mod commit_graph;
 mod config;
 mod divergence;

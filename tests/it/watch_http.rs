@@ -485,6 +485,7 @@ fn run(name: &str, refs: Vec<RefOutcome>, error: Option<ErrorKind>) -> MirrorRun
         upstream: UPSTREAM.to_owned(),
         downstream: "/srv/mirror.git".to_owned(),
         object_format: ObjectFormat::Sha1,
+        upstream_head: None,
         result: PushResult {
             refs,
             pack: None,
