@@ -34,7 +34,9 @@ const ENVIRONMENT_HELP: &str = "Environment:\n  \
     KALANDRA_MAX_REFS, KALANDRA_MAX_ADVERTISEMENT_BYTES   caps on what a server lists\n  \
     KALANDRA_SSH_STRICT_HOST_KEY_CHECKING   overrides StrictHostKeyChecking\n  \
     KALANDRA_LOG              log filter (e.g. debug), finer than -v\n  \
-    NO_COLOR                  no colour\n  \
+    KALANDRA_PROGRESS_INTERVAL   seconds between progress lines off a terminal (5)\n  \
+    KALANDRA_TRACE_PACKET, GIT_TRACE_PACKET   trace every pkt-line (1, or a file)\n  \
+    NO_COLOR                  no colour (unless --color=always)\n  \
     GIT_SSH_COMMAND, GIT_SSH, GIT_SSL_CAINFO, GIT_SSL_NO_VERIFY, NETRC, SSH_AUTH_SOCK,\n  \
     HTTPS_PROXY, NO_PROXY     as for git\n\n\
     Exit codes: 0 ok, 1 error (plan --exit-code: changes pending), 2 usage, 3 some refs\n\
