@@ -134,6 +134,13 @@ fn big_pair(w: &World) -> (PathBuf, PathBuf) {
     (up, down)
 }
 
+/// A packObjectsHook body that hands upstream's pack out 16 KiB at a time, a tenth of a
+/// second apart.
+const THROTTLED_PACK: &str = "tmp=$(mktemp)\n\"$@\" >\"$tmp\" || exit 1\nsize=$(wc -c <\"$tmp\")\n\
+    i=0\nwhile [ $((i * 16384)) -lt \"$size\" ]; do\n  \
+    dd if=\"$tmp\" bs=16384 skip=$i count=1 2>/dev/null\n  sleep 0.1\n  i=$((i + 1))\ndone\n\
+    rm -f \"$tmp\"";
+
 fn pack_objects_hook(w: &World, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let hook = w.root().join("slow-pack.sh");
@@ -338,10 +345,10 @@ fn a_pipe_gets_a_plain_line_every_five_seconds_and_no_escape_sequences() {
 }
 
 #[test]
-fn the_interval_can_be_shortened_and_a_short_sync_on_a_pipe_prints_no_progress() {
+fn a_trickling_pack_on_a_pipe_gets_lines_at_the_set_interval_and_a_short_sync_none() {
     let w = World::new();
     let (up, down) = big_pair(&w);
-    let config = pack_objects_hook(&w, "sleep 2\nexec \"$@\"");
+    let config = pack_objects_hook(&w, THROTTLED_PACK);
     let env: Vec<(&str, Option<OsString>)> =
         vec![("KALANDRA_PROGRESS_INTERVAL", Some("0.5".into()))];
     let run = w.kalandra_env(
@@ -352,14 +359,22 @@ fn the_interval_can_be_shortened_and_a_short_sync_on_a_pipe_prints_no_progress()
     );
     run.assert_code(0);
     assert_synced(&w, &up, &down, &run);
-    let ticks = run
+    // A line every half second while the pack trickles in, its bytes growing.
+    let relaying: Vec<&str> = run
         .stderr
         .lines()
-        .filter(|l| l.contains(" relayed ("))
-        .count();
+        .filter(|l| l.starts_with("kalandra: ") && l.ends_with(" s: relaying the pack"))
+        .collect();
+    assert!(relaying.len() >= 2, "{relaying:#?}{run}");
+    let bytes = |line: &str| line.split(" relayed").next().map(str::to_owned);
+    assert_ne!(
+        bytes(relaying[0]),
+        bytes(relaying[relaying.len() - 1]),
+        "the bytes grow between the lines: {relaying:#?}{run}"
+    );
     assert!(
-        ticks >= 3,
-        "a line every half second while upstream waits{run}"
+        relaying.iter().all(|l| l.contains(", pack of ")),
+        "the pack header's total: {relaying:#?}{run}"
     );
 
     // Nothing pending: a sync well under the interval prints only its summary.
@@ -612,14 +627,7 @@ fn a_slow_pack_on_a_terminal_counts_objects_as_they_arrive_with_an_eta() {
     }
     w.git(&up, &["add", "."]);
     w.git(&up, &["commit", "-q", "-m", "forty files"]);
-    // upstream's pack arrives 16 KiB at a time, a tenth of a second apart.
-    let config = pack_objects_hook(
-        &w,
-        "tmp=$(mktemp)\n\"$@\" >\"$tmp\" || exit 1\nsize=$(wc -c <\"$tmp\")\ni=0\n\
-         while [ $((i * 16384)) -lt \"$size\" ]; do\n  \
-         dd if=\"$tmp\" bs=16384 skip=$i count=1 2>/dev/null\n  sleep 0.1\n  i=$((i + 1))\ndone\n\
-         rm -f \"$tmp\"",
-    );
+    let config = pack_objects_hook(&w, THROTTLED_PACK);
     let screen = on_terminal(
         &w,
         &["sync", path_arg(&up), path_arg(&down)],
