@@ -13,7 +13,7 @@ use kalandra::helper::options::{OptionReply, Options};
 use kalandra::helper::pair::Pair;
 use kalandra::helper::{fetch, list_downstream, list_upstream, proxy, push};
 use kalandra::oid::ObjectId;
-use kalandra::progress::Progress;
+use kalandra::progress::{Color, Display, LogWriter, Progress};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Stdin, Stdout};
 
 mod helper_cli;
@@ -228,7 +228,13 @@ async fn run_push(
 
 fn progress_for(options: &Options) -> Progress {
     if options.progress && options.verbosity > 0 {
-        Progress::new(true)
+        // git asks for progress on a terminal, or anywhere with --progress:
+        // a bar on the one, plain periodic lines on the other.
+        if std::io::stderr().is_terminal() {
+            Progress::new(true)
+        } else {
+            Progress::with_display(Display::plain_from_env())
+        }
     } else {
         Progress::hidden()
     }
@@ -274,7 +280,8 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(LogWriter::default)
+        .with_ansi(Color::Auto.for_stderr())
         .with_target(false)
         .init();
 }

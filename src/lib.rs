@@ -45,6 +45,7 @@ pub mod relay;
 pub mod session;
 pub mod summary;
 pub mod terminal;
+pub mod trace;
 pub mod transport;
 pub mod url;
 pub mod watch;

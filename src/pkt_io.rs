@@ -7,6 +7,8 @@
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::limits::{self, Limits};
+use crate::progress::Side;
+use crate::trace::{Direction, PacketTrace};
 use crate::wire::pkt::{self, Decoded, Packet};
 
 /// Enough for one maximal pkt-line plus room to read ahead.
@@ -42,6 +44,7 @@ pub struct PacketReader<R> {
     end: usize,
     last_payload: std::ops::Range<usize>,
     limits: Limits,
+    trace: Option<PacketTrace>,
 }
 
 impl<R: AsyncRead + Unpin> PacketReader<R> {
@@ -53,7 +56,15 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             end: 0,
             last_payload: 0..0,
             limits: Limits::default(),
+            trace: None,
         }
+    }
+
+    /// Traces every pkt-line read as coming from `side`, when the
+    /// environment asks for a packet trace ([`crate::trace`]).
+    pub fn with_trace(mut self, side: Side) -> Self {
+        self.trace = PacketTrace::from_env(side, Direction::Read);
+        self
     }
 
     /// The caps [`Self::read_until_flush`] holds each list to.
@@ -72,6 +83,9 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         loop {
             match pkt::decode(&self.buf[self.start..self.end]).map_err(Error::Malformed)? {
                 Decoded::Complete { packet, consumed } => {
+                    if let Some(trace) = &mut self.trace {
+                        trace.packet(packet);
+                    }
                     let (kind, data_len) = match packet {
                         Packet::Data(data) => (Kind::Data, data.len()),
                         Packet::Flush => (Kind::Flush, 0),

@@ -238,7 +238,12 @@ async fn connect_upstream_linked(
         repo: url.to_string(),
         source,
     })?;
-    Ok(UploadPack::handshake(connection, url.to_string()).await?)
+    let session = UploadPack::handshake(connection, url.to_string()).await?;
+    tracing::info!(
+        "connected to upstream {url} (protocol v{})",
+        if session.is_v2() { 2 } else { 0 }
+    );
+    Ok(session)
 }
 
 /// Connects to downstream's receive-pack and reads its advertisement.
@@ -269,7 +274,12 @@ async fn connect_downstream_linked(
         repo: url.to_string(),
         source,
     })?;
-    Ok(ReceivePack::handshake(connection, url.to_string()).await?)
+    let session = ReceivePack::handshake(connection, url.to_string()).await?;
+    tracing::info!(
+        "connected to downstream {url} ({} refs advertised)",
+        session.advertisement().refs.len()
+    );
+    Ok(session)
 }
 
 /// Both servers, connected and advertised.
@@ -486,7 +496,7 @@ impl Relay {
                 bytes_relayed = format.empty_pack().len() as u64;
             }
             writer.finish().await?;
-            let outcome = reader.read_report(progress).await;
+            let outcome = log_report(reader.read_report(progress).await);
             upstream.close().await;
             return settle(&down_name, updates, None, bytes_relayed, outcome);
         }
@@ -502,12 +512,12 @@ impl Relay {
             ofs_delta: caps.contains("ofs-delta"),
             progress: options.progress,
         };
+        progress.phase("waiting for upstream's pack");
         let mut stream = upstream.fetch(&fetch_args, progress).await?;
         let (writer, reader) = downstream.send_commands(&commands, &push_args).await?;
-        let (pumped, outcome) = tokio::join!(
-            pump(&mut stream, writer, format, progress),
-            reader.read_report(progress)
-        );
+        let (pumped, outcome) = tokio::join!(pump(&mut stream, writer, format, progress), async {
+            log_report(reader.read_report(progress).await)
+        });
         match pumped {
             Ok(stats) => {
                 upstream.close().await;
@@ -673,7 +683,13 @@ async fn pump(
     let mut tail: Vec<u8> = Vec::with_capacity(2 * hold);
     let mut header: Vec<u8> = Vec::with_capacity(12);
     let mut total: u64 = 0;
+    let mut counter = progress
+        .counts_objects()
+        .then(|| crate::wire::pack_count::ObjectCounter::new(format.raw_len()));
     while let Some(chunk) = stream.next_chunk().await? {
+        if let Some(counter) = &mut counter {
+            progress.objects_received(counter.push(chunk));
+        }
         if header.len() < 12 {
             let take = (12 - header.len()).min(chunk.len());
             header.extend_from_slice(&chunk[..take]);
@@ -682,6 +698,11 @@ async fn pump(
                     found: crate::wire::shorten(&header),
                 });
             }
+        }
+        if header.len() == 12 && total < 12 {
+            let objects = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+            tracing::info!("pack started: {objects} objects");
+            progress.pack_started(objects);
         }
         total += chunk.len() as u64;
         if chunk.len() >= hold {
@@ -713,10 +734,41 @@ async fn pump(
     progress.add_bytes(tail.len());
     writer.finish().await?;
     let objects = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+    tracing::info!(
+        "pack done: {objects} objects, {} relayed",
+        crate::progress::human_bytes(total)
+    );
+    progress.pack_sent();
     Ok(PackStats {
         objects,
         bytes: total,
     })
+}
+
+/// Logs downstream's report at info level (`-v`) and passes it on.
+fn log_report(
+    outcome: Result<receive_pack::PushOutcome, receive_pack::Error>,
+) -> Result<receive_pack::PushOutcome, receive_pack::Error> {
+    if let Ok(outcome) = &outcome {
+        let report = &outcome.report;
+        let ok = report
+            .refs
+            .iter()
+            .filter(|r| matches!(r.result, RefResult::Ok))
+            .count();
+        match &report.unpack {
+            Ok(()) => tracing::info!(
+                "downstream reported: unpack ok, {ok} refs updated, {} refused",
+                report.refs.len() - ok
+            ),
+            Err(reason) => tracing::info!(
+                "downstream reported: unpack failed ({}), {ok} refs updated, {} refused",
+                crate::terminal::escape(reason),
+                report.refs.len() - ok
+            ),
+        }
+    }
+    outcome
 }
 
 /// What [`sync`] should do.
@@ -757,6 +809,7 @@ pub async fn sync(
 ) -> Result<SyncReport, Error> {
     let started = Instant::now();
     let mut relay = Relay::connect(upstream, downstream, &options.transport).await?;
+    progress.phase("listing refs");
     let object_format = relay.object_format();
     let up_refs = relay
         .upstream_refs(&options.plan.scope.ref_prefixes())
@@ -786,7 +839,19 @@ pub async fn sync(
             return Err(refused.into());
         }
     };
-    tracing::debug!(updates = updates.len(), "planned");
+    tracing::info!(
+        "upstream lists {} refs in scope, downstream {}",
+        up_valid.len(),
+        down_valid.len()
+    );
+    let count = |action: Action| updates.iter().filter(|u| u.action() == action).count();
+    tracing::info!(
+        "plan: {} updates ({} to create, {} to update, {} to delete)",
+        updates.len(),
+        count(Action::Create),
+        count(Action::Update),
+        count(Action::Delete)
+    );
     // On failure the relay is dropped, not closed: a polite close waits for
     // upstream's process, which may be the thing that hangs.
     let kinds = relay.classify(&updates, Limits::default()).await?;
@@ -927,7 +992,7 @@ async fn push_without_pack(
     };
     let (writer, reader) = session.send_commands(&commands, &args).await?;
     writer.finish().await?;
-    let outcome = reader.read_report(progress).await;
+    let outcome = log_report(reader.read_report(progress).await);
     settle(&repo, deletes, None, 0, outcome)
 }
 

@@ -20,6 +20,7 @@ declare -A NEEDED=(
   [ssh-keygen]=openssh-client
   [ssh-agent]=openssh-client
   [ssh-add]=openssh-client
+  [script]=bsdutils
   [groff]=groff-base
 )
 

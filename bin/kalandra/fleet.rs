@@ -283,6 +283,8 @@ impl Display {
                 ProgressStyle::with_template("{bar:30} {pos}/{len} mirrors  {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
+            // Log lines (a retry's warning) print while the display is hidden.
+            kalandra::progress::hide_for_logs(Some(&multi));
             Mode::Terminal { multi, overall }
         } else {
             Mode::Plain
@@ -358,6 +360,7 @@ impl Display {
 
     fn clear(&self) {
         if let Mode::Terminal { multi, overall } = &self.mode {
+            kalandra::progress::hide_for_logs(None);
             overall.finish_and_clear();
             let _ = multi.clear();
         }

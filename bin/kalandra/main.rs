@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kalandra::plan;
 use kalandra::plan::{Divergence, PlanOptions, Scope, UpdateKind};
-use kalandra::progress::{human_bytes, Progress};
+use kalandra::progress::{human_bytes, Color, Display, LogWriter, Progress};
 use kalandra::relay::{self, Outcome, PushOptions, RefOutcome, RefStatus, SyncOptions, SyncReport};
 use kalandra::summary::Tally;
 use kalandra::terminal::escape;
@@ -34,7 +34,9 @@ const ENVIRONMENT_HELP: &str = "Environment:\n  \
     KALANDRA_MAX_REFS, KALANDRA_MAX_ADVERTISEMENT_BYTES   caps on what a server lists\n  \
     KALANDRA_SSH_STRICT_HOST_KEY_CHECKING   overrides StrictHostKeyChecking\n  \
     KALANDRA_LOG              log filter (e.g. debug), finer than -v\n  \
-    NO_COLOR                  no colour\n  \
+    KALANDRA_PROGRESS_INTERVAL   seconds between progress lines off a terminal (5)\n  \
+    KALANDRA_TRACE_PACKET, GIT_TRACE_PACKET   trace every pkt-line (1, or a file)\n  \
+    NO_COLOR                  no colour (unless --color=always)\n  \
     GIT_SSH_COMMAND, GIT_SSH, GIT_SSL_CAINFO, GIT_SSL_NO_VERIFY, NETRC, SSH_AUTH_SOCK,\n  \
     HTTPS_PROXY, NO_PROXY     as for git\n\n\
     Exit codes: 0 ok, 1 error (plan --exit-code: changes pending), 2 usage, 3 some refs\n\
@@ -252,6 +254,28 @@ struct SyncArgs {
     /// Log more on stderr (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Colour in logs and the progress bar: `auto` on a terminal unless
+    /// NO_COLOR is set, `always`, or `never`.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    color: ColorArg,
+}
+
+/// `--color` values, as clap sees them.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<ColorArg> for Color {
+    fn from(arg: ColorArg) -> Self {
+        match arg {
+            ColorArg::Auto => Color::Auto,
+            ColorArg::Always => Color::Always,
+            ColorArg::Never => Color::Never,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -573,11 +597,17 @@ async fn run(
         no_verify: args.no_verify,
         transport: transport_settings(args)?,
     };
-    let progress = if show_progress {
-        Progress::new(true)
+    // Not on a terminal, a plain line every few seconds tells a CI log
+    // that a long transfer is alive (docs/usage.md, "Progress and logs").
+    let progress = Progress::with_display(if show_progress {
+        Display::Terminal {
+            color: Color::from(args.color).for_stderr(),
+        }
+    } else if args.quiet || std::io::stderr().is_terminal() {
+        Display::Hidden
     } else {
-        Progress::hidden()
-    };
+        Display::plain_from_env()
+    });
     let sync = relay::sync(&upstream, &downstream, &options, &progress);
     let result: anyhow::Result<SyncReport> = match options.transport.max_duration {
         // Every connection fails at the deadline on its own, saying what is
@@ -866,8 +896,8 @@ fn init_logging(args: &SyncArgs) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(LogWriter::default)
+        .with_ansi(Color::from(args.color).for_stderr())
         .with_target(false)
         .init();
 }

@@ -51,6 +51,10 @@ pub struct WatchArgs {
     /// Log more (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Colour in `human` logs: `auto` on a terminal unless NO_COLOR is
+    /// set, `always`, or `never`.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub color: crate::ColorArg,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -240,7 +244,6 @@ impl Observer for Logged {
 }
 
 fn init_logging(args: &WatchArgs) {
-    use std::io::IsTerminal;
     let default = match (args.quiet, args.verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -255,6 +258,8 @@ fn init_logging(args: &WatchArgs) {
         .with_target(false);
     match args.log_format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Human => builder
+            .with_ansi(kalandra::progress::Color::from(args.color).for_stderr())
+            .init(),
     }
 }

@@ -14,6 +14,7 @@ use crate::oid::ObjectFormat;
 use crate::pkt_io::{self, PacketReader};
 use crate::progress::{Progress, Side};
 use crate::session::{agent, detail_suffix};
+use crate::trace::{Direction, PacketTrace};
 use crate::transport::{BoxReader, BoxWriter, Connection, ServerProcess};
 use crate::wire::advertisement::{self, Advertisement, AdvertisementParser};
 use crate::wire::capabilities;
@@ -103,6 +104,8 @@ pub struct ReceivePack {
     repo: String,
     reader: PacketReader<BoxReader>,
     writer: BoxWriter,
+    /// The packet trace of what is sent, when asked for.
+    sent: Option<PacketTrace>,
     process: Option<ServerProcess>,
     advertisement: Advertisement,
     object_format: ObjectFormat,
@@ -127,7 +130,9 @@ impl ReceivePack {
             Ok(limits) => limits,
             Err(source) => return Err(Error::Limits { repo, source }),
         };
-        let mut reader = PacketReader::new(reader).with_limits(limits);
+        let mut reader = PacketReader::new(reader)
+            .with_limits(limits)
+            .with_trace(Side::Downstream);
         let mut parser = AdvertisementParser::new();
         let mut session_process = process;
         // A server may answer with `ERR <message>` in place of the
@@ -180,6 +185,7 @@ impl ReceivePack {
             repo,
             reader,
             writer,
+            sent: PacketTrace::from_env(Side::Downstream, Direction::Sent),
             process: session_process,
             advertisement,
             object_format,
@@ -258,6 +264,9 @@ impl ReceivePack {
                 })
             }
         };
+        if let Some(trace) = &mut self.sent {
+            trace.packets(&bytes);
+        }
         if let Err(source) = self.writer.write_all(&bytes).await {
             let detail = self.failure_detail().await;
             return Err(Error::Write {
@@ -270,6 +279,7 @@ impl ReceivePack {
             PackWriter {
                 repo: self.repo.clone(),
                 writer: self.writer,
+                sent: self.sent,
             },
             ReportReader {
                 repo: self.repo,
@@ -283,6 +293,9 @@ impl ReceivePack {
 
     /// Ends a session that pushes nothing: a flush with no commands.
     pub async fn close(mut self) {
+        if let Some(trace) = &mut self.sent {
+            trace.packets(pkt::FLUSH);
+        }
         let _ = self.writer.write_all(pkt::FLUSH).await;
         let _ = self.writer.shutdown().await;
         drop(self.writer);
@@ -300,10 +313,14 @@ impl ReceivePack {
 pub struct PackWriter {
     repo: String,
     writer: BoxWriter,
+    sent: Option<PacketTrace>,
 }
 
 impl PackWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if let Some(trace) = &mut self.sent {
+            trace.raw_pack(bytes);
+        }
         self.writer
             .write_all(bytes)
             .await
@@ -316,6 +333,9 @@ impl PackWriter {
 
     /// Flushes and closes the stream: the pack is complete.
     pub async fn finish(mut self) -> Result<(), Error> {
+        if let Some(trace) = &mut self.sent {
+            trace.raw_pack_end();
+        }
         let result = async {
             self.writer.flush().await?;
             self.writer.shutdown().await

@@ -7,9 +7,10 @@
 use crate::limits::{self, Limits};
 use crate::oid::{ObjectFormat, ObjectId};
 use crate::pkt_io::{self, PacketReader};
-use crate::progress::Progress;
+use crate::progress::{Progress, Side};
 use crate::session::pack_stream::PackStream;
 use crate::session::{agent, detail_suffix};
+use crate::trace::{Direction, PacketTrace};
 use crate::transport::{BoxReader, BoxWriter, Connection, ServerProcess};
 use crate::wire::advertisement::{self, Advertisement, AdvertisementParser};
 use crate::wire::capabilities::{self, Capabilities};
@@ -175,6 +176,8 @@ pub struct UploadPack {
     pub(super) repo: String,
     pub(super) reader: PacketReader<BoxReader>,
     writer: BoxWriter,
+    /// The packet trace of what is sent, when asked for.
+    sent: Option<PacketTrace>,
     process: Option<ServerProcess>,
     protocol: Protocol,
     object_format: ObjectFormat,
@@ -195,8 +198,11 @@ impl UploadPack {
         };
         let mut session = Self {
             repo,
-            reader: PacketReader::new(reader).with_limits(limits),
+            reader: PacketReader::new(reader)
+                .with_limits(limits)
+                .with_trace(Side::Upstream),
             writer,
+            sent: PacketTrace::from_env(Side::Upstream, Direction::Sent),
             process,
             protocol: Protocol::V0 {
                 advertisement: Advertisement::default(),
@@ -642,6 +648,9 @@ impl UploadPack {
     /// Ends the session politely and waits for the server to exit.
     pub async fn close(mut self) {
         if self.is_v2() {
+            if let Some(trace) = &mut self.sent {
+                trace.packets(pkt::FLUSH);
+            }
             let _ = self.writer.write_all(pkt::FLUSH).await;
         }
         let _ = self.writer.shutdown().await;
@@ -652,6 +661,9 @@ impl UploadPack {
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if let Some(trace) = &mut self.sent {
+            trace.packets(bytes);
+        }
         let result = async {
             self.writer.write_all(bytes).await?;
             self.writer.flush().await

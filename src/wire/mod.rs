@@ -9,6 +9,7 @@ pub mod advertisement;
 pub mod capabilities;
 pub mod commands;
 pub mod fetch;
+pub mod pack_count;
 pub mod pkt;
 pub mod report;
 pub mod sideband;

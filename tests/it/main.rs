@@ -24,6 +24,7 @@ mod hostile_transport;
 mod http;
 mod mirror;
 mod nginx;
+mod output;
 mod pack;
 mod plan;
 mod properties;
