@@ -33,6 +33,7 @@ const ENVIRONMENT_HELP: &str = "Environment:\n  \
     KALANDRA_HTTP_RETRIES     retries of a failed HTTP request (default 4)\n  \
     KALANDRA_MAX_REFS, KALANDRA_MAX_ADVERTISEMENT_BYTES   caps on what a server lists\n  \
     KALANDRA_SSH_STRICT_HOST_KEY_CHECKING   overrides StrictHostKeyChecking\n  \
+    KALANDRA_SSH_HOME         where .ssh is, instead of the passwd entry's home\n  \
     KALANDRA_LOG              log filter (e.g. debug), finer than -v\n  \
     KALANDRA_PROGRESS_INTERVAL   seconds between progress lines off a terminal (5)\n  \
     KALANDRA_TRACE_PACKET, GIT_TRACE_PACKET   trace every pkt-line (1, or a file)\n  \
