@@ -148,6 +148,8 @@ fn classify_transport(error: &transport::Error) -> Classified {
         E::Spawn { .. } => ErrorKind::Other.into(),
         E::Http(error) => classify_http(error),
         E::Ssh(error) => classify_ssh(error).into(),
+        // The user's git settings refuse the transport or are not valid.
+        E::Protocol(_) | E::GitConfig(_) => ErrorKind::Usage.into(),
         E::GitConnect { source, .. } => match source.kind() {
             // The request pkt-line could not be built (a path too long).
             io::ErrorKind::InvalidInput => ErrorKind::Usage.into(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use kalandra::location::Locations;
 use kalandra::plan;
 use kalandra::plan::{Divergence, PlanOptions, Scope, UpdateKind};
 use kalandra::progress::{human_bytes, Progress};
@@ -13,6 +14,7 @@ use kalandra::relay::{self, Outcome, PushOptions, RefOutcome, RefStatus, SyncOpt
 use kalandra::terminal::escape;
 use kalandra::transport::TransportSettings;
 use kalandra::url::{mask_credentials, RepoUrl};
+use kalandra::url_rewrite::Direction;
 
 mod config_cmd;
 mod fleet;
@@ -342,9 +344,19 @@ fn run_fleet(args: &SyncArgs, config: &std::path::Path, dry_run: bool) -> u8 {
 }
 
 async fn run(args: &SyncArgs, dry_run: bool) -> anyhow::Result<SyncReport> {
-    let upstream =
-        RepoUrl::parse(args.upstream.as_deref().unwrap_or_default()).context("invalid upstream")?;
-    let downstream = RepoUrl::parse(args.downstream.as_deref().unwrap_or_default())
+    // url.*.insteadOf rewrites both sides, pushInsteadOf only downstream.
+    let locations = Locations::load().await?;
+    let upstream = locations
+        .resolve(
+            args.upstream.as_deref().unwrap_or_default(),
+            Direction::Fetch,
+        )
+        .context("invalid upstream")?;
+    let downstream = locations
+        .resolve(
+            args.downstream.as_deref().unwrap_or_default(),
+            Direction::Push,
+        )
         .context("invalid downstream")?;
     kalandra::limits::Limits::from_env().context("invalid environment")?;
     let scope = Scope::new(&args.include, &args.exclude)?;
@@ -439,6 +451,12 @@ fn exit_code(failure: &anyhow::Error) -> u8 {
     if let Some(kalandra::limits::Error::InvalidVariable { .. }) = failure.downcast_ref() {
         return exit::USAGE;
     }
+    if failure
+        .downcast_ref::<kalandra::location::Error>()
+        .is_some()
+    {
+        return exit::USAGE;
+    }
     if let Some(error) = failure.downcast_ref::<plan::Error>() {
         return plan_code(error);
     }
@@ -449,6 +467,12 @@ fn exit_code(failure: &anyhow::Error) -> u8 {
         Some(relay::Error::Refused(error)) => plan_code(error),
         Some(relay::Error::Verify { .. }) => exit::VERIFY,
         Some(relay::Error::Unsupported { .. }) => exit::REFUSED,
+        // The user's protocol.* settings refuse the transport.
+        Some(relay::Error::Connect {
+            source:
+                kalandra::transport::Error::Protocol(_) | kalandra::transport::Error::GitConfig(_),
+            ..
+        }) => exit::USAGE,
         Some(_) => exit::CONNECTION,
         None => exit::OTHER,
     }

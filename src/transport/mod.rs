@@ -19,6 +19,8 @@ pub(crate) use http::Error as HttpError;
 pub use idle::{Activity, LowSpeed};
 pub use process::ServerProcess;
 
+use crate::git_config::GitConfig;
+use crate::protocol_settings::ProtocolSettings;
 use crate::url::RepoUrl;
 
 /// The reading half of a connection.
@@ -59,6 +61,11 @@ pub enum Error {
     Http(#[from] http::Error),
     #[error(transparent)]
     Ssh(Box<ssh::Error>),
+    /// `protocol.*` refuses the transport, or is not valid.
+    #[error(transparent)]
+    Protocol(#[from] crate::protocol_settings::Error),
+    #[error(transparent)]
+    GitConfig(#[from] crate::git_config::Error),
     #[error("cannot connect to the git daemon at {host_port}")]
     GitConnect {
         host_port: String,
@@ -240,7 +247,9 @@ pub struct ConnectOptions {
     pub settings: TransportSettings,
 }
 
-/// Opens a connection to `service` at `url`. Whatever the transport, the
+/// Opens a connection to `service` at `url`, once the user's `protocol.*`
+/// settings allow its transport; `protocol.version` 0 or 1 turns
+/// `protocol_v2` off. Whatever the transport, the
 /// streams fail with a timeout once nothing has moved for the idle limit,
 /// when they crawl below the low-speed limit, or past the maximum duration.
 pub async fn connect(
@@ -269,6 +278,13 @@ pub async fn connect_linked(
     options: ConnectOptions,
     link: &Link,
 ) -> Result<Connection, Error> {
+    let protocol =
+        ProtocolSettings::from_env(&GitConfig::read(crate::git_config::SETTINGS_PATTERN).await?);
+    protocol.check(url)?;
+    let options = ConnectOptions {
+        protocol_v2: options.protocol_v2 && protocol.version()?.is_v2(),
+        ..options
+    };
     let settings = &options.settings;
     let connection = match url {
         RepoUrl::Local { path } => file::connect(path, service, &options)?,

@@ -1,0 +1,366 @@
+//! The user's everyday git settings, honoured with git's semantics (issue 12): each test runs
+//! git 2.47 with the same configuration in the same test and checks that Kalandra succeeds or
+//! fails the same way.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::harness::{assert_refs_eq, path_arg, GitRun, Run, Scope, World};
+use crate::nginx::Nginx;
+
+/// Appends `text` to the world's global git config, which git and Kalandra both read.
+fn add_config(w: &World, text: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(w.global_config())
+        .expect("can open the global git config");
+    file.write_all(text.as_bytes())
+        .expect("can write the global git config");
+}
+
+/// git with `args` in `dir`, the given global config and `env`; any exit status.
+fn git_as(
+    w: &World,
+    dir: &Path,
+    args: &[&str],
+    global_config: &Path,
+    env: &[(&str, OsString)],
+) -> std::process::Output {
+    let mut cmd = w.git_command(dir, args);
+    cmd.env("GIT_CONFIG_GLOBAL", global_config);
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    cmd.output().expect("can run git")
+}
+
+/// `mirror.sh`'s upstream under `<root>/mirror/`, and an empty bare repository
+/// `<root>/write/empty.git`: `m:` reads from the first folder and pushes into the second.
+struct Split {
+    w: World,
+    up: PathBuf,
+    /// `<root>/mirror/empty.git`, where a push must NOT land.
+    read_side_down: PathBuf,
+    /// `<root>/write/empty.git`, where pushes to `m:empty.git` land.
+    down: PathBuf,
+}
+
+impl Split {
+    fn new() -> Self {
+        let w = World::new();
+        let fx = w.fixture("mirror.sh");
+        let write = w.root().join("write");
+        std::fs::create_dir_all(&write).expect("can create write/");
+        let down = write.join("empty.git");
+        w.git(w.root(), &["init", "-q", "--bare", path_arg(&down)]);
+        add_config(
+            &w,
+            &format!(
+                "[url \"{}/\"]\n\tinsteadOf = m:\n[url \"{}/\"]\n\tpushInsteadOf = m:\n",
+                fx.display(),
+                write.display()
+            ),
+        );
+        Split {
+            up: fx.join("upstream"),
+            read_side_down: fx.join("empty.git"),
+            down,
+            w,
+        }
+    }
+}
+
+#[test]
+fn instead_of_reads_and_push_instead_of_writes_as_for_git() {
+    let s = Split::new();
+    let w = &s.w;
+
+    // git: `m:upstream` reads <root>/mirror/upstream ...
+    let listed = w.git(w.root(), &["ls-remote", "m:upstream"]);
+    assert!(
+        listed.contains(&w.rev(&s.up, "refs/heads/main")),
+        "{listed}"
+    );
+    // ... and a push to `m:x.git` lands in <root>/write/x.git, not in <root>/mirror/x.git.
+    let probe = w.root().join("write/probe.git");
+    w.git(w.root(), &["init", "-q", "--bare", path_arg(&probe)]);
+    w.git(&s.up, &["push", "-q", "m:probe.git", "refs/heads/main"]);
+    assert_eq!(
+        w.rev(&probe, "refs/heads/main"),
+        w.rev(&s.up, "refs/heads/main")
+    );
+
+    // Kalandra: the same two rewrites.
+    let report = w.sync_ok_as(&s.up, &s.down, "m:upstream", "m:empty.git", &[]);
+    assert!(
+        w.refs(&s.read_side_down).is_empty(),
+        "the push used insteadOf, not pushInsteadOf"
+    );
+    // Reports name the location that was used.
+    assert_eq!(report.0["upstream"], path_arg(&s.up));
+    assert_eq!(report.0["downstream"], path_arg(&s.down));
+}
+
+#[test]
+fn the_remote_helper_rewrites_each_side() {
+    let s = Split::new();
+    let w = &s.w;
+    let url = "kalandra::m:upstream=>m:empty.git";
+    let listed = w.helper_git(&s.up, &["ls-remote", url]);
+    assert!(
+        listed.stdout.contains(&w.rev(&s.up, "refs/heads/main")),
+        "{listed}"
+    );
+    w.helper_git(&s.up, &["push", url, "refs/heads/main:refs/heads/main"]);
+    assert_eq!(
+        w.rev(&s.down, "refs/heads/main"),
+        w.rev(&s.up, "refs/heads/main")
+    );
+    assert!(w.refs(&s.read_side_down).is_empty());
+}
+
+#[test]
+fn a_fleet_config_is_rewritten_too() {
+    let s = Split::new();
+    let w = &s.w;
+    let config = w.root().join("mirrors.toml");
+    std::fs::write(
+        &config,
+        "[[mirror]]\nname = \"m\"\nupstream = \"m:upstream\"\ndownstream = \"m:empty.git\"\n",
+    )
+    .expect("can write the config");
+    let run = w.kalandra(&["sync", "--config", path_arg(&config)]);
+    run.assert_code(0);
+    let scope = Scope::from_args(&[]);
+    assert_refs_eq(
+        &scope.filter(&w.refs(&s.down)),
+        &scope.filter(&w.refs(&s.up)),
+        &format!("downstream after the fleet sync{run}"),
+    );
+    w.assert_fsck(&s.down);
+    assert!(w.refs(&s.read_side_down).is_empty());
+}
+
+#[test]
+fn instead_of_to_an_http_server() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let server = Nginx::start(&w);
+    add_config(
+        &w,
+        &format!("[url \"{}\"]\n\tinsteadOf = web:\n", server.url("v2", "")),
+    );
+    let listed = w.git(w.root(), &["ls-remote", "web:mirror/upstream"]);
+    assert!(listed.contains("refs/heads/main"), "{listed}");
+    let report = w.sync_ok_as(
+        &fx.join("upstream"),
+        &fx.join("empty.git"),
+        "web:mirror/upstream",
+        "web:mirror/empty.git",
+        &[],
+    );
+    assert_eq!(
+        report.0["downstream"],
+        server.url("v2", "mirror/empty.git").as_str()
+    );
+}
+
+/// Each way git's settings refuse the `file` transport, as a whole global config and
+/// environment (the world's usual config allows `file` always).
+fn file_refusals() -> Vec<(&'static str, Vec<(&'static str, OsString)>)> {
+    vec![
+        ("[protocol \"file\"]\n\tallow = never\n", vec![]),
+        ("[protocol]\n\tallow = never\n", vec![]),
+        (
+            "[protocol \"file\"]\n\tallow = user\n",
+            vec![("GIT_PROTOCOL_FROM_USER", "0".into())],
+        ),
+        // `file` is a user-only transport by default.
+        ("", vec![("GIT_PROTOCOL_FROM_USER", "false".into())]),
+        // The list wins over a configuration that allows it.
+        (
+            "[protocol \"file\"]\n\tallow = always\n",
+            vec![("GIT_ALLOW_PROTOCOL", "ssh:https".into())],
+        ),
+    ]
+}
+
+/// A global git config file holding exactly `text`.
+fn config_file(w: &World, name: &str, text: &str) -> PathBuf {
+    let path = w.home().join(name);
+    std::fs::write(&path, text).expect("can write a git config");
+    path
+}
+
+#[test]
+fn a_transport_the_settings_refuse_is_refused_before_connecting() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    for (i, (config, env)) in file_refusals().into_iter().enumerate() {
+        let global = config_file(&w, &format!("refuse-{i}.gitconfig"), config);
+        let git = git_as(&w, w.root(), &["ls-remote", path_arg(&up)], &global, &env);
+        assert!(
+            !git.status.success(),
+            "git allowed it with {config} {env:?}"
+        );
+        let said = String::from_utf8_lossy(&git.stderr);
+        assert!(said.contains("transport 'file' not allowed"), "{said}");
+
+        let run = w.kalandra_with_env(
+            w.root(),
+            &["sync", "--json", path_arg(&up), path_arg(&down)],
+            &global,
+            &env,
+        );
+        run.assert_code(2);
+        run.assert_stderr_mentions(&["transport 'file' not allowed"]);
+        let report = run.failure_report();
+        assert_eq!(report.0["error_kind"], "usage", "{run}");
+        assert_eq!(report.0["kind"], "usage", "{run}");
+        assert!(w.refs(&down).is_empty(), "something was pushed{run}");
+    }
+    // The specific setting wins over protocol.allow, for both.
+    let global = config_file(
+        &w,
+        "specific.gitconfig",
+        "[protocol]\n\tallow = never\n[protocol \"file\"]\n\tallow = always\n",
+    );
+    let git = git_as(&w, w.root(), &["ls-remote", path_arg(&up)], &global, &[]);
+    assert!(git.status.success());
+    w.kalandra_with(w.root(), &["plan", path_arg(&up), path_arg(&down)], &global)
+        .assert_code(0);
+
+    // The helper refuses it as well; git itself allows `kalandra::` (a user-only transport).
+    let (config, env) = &file_refusals()[0];
+    let global = config_file(&w, "helper.gitconfig", config);
+    let mut cmd = w.git_command(
+        &up,
+        &[
+            "ls-remote",
+            &format!("kalandra::{}=>{}", path_arg(&up), path_arg(&down)),
+        ],
+    );
+    cmd.env("GIT_CONFIG_GLOBAL", &global).env(
+        "PATH",
+        crate::harness::path_with_first(&crate::harness::helper_dir()),
+    );
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let out = cmd.output().expect("can run git");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("transport 'file' not allowed"), "{said}");
+}
+
+#[test]
+fn ext_urls_are_refused_and_never_run() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let down = fx.join("empty.git");
+    let marker = w.root().join("ran");
+    let ext = format!("ext::sh -c touch% {}", path_arg(&marker));
+
+    // git refuses it by default, and runs it once allowed: the URL is a real command.
+    let out = git_as(&w, w.root(), &["ls-remote", &ext], &w.global_config(), &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("transport 'ext' not allowed"));
+    assert!(!marker.exists());
+    let allowing = w.global_config_with("ext.gitconfig", "[protocol \"ext\"]\n\tallow = always\n");
+    let _ = git_as(&w, w.root(), &["ls-remote", &ext], &allowing, &[]);
+    assert!(marker.exists(), "git ran the ext:: command once allowed");
+    std::fs::remove_file(&marker).expect("can remove the marker");
+
+    let run = w.kalandra(&["sync", &ext, path_arg(&down)]);
+    run.assert_code(2);
+    run.assert_stderr_mentions(&["transport 'ext' not allowed"]);
+    // Allowed, Kalandra still runs no remote helper.
+    let run: Run = w.kalandra_with(w.root(), &["sync", &ext, path_arg(&down)], &allowing);
+    run.assert_code(2);
+    run.assert_stderr_mentions(&["unsupported transport \"ext\""]);
+    // Through the remote helper, on either side.
+    let helper: GitRun = w.try_helper_git(
+        w.root(),
+        &[
+            "ls-remote",
+            &format!("kalandra::{ext}=>{}", path_arg(&down)),
+        ],
+    );
+    helper
+        .assert_failed()
+        .assert_stderr_has(&["transport 'ext' not allowed"]);
+    assert!(!marker.exists(), "an ext:: command ran");
+    assert!(w.refs(&down).is_empty());
+}
+
+/// Whether upload-pack answered with protocol v2, from its packet trace.
+fn spoke_v2(trace: &Path) -> bool {
+    let text = std::fs::read_to_string(trace).unwrap_or_default();
+    let _ = std::fs::remove_file(trace);
+    assert!(
+        text.contains("upload-pack"),
+        "no upload-pack in the trace:\n{text}"
+    );
+    text.contains("upload-pack> version 2")
+}
+
+#[test]
+fn protocol_version_0_asks_upstream_for_v0() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    let trace = w.root().join("trace");
+    let env = [("GIT_TRACE_PACKET", trace.clone().into_os_string())];
+    for (version, v2) in [
+        (None, true),
+        (Some("0"), false),
+        (Some("1"), false),
+        (Some("2"), true),
+    ] {
+        let global = match version {
+            Some(v) => w.global_config_with(
+                &format!("v{v}.gitconfig"),
+                &format!("[protocol]\n\tversion = {v}\n"),
+            ),
+            None => w.global_config(),
+        };
+        let git = git_as(&w, w.root(), &["ls-remote", path_arg(&up)], &global, &env);
+        assert!(git.status.success());
+        assert_eq!(
+            spoke_v2(&trace),
+            v2,
+            "git with protocol.version {version:?}"
+        );
+
+        let run = w.kalandra_with_env(
+            w.root(),
+            &["plan", path_arg(&up), path_arg(&down)],
+            &global,
+            &env,
+        );
+        run.assert_code(0);
+        assert_eq!(
+            spoke_v2(&trace),
+            v2,
+            "kalandra with protocol.version {version:?}{run}"
+        );
+    }
+    // A v0 upstream still mirrors completely.
+    let global = w.global_config_with("v0-sync.gitconfig", "[protocol]\n\tversion = 0\n");
+    let run = w.kalandra_with(w.root(), &["sync", path_arg(&up), path_arg(&down)], &global);
+    run.assert_code(0);
+    let scope = Scope::from_args(&[]);
+    assert_refs_eq(
+        &scope.filter(&w.refs(&down)),
+        &scope.filter(&w.refs(&up)),
+        &format!("downstream after a v0 sync{run}"),
+    );
+    w.assert_fsck(&down);
+
+    let bad = w.global_config_with("v3.gitconfig", "[protocol]\n\tversion = 3\n");
+    let git = git_as(&w, w.root(), &["ls-remote", path_arg(&up)], &bad, &[]);
+    assert!(!git.status.success());
+    let run = w.kalandra_with(w.root(), &["plan", path_arg(&up), path_arg(&down)], &bad);
+    run.assert_code(2);
+    run.assert_stderr_mentions(&["unknown value for config 'protocol.version': 3"]);
+}
