@@ -183,7 +183,9 @@ fn classify_http(error: &HttpError) -> Classified {
         E::Stalled { .. } => ErrorKind::Timeout.into(),
         E::Request { source, .. } => classify_reqwest(source).into(),
         E::Smart { .. } => ErrorKind::Protocol.into(),
-        E::Tls(_) | E::Proxy { .. } => ErrorKind::Usage.into(),
+        E::Tls(_) | E::Proxy { .. } | E::Config(_) | E::ExtraHeader { .. } => {
+            ErrorKind::Usage.into()
+        }
         E::Client(_) => ErrorKind::Other.into(),
     }
 }

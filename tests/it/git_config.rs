@@ -364,3 +364,113 @@ fn protocol_version_0_asks_upstream_for_v0() {
     run.assert_code(2);
     run.assert_stderr_mentions(&["unknown value for config 'protocol.version': 3"]);
 }
+
+/// Neither stream of a run holds `secret`.
+#[track_caller]
+fn assert_hidden(stdout: &str, stderr: &str, secret: &str) {
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "the secret {secret:?} showed:\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn extra_headers_reach_the_server_as_for_git_and_never_show() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    let server = Nginx::start(&w);
+    let up_url = server.url("header", "mirror/upstream");
+    let down_url = server.url("header", "mirror/empty.git");
+    let ls_remote = |w: &World| w.try_git(w.root(), &["ls-remote", &up_url]);
+    let sync = |w: &World| w.kalandra(&["sync", "-vvv", &up_url, &down_url]);
+
+    // Without the header, the server refuses both.
+    assert!(!ls_remote(&w).status.success());
+    let run = sync(&w);
+    assert_ne!(run.code, 0, "synced without the header{run}");
+
+    // With it, for this server's URLs only, both get through.
+    let section = format!("http://127.0.0.1:{}/", server.port);
+    add_config(
+        &w,
+        &format!(
+            "[http \"{section}\"]\n\textraHeader = X-Kalandra-Test: {}\n[http \"https://elsewhere.invalid/\"]\n\textraHeader =\n",
+            crate::nginx::HEADER_VALUE
+        ),
+    );
+    let git = ls_remote(&w);
+    assert!(
+        git.status.success(),
+        "{}",
+        String::from_utf8_lossy(&git.stderr)
+    );
+    let run = sync(&w);
+    run.assert_code(0);
+    let scope = Scope::from_args(&[]);
+    assert_refs_eq(
+        &scope.filter(&w.refs(&down)),
+        &scope.filter(&w.refs(&up)),
+        &format!("downstream after the sync{run}"),
+    );
+    w.assert_fsck(&down);
+    assert_hidden(&run.stdout, &run.stderr, crate::nginx::HEADER_VALUE);
+
+    // An empty value in a more specific section clears the list, for both.
+    add_config(
+        &w,
+        &format!("[http \"{section}header/\"]\n\textraHeader =\n"),
+    );
+    assert!(!ls_remote(&w).status.success());
+    let run = sync(&w);
+    assert_ne!(run.code, 0, "the empty value did not reset the list{run}");
+    run.assert_stderr_mentions(&["403"]);
+    assert_hidden(&run.stdout, &run.stderr, crate::nginx::HEADER_VALUE);
+}
+
+#[test]
+fn an_actions_checkout_token_header_lets_the_remote_helper_push() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    let server = Nginx::start(&w);
+    let pair = format!(
+        "kalandra::{}=>{}",
+        server.url("auth", "mirror/upstream"),
+        server.url("auth", "mirror/empty.git")
+    );
+    let push =
+        |w: &World| w.try_helper_git(&up, &["push", &pair, "refs/heads/main:refs/heads/main"]);
+
+    // No credentials anywhere: both sides refuse.
+    let refused = push(&w);
+    refused.assert_failed();
+    assert!(w.refs(&down).is_empty());
+
+    // What actions/checkout writes: the token as a basic-auth header for the host.
+    let basic = "YWxpY2U6b3Blbi1zZXNhbWUtNDI="; // alice:open-sesame-42
+    add_config(
+        &w,
+        &format!(
+            "[http \"http://127.0.0.1:{}/\"]\n\textraheader = AUTHORIZATION: basic {basic}\n",
+            server.port
+        ),
+    );
+    let git = w.try_git(
+        w.root(),
+        &["ls-remote", &server.url("auth", "mirror/upstream")],
+    );
+    assert!(
+        git.status.success(),
+        "{}",
+        String::from_utf8_lossy(&git.stderr)
+    );
+    let pushed = push(&w);
+    pushed.assert_ok();
+    assert_eq!(
+        w.rev(&down, "refs/heads/main"),
+        w.rev(&up, "refs/heads/main")
+    );
+    assert_hidden(&pushed.stdout, &pushed.stderr, basic);
+    assert_hidden(&pushed.stdout, &pushed.stderr, crate::nginx::PASSWORD);
+}

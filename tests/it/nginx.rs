@@ -5,7 +5,9 @@
 //! - `/v2/...`: open, `Git-Protocol` passed on (protocol v2), pushes allowed;
 //! - `/v0/...`: open, `Git-Protocol` dropped, so http-backend speaks v0;
 //! - `/auth/...`: basic auth (`alice` / [`PASSWORD`]), pushes as the authenticated user;
-//! - `/dumb/...`: the repositories as plain files (dumb HTTP).
+//! - `/dumb/...`: the repositories as plain files (dumb HTTP);
+//! - `/header/...`: like `/v2/`, but 403 unless the request has `X-Kalandra-Test:`
+//!   [`HEADER_VALUE`] (for `http.extraHeader`).
 //!
 //! The same locations are served over TLS on [`Nginx::tls_port`], with a certificate from a
 //! CA the harness generates ([`Nginx::ca`]). If nginx or fcgiwrap cannot start, the test
@@ -20,6 +22,9 @@ use crate::harness::World;
 
 /// The password of `alice` on `/auth/`.
 pub const PASSWORD: &str = "open-sesame-42";
+
+/// The `X-Kalandra-Test` header `/header/` requires.
+pub const HEADER_VALUE: &str = "header-secret-7f3a";
 
 pub struct Nginx {
     dir: PathBuf,
@@ -203,6 +208,9 @@ impl Nginx {
       auth_basic_user_file {htpasswd};
 {auth}    }}
     location /dumb/ {{ alias {root}/; default_type text/plain; }}
+    location ~ ^/header(/.*)$ {{
+      if ($http_x_kalandra_test != \"{HEADER_VALUE}\") {{ return 403; }}
+{v2}    }}
 ",
             htpasswd = htpasswd.display(),
         );

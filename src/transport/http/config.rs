@@ -1,10 +1,91 @@
 //! The `http.*` settings of the user's git configuration that kalandra
 //! honours, with git's environment variables taking precedence.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use tokio::process::Command;
 use url::Url;
+
+use super::urlmatch::{self, Match};
+use crate::git_config::{self, GitConfig};
+
+/// An `http.*` setting git would refuse too.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("missing value for '{key}'")]
+    MissingValue { key: String },
+    #[error(transparent)]
+    Unreadable(#[from] git_config::Error),
+}
+
+/// The `http.extraHeader` entries, wherever they are set.
+const EXTRA_HEADER_PATTERN: &str = r"^http\.(.*\.)?extraheader$";
+
+/// One `http.extraHeader` line, `Name: value`, sent with every request.
+/// The value is a secret (`actions/checkout` hands its token over this
+/// way): `Debug` shows only the name.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExtraHeader(String);
+
+impl ExtraHeader {
+    /// The header's name and value, when the line has the `Name: value`
+    /// shape.
+    pub fn split(&self) -> Option<(&str, &str)> {
+        let (name, value) = self.0.split_once(':')?;
+        Some((name.trim(), value.trim()))
+    }
+
+    /// The name, for messages.
+    pub fn name(&self) -> &str {
+        self.split().map_or("(no name)", |(name, _)| name)
+    }
+}
+
+impl fmt::Debug for ExtraHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ExtraHeader({}: ***)", self.name())
+    }
+}
+
+/// The `http.extraHeader` lines git would send to `url`: entries of
+/// `config` in order, each one from a section that matches `url` at least
+/// as well as the best seen so far (a less specific one is skipped, as git
+/// skips it), an empty value clearing the list.
+pub fn extra_headers(config: &GitConfig, url: &Url) -> Result<Vec<ExtraHeader>, Error> {
+    let mut best: Option<Match> = None;
+    let mut headers = Vec::new();
+    for (key, value) in config.entries() {
+        let Some(section) = key
+            .strip_prefix("http.")
+            .and_then(|rest| rest.strip_suffix("extraheader"))
+        else {
+            continue;
+        };
+        let rank = match section.strip_suffix('.') {
+            None if section.is_empty() => Match::ANY,
+            Some(config_url) => match urlmatch::matches(config_url, url) {
+                Some(rank) => rank,
+                None => continue,
+            },
+            None => continue,
+        };
+        if best.is_some_and(|best| rank < best) {
+            continue;
+        }
+        best = Some(rank);
+        match value {
+            None => {
+                return Err(Error::MissingValue {
+                    key: key.to_owned(),
+                })
+            }
+            Some("") => headers.clear(),
+            Some(line) => headers.push(ExtraHeader(line.to_owned())),
+        }
+    }
+    Ok(headers)
+}
 
 /// What git would use for a URL.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -15,12 +96,21 @@ pub struct HttpConfig {
     pub no_verify: bool,
     /// `http.proxy`.
     pub proxy: Option<String>,
+    /// `http.extraHeader` and `http.<url>.extraHeader`.
+    pub extra_headers: Vec<ExtraHeader>,
 }
 
 impl HttpConfig {
     /// Reads `git config --get-urlmatch http <url>` (so `http.<url>.*`
-    /// sections apply as they do for git), then the environment.
-    pub async fn load(url: &Url) -> Self {
+    /// sections apply as they do for git), then the environment, then the
+    /// multi-valued `http.extraHeader`.
+    pub async fn load(url: &Url) -> Result<Self, Error> {
+        let mut config = Self::load_single(url).await;
+        config.extra_headers = extra_headers(&GitConfig::read(EXTRA_HEADER_PATTERN).await?, url)?;
+        Ok(config)
+    }
+
+    async fn load_single(url: &Url) -> Self {
         let output = Command::new("git")
             .args(["config", "-z", "--get-urlmatch", "http"])
             .arg(url.as_str())
@@ -91,8 +181,55 @@ mod tests {
                 ca_info: Some(PathBuf::from("/etc/ca.pem")),
                 no_verify: true,
                 proxy: Some("http://proxy:3128".into()),
+                extra_headers: Vec::new(),
             }
         );
+    }
+
+    fn headers(listing: &str, url: &str) -> Vec<String> {
+        let url = Url::parse(url).expect("a valid URL");
+        extra_headers(&GitConfig::from_listing(listing), &url)
+            .expect("valid")
+            .into_iter()
+            .map(|h| h.0)
+            .collect()
+    }
+
+    #[test]
+    fn extra_headers_accumulate_and_an_empty_value_resets() {
+        let listing = "http.extraheader\nA: 1\0http.extraheader\nB: 2\0\
+                       http.https://example.com/.extraheader\nC: 3\0\
+                       http.https://example.com/.extraheader\n\0\
+                       http.https://example.com/.extraheader\nD: 4\0\
+                       http.extraheader\nE: 5\0";
+        // Checked against `git -c http.extraHeader=...` with GIT_TRACE_CURL.
+        assert_eq!(headers(listing, "https://example.com/x.git"), ["D: 4"]);
+        assert_eq!(
+            headers(listing, "https://other.com/x.git"),
+            ["A: 1", "B: 2", "E: 5"]
+        );
+    }
+
+    #[test]
+    fn the_actions_checkout_header_applies_to_its_host_only() {
+        let listing = "http.https://github.com/.extraheader\nAUTHORIZATION: basic eC1hY2Nlc3M=\0";
+        assert_eq!(
+            headers(listing, "https://github.com/o/r"),
+            ["AUTHORIZATION: basic eC1hY2Nlc3M="]
+        );
+        assert!(headers(listing, "https://gitlab.com/o/r").is_empty());
+        assert!(headers(listing, "http://github.com/o/r").is_empty());
+    }
+
+    #[test]
+    fn a_header_without_value_is_refused_and_debug_hides_values() {
+        let url = Url::parse("https://h.example/r").expect("url");
+        let err = extra_headers(&GitConfig::from_listing("http.extraheader\0"), &url)
+            .expect_err("no value");
+        assert_eq!(err.to_string(), "missing value for 'http.extraheader'");
+        let header = ExtraHeader("Authorization: basic c2VjcmV0".into());
+        assert_eq!(format!("{header:?}"), "ExtraHeader(Authorization: ***)");
+        assert_eq!(header.split(), Some(("Authorization", "basic c2VjcmV0")));
     }
 
     #[test]

@@ -16,12 +16,13 @@ mod smart;
 mod stateless;
 mod streaming;
 mod tls;
+mod urlmatch;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Client, RequestBuilder, Response};
 use url::Url;
 
@@ -36,6 +37,11 @@ pub enum Error {
     Tls(#[from] tls::Error),
     #[error("cannot set up the HTTP client")]
     Client(#[source] reqwest::Error),
+    #[error("invalid git configuration")]
+    Config(#[from] config::Error),
+    /// The value is never shown: it is usually a token.
+    #[error("http.extraHeader {name:?} is not a valid HTTP header (expected \"Name: value\" in printable ASCII)")]
+    ExtraHeader { name: String },
     #[error("cannot use the proxy {proxy:?} (http.proxy)")]
     Proxy {
         proxy: String,
@@ -116,7 +122,7 @@ struct Auth {
 
 impl Remote {
     async fn new(url: &Url, service: Service, options: &ConnectOptions) -> Result<Self, Error> {
-        let config = config::HttpConfig::load(url).await;
+        let config = config::HttpConfig::load(url).await?;
         let base = without_credentials(url);
         if config.no_verify && url.scheme() == "https" {
             tracing::warn!(
@@ -131,7 +137,8 @@ impl Remote {
             .tls_backend_preconfigured(tls)
             .http1_only()
             // git follows redirects of the first request (http.followRedirects=initial).
-            .redirect(reqwest::redirect::Policy::limited(10));
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .default_headers(extra_headers(&config.extra_headers)?);
         if let Some(proxy) = &config.proxy {
             let proxy = reqwest::Proxy::all(proxy.as_str())
                 .map_err(|source| Error::Proxy {
@@ -377,6 +384,24 @@ impl Remote {
             retry_after,
         })
     }
+}
+
+/// `http.extraHeader` lines as headers of every request, marked sensitive
+/// so that no log or `Debug` shows them. reqwest drops `Authorization` on
+/// a redirect to another host, as curl does for git.
+fn extra_headers(lines: &[config::ExtraHeader]) -> Result<HeaderMap, Error> {
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let invalid = || Error::ExtraHeader {
+            name: line.name().chars().take(80).collect(),
+        };
+        let (name, value) = line.split().ok_or_else(invalid)?;
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let mut value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+        value.set_sensitive(true);
+        headers.append(name, value);
+    }
+    Ok(headers)
 }
 
 /// The whole body, failing if it stalls for the idle limit.
