@@ -286,9 +286,16 @@ pub async fn connect_linked(
         ..options
     };
     let settings = &options.settings;
+    // git's http.lowSpeedLimit for an http(s) URL, used when Kalandra's own
+    // limit (flag, environment, fleet config) is off.
+    let mut git_low_speed = None;
     let connection = match url {
         RepoUrl::Local { path } => file::connect(path, service, &options)?,
-        RepoUrl::Http { url } => http::connect(url, service, &options).await?,
+        RepoUrl::Http { url } => {
+            let (connection, low_speed) = http::connect(url, service, &options).await?;
+            git_low_speed = low_speed;
+            connection
+        }
         RepoUrl::Ssh {
             user,
             host,
@@ -301,7 +308,7 @@ pub async fn connect_linked(
     };
     let limits = idle::Limits {
         idle: settings.idle_timeout,
-        low_speed: settings.low_speed(),
+        low_speed: settings.low_speed().or(git_low_speed),
         deadline: settings.max_duration.map(|max| {
             let now = tokio::time::Instant::now();
             (idle::after(now, max), max)

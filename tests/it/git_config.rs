@@ -474,3 +474,115 @@ fn an_actions_checkout_token_header_lets_the_remote_helper_push() {
     assert_hidden(&pushed.stdout, &pushed.stderr, basic);
     assert_hidden(&pushed.stdout, &pushed.stderr, crate::nginx::PASSWORD);
 }
+
+/// A proxy to `127.0.0.1:target` that passes each connection's first `free` bytes from the
+/// server at once, then one byte every 100 ms.
+fn dripping_proxy(target: u16, free: usize) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("can bind");
+    let port = listener.local_addr().expect("bound").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                return;
+            };
+            let (mut c_read, mut s_write) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_read, &mut s_write);
+            });
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let mut passed = 0;
+                let mut buf = [0u8; 4096];
+                loop {
+                    let want = if passed < free {
+                        (free - passed).min(buf.len())
+                    } else {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        1
+                    };
+                    let n = match s_read.read(&mut buf[..want]) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if c_write.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                    passed += n;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn gits_http_low_speed_limit_applies_unless_kalandras_own_is_on() {
+    let w = World::new();
+    let fx = w.fixture("bigfile.sh");
+    let down = fx.join("empty.git");
+    let server = Nginx::start(&w);
+    let port = dripping_proxy(server.port, 16 * 1024);
+    let up_url = format!("http://127.0.0.1:{port}/v2/bigfile/upstream");
+    let from_config = w.global_config_with(
+        "low-speed.gitconfig",
+        "[http]\n\tlowSpeedLimit = 1000\n\tlowSpeedTime = 2\n",
+    );
+    let from_env: Vec<(&str, OsString)> = vec![
+        ("GIT_HTTP_LOW_SPEED_LIMIT", "1000".into()),
+        ("GIT_HTTP_LOW_SPEED_TIME", "2".into()),
+    ];
+    for (global, env) in [(&from_config, &Vec::new()), (&w.global_config(), &from_env)] {
+        let clone = w.root().join("clone.git");
+        let _ = std::fs::remove_dir_all(&clone);
+        let started = std::time::Instant::now();
+        let git = git_as(
+            &w,
+            w.root(),
+            &["clone", "-q", "--bare", &up_url, path_arg(&clone)],
+            global,
+            env,
+        );
+        assert!(!git.status.success(), "git cloned through the drip");
+        assert!(started.elapsed().as_secs() < 30, "git gave up on its own");
+
+        let started = std::time::Instant::now();
+        let run = w.kalandra_with_env(
+            w.root(),
+            &["sync", "--idle-timeout", "60", &up_url, path_arg(&down)],
+            global,
+            env,
+        );
+        run.assert_code(4);
+        run.assert_stderr_mentions(&["below the low-speed limit of 1000 bytes/s over 2 s"]);
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "kalandra gave up on its own{run}"
+        );
+        assert!(w.refs(&down).is_empty());
+    }
+    // Kalandra's own limit wins over git's.
+    let run = w.kalandra_with_env(
+        w.root(),
+        &[
+            "sync",
+            "--idle-timeout",
+            "60",
+            "--low-speed-limit",
+            "500",
+            "--low-speed-time",
+            "3",
+            &up_url,
+            path_arg(&down),
+        ],
+        &w.global_config(),
+        &from_env,
+    );
+    run.assert_code(4);
+    run.assert_stderr_mentions(&["below the low-speed limit of 500 bytes/s over 3 s"]);
+}

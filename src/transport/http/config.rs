@@ -7,8 +7,11 @@ use std::path::PathBuf;
 use tokio::process::Command;
 use url::Url;
 
+use std::time::Duration;
+
 use super::urlmatch::{self, Match};
 use crate::git_config::{self, GitConfig};
+use crate::transport::LowSpeed;
 
 /// An `http.*` setting git would refuse too.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +20,8 @@ pub enum Error {
     MissingValue { key: String },
     #[error(transparent)]
     Unreadable(#[from] git_config::Error),
+    #[error("bad numeric config value '{value}' for '{key}'")]
+    BadNumber { key: &'static str, value: String },
 }
 
 /// The `http.extraHeader` entries, wherever they are set.
@@ -98,6 +103,9 @@ pub struct HttpConfig {
     pub proxy: Option<String>,
     /// `http.extraHeader` and `http.<url>.extraHeader`.
     pub extra_headers: Vec<ExtraHeader>,
+    /// `http.lowSpeedLimit` and `http.lowSpeedTime`, as written.
+    pub low_speed_limit: Option<String>,
+    pub low_speed_time: Option<String>,
 }
 
 impl HttpConfig {
@@ -146,11 +154,81 @@ impl HttpConfig {
                 "http.sslcainfo" => config.ca_info = Some(expand_home(value)),
                 "http.sslverify" => config.no_verify = !parse_bool(value),
                 "http.proxy" if !value.is_empty() => config.proxy = Some(value.to_owned()),
+                "http.lowspeedlimit" => config.low_speed_limit = Some(value.to_owned()),
+                "http.lowspeedtime" => config.low_speed_time = Some(value.to_owned()),
                 _ => {}
             }
         }
         config
     }
+}
+
+impl HttpConfig {
+    /// git's low-speed limit for this URL: `GIT_HTTP_LOW_SPEED_LIMIT` and
+    /// `GIT_HTTP_LOW_SPEED_TIME` over `http.lowSpeedLimit` and
+    /// `http.lowSpeedTime`; on only when both are above 0, as for git
+    /// (http.c hands curl neither otherwise).
+    pub fn low_speed(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<LowSpeed>, Error> {
+        let setting = |variable: &str, raw: &Option<String>, key: &'static str| {
+            match env(variable) {
+                // git reads the variables with strtol: leading digits, else 0.
+                Some(text) => Ok(leading_number(&text)),
+                None => raw
+                    .as_deref()
+                    .map(|value| {
+                        config_int(value).ok_or_else(|| Error::BadNumber {
+                            key,
+                            value: value.to_owned(),
+                        })
+                    })
+                    .transpose()
+                    .map(Option::unwrap_or_default),
+            }
+        };
+        let limit = setting(
+            "GIT_HTTP_LOW_SPEED_LIMIT",
+            &self.low_speed_limit,
+            "http.lowspeedlimit",
+        )?;
+        let time = setting(
+            "GIT_HTTP_LOW_SPEED_TIME",
+            &self.low_speed_time,
+            "http.lowspeedtime",
+        )?;
+        Ok((limit > 0 && time > 0).then(|| LowSpeed {
+            bytes_per_sec: limit as u64,
+            time: Duration::from_secs(time as u64),
+        }))
+    }
+}
+
+/// `strtol(text, NULL, 10)`: optional sign and leading digits.
+fn leading_number(text: &str) -> i64 {
+    let text = text.trim_start();
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse::<i64>().map_or(0, |n| sign * n)
+}
+
+/// git's integer config values: a number with an optional `k`, `m` or `g`
+/// (binary units).
+fn config_int(value: &str) -> Option<i64> {
+    let value = value.trim();
+    let (number, factor) = match value.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&value[..i], 1 << 10),
+        Some((i, 'm' | 'M')) => (&value[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&value[..i], 1 << 30),
+        _ => (value, 1),
+    };
+    number.parse::<i64>().ok()?.checked_mul(factor)
 }
 
 /// git's boolean spellings; a key without value is true.
@@ -182,7 +260,39 @@ mod tests {
                 no_verify: true,
                 proxy: Some("http://proxy:3128".into()),
                 extra_headers: Vec::new(),
+                low_speed_limit: None,
+                low_speed_time: None,
             }
+        );
+    }
+
+    #[test]
+    fn low_speed_needs_both_settings_and_the_environment_wins() {
+        let config = HttpConfig::parse("http.lowspeedlimit\n1k\0http.lowspeedtime\n5\0");
+        let none = |_: &str| None;
+        assert_eq!(
+            config.low_speed(&none).expect("valid"),
+            Some(LowSpeed {
+                bytes_per_sec: 1024,
+                time: Duration::from_secs(5)
+            })
+        );
+        let env = |name: &str| (name == "GIT_HTTP_LOW_SPEED_LIMIT").then(|| "300abc".to_owned());
+        assert_eq!(
+            config
+                .low_speed(&env)
+                .expect("valid")
+                .map(|l| l.bytes_per_sec),
+            Some(300)
+        );
+        let off = |name: &str| (name == "GIT_HTTP_LOW_SPEED_TIME").then(|| "0".to_owned());
+        assert_eq!(config.low_speed(&off).expect("valid"), None);
+        let only_limit = HttpConfig::parse("http.lowspeedlimit\n1000\0");
+        assert_eq!(only_limit.low_speed(&none).expect("valid"), None);
+        let bad = HttpConfig::parse("http.lowspeedlimit\nfast\0http.lowspeedtime\n5\0");
+        assert_eq!(
+            bad.low_speed(&none).expect_err("not a number").to_string(),
+            "bad numeric config value 'fast' for 'http.lowspeedlimit'"
         );
     }
 

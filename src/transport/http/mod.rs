@@ -27,7 +27,7 @@ use reqwest::{Client, RequestBuilder, Response};
 use url::Url;
 
 use self::credential::{Credentials, Source};
-use super::{ConnectOptions, Connection, Service};
+use super::{ConnectOptions, Connection, LowSpeed, Service};
 
 /// Talking to an HTTP server failed. Messages name the URL without its
 /// credentials and never hold a secret.
@@ -80,22 +80,24 @@ pub enum Error {
 
 /// Connects to `service` at an http(s) URL: fetches and checks the ref
 /// advertisement, settles authentication, and returns a connection whose
-/// reader starts with the advertisement as a direct connection shows it.
+/// reader starts with the advertisement as a direct connection shows it,
+/// and git's low-speed limit for the URL (`http.lowSpeedLimit`), if on.
 pub(super) async fn connect(
     url: &Url,
     service: Service,
     options: &ConnectOptions,
-) -> Result<Connection, Error> {
+) -> Result<(Connection, Option<LowSpeed>), Error> {
     let v2 = options.protocol_v2 && service == Service::UploadPack;
-    let mut remote = Remote::new(url, service, options).await?;
+    let (mut remote, low_speed) = Remote::new(url, service, options).await?;
     let advertisement = remote.advertisement(v2).await?;
     let remote = Arc::new(remote);
-    Ok(match service {
+    let connection = match service {
         Service::UploadPack => stateless::connection(remote, advertisement, v2),
         // Credentials for the push are settled when it starts (see
         // `stream_post`).
         Service::ReceivePack => streaming::connection(remote, advertisement),
-    })
+    };
+    Ok((connection, low_speed))
 }
 
 /// One repository on one server, shared by a connection's reader and
@@ -121,8 +123,13 @@ struct Auth {
 }
 
 impl Remote {
-    async fn new(url: &Url, service: Service, options: &ConnectOptions) -> Result<Self, Error> {
+    async fn new(
+        url: &Url,
+        service: Service,
+        options: &ConnectOptions,
+    ) -> Result<(Self, Option<LowSpeed>), Error> {
         let config = config::HttpConfig::load(url).await?;
+        let low_speed = config.low_speed(&|name| std::env::var(name).ok())?;
         let base = without_credentials(url);
         if config.no_verify && url.scheme() == "https" {
             tracing::warn!(
@@ -150,7 +157,7 @@ impl Remote {
         }
         let mut given = url.clone();
         let _ = given.set_password(None);
-        Ok(Self {
+        let remote = Self {
             client: builder.build().map_err(Error::Client)?,
             service,
             base,
@@ -161,7 +168,8 @@ impl Remote {
             }),
             retry: retry::Policy::from_env(),
             idle: options.settings.idle_timeout,
-        })
+        };
+        Ok((remote, low_speed))
     }
 
     fn host(&self) -> String {
