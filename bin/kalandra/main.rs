@@ -467,12 +467,10 @@ fn exit_code(failure: &anyhow::Error) -> u8 {
         Some(relay::Error::Refused(error)) => plan_code(error),
         Some(relay::Error::Verify { .. }) => exit::VERIFY,
         Some(relay::Error::Unsupported { .. }) => exit::REFUSED,
-        // The user's protocol.* settings refuse the transport.
-        Some(relay::Error::Connect {
-            source:
-                kalandra::transport::Error::Protocol(_) | kalandra::transport::Error::GitConfig(_),
-            ..
-        }) => exit::USAGE,
+        // The user's git settings refuse the transport or are not valid.
+        Some(relay::Error::Connect { source, .. }) if source.caused_by_git_settings() => {
+            exit::USAGE
+        }
         Some(_) => exit::CONNECTION,
         None => exit::OTHER,
     }

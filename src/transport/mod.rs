@@ -74,6 +74,19 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the user's git settings are at fault (a refused transport,
+    /// a value git would refuse, an unreadable client certificate): a
+    /// usage error, not a connection failure.
+    pub fn caused_by_git_settings(&self) -> bool {
+        match self {
+            Self::Protocol(_) | Self::GitConfig(_) => true,
+            Self::Http(error) => error.caused_by_git_settings(),
+            _ => false,
+        }
+    }
+}
+
 impl From<ssh::Error> for Error {
     fn from(error: ssh::Error) -> Self {
         Self::Ssh(Box::new(error))

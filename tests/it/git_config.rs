@@ -586,3 +586,78 @@ fn gits_http_low_speed_limit_applies_unless_kalandras_own_is_on() {
     run.assert_code(4);
     run.assert_stderr_mentions(&["below the low-speed limit of 500 bytes/s over 3 s"]);
 }
+
+#[test]
+fn a_client_certificate_from_http_ssl_cert_and_key() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    let server = Nginx::start(&w);
+    let (cert, key) = server.client_certificate("client");
+    let up_url = server.mtls_url("v2", "mirror/upstream");
+    let down_url = server.mtls_url("v2", "mirror/empty.git");
+    let trust = format!("[http]\n\tsslCAInfo = {}\n", server.ca.display());
+    let without = w.global_config_with("no-cert.gitconfig", &trust);
+    let with = w.global_config_with(
+        "cert.gitconfig",
+        &format!(
+            "{trust}[http \"https://127.0.0.1:{}/\"]\n\tsslCert = {}\n\tsslKey = {}\n",
+            server.mtls_port,
+            cert.display(),
+            key.display()
+        ),
+    );
+
+    // Without a certificate the server refuses both.
+    let git = git_as(&w, w.root(), &["ls-remote", &up_url], &without, &[]);
+    assert!(
+        !git.status.success(),
+        "git got through without a certificate"
+    );
+    let run = w.kalandra_with(w.root(), &["sync", &up_url, &down_url], &without);
+    assert_ne!(run.code, 0, "synced without a certificate{run}");
+    assert!(w.refs(&down).is_empty());
+
+    // With http.sslCert and http.sslKey, both get through.
+    let git = git_as(&w, w.root(), &["ls-remote", &up_url], &with, &[]);
+    assert!(
+        git.status.success(),
+        "{}",
+        String::from_utf8_lossy(&git.stderr)
+    );
+    let run = w.kalandra_with(w.root(), &["sync", &up_url, &down_url], &with);
+    run.assert_code(0);
+    let scope = Scope::from_args(&[]);
+    assert_refs_eq(
+        &scope.filter(&w.refs(&down)),
+        &scope.filter(&w.refs(&up)),
+        &format!("downstream after the sync{run}"),
+    );
+    w.assert_fsck(&down);
+
+    // GIT_SSL_CERT and GIT_SSL_KEY do the same.
+    let env: Vec<(&str, OsString)> = vec![
+        ("GIT_SSL_CERT", cert.clone().into_os_string()),
+        ("GIT_SSL_KEY", key.clone().into_os_string()),
+    ];
+    let git = git_as(&w, w.root(), &["ls-remote", &up_url], &without, &env);
+    assert!(
+        git.status.success(),
+        "{}",
+        String::from_utf8_lossy(&git.stderr)
+    );
+    let run = w.kalandra_with_env(w.root(), &["plan", &up_url, &down_url], &without, &env);
+    run.assert_code(0);
+
+    // A key file that holds no key is named, and its content never shown.
+    let bad_key = w.root().join("bad.key");
+    std::fs::write(&bad_key, "not-a-key-but-a-secret-4711\n").expect("can write");
+    let env: Vec<(&str, OsString)> = vec![
+        ("GIT_SSL_CERT", cert.into_os_string()),
+        ("GIT_SSL_KEY", bad_key.clone().into_os_string()),
+    ];
+    let run = w.kalandra_with_env(w.root(), &["plan", &up_url, &down_url], &without, &env);
+    run.assert_code(2);
+    run.assert_stderr_mentions(&[path_arg(&bad_key)]);
+    assert_hidden(&run.stdout, &run.stderr, "not-a-key-but-a-secret-4711");
+}

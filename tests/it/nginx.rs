@@ -10,7 +10,8 @@
 //!   [`HEADER_VALUE`] (for `http.extraHeader`).
 //!
 //! The same locations are served over TLS on [`Nginx::tls_port`], with a certificate from a
-//! CA the harness generates ([`Nginx::ca`]). If nginx or fcgiwrap cannot start, the test
+//! CA the harness generates ([`Nginx::ca`]), and on [`Nginx::mtls_port`], which also requires
+//! a client certificate signed by that CA ([`Nginx::client_certificate`] makes one). If nginx or fcgiwrap cannot start, the test
 //! fails with the reason.
 
 use std::net::{TcpListener, TcpStream};
@@ -30,6 +31,8 @@ pub struct Nginx {
     dir: PathBuf,
     pub port: u16,
     pub tls_port: u16,
+    /// TLS with `ssl_verify_client on`.
+    pub mtls_port: u16,
     /// The CA that signed the TLS certificate (PEM).
     pub ca: PathBuf,
     /// The global git config http-backend runs with (see [`Nginx::set_server_config`]).
@@ -163,6 +166,9 @@ impl Nginx {
         let tls_port = std::iter::repeat_with(free_port)
             .find(|&p| p != port)
             .expect("an endless iterator");
+        let mtls_port = std::iter::repeat_with(free_port)
+            .find(|&p| p != port && p != tls_port)
+            .expect("an endless iterator");
 
         let backend = git_exec_path().join("git-http-backend");
         let root = w.root().display().to_string();
@@ -237,6 +243,13 @@ http {{
     ssl_certificate {d}/server.pem;
     ssl_certificate_key {d}/server.key;
 {locations}  }}
+  server {{
+    listen 127.0.0.1:{mtls_port} ssl;
+    ssl_certificate {d}/server.pem;
+    ssl_certificate_key {d}/server.key;
+    ssl_client_certificate {d}/ca.pem;
+    ssl_verify_client on;
+{locations}  }}
 }}
 "
         );
@@ -273,6 +286,7 @@ http {{
             dir,
             port,
             tls_port,
+            mtls_port,
             ca,
             server_config,
             nginx,
@@ -304,7 +318,7 @@ http {{
                 panic!("fcgiwrap exited at startup ({status}):\n{}", logs());
             }
             let up = |port| TcpStream::connect(("127.0.0.1", port)).is_ok();
-            if socket.exists() && up(self.port) && up(self.tls_port) {
+            if socket.exists() && up(self.port) && up(self.tls_port) && up(self.mtls_port) {
                 return;
             }
             if start.elapsed() > Duration::from_secs(15) {
@@ -333,6 +347,61 @@ http {{
     /// `https://127.0.0.1:<tls_port>/<location>/<repo>`.
     pub fn https_url(&self, location: &str, repo: &str) -> String {
         format!("https://127.0.0.1:{}/{location}/{repo}", self.tls_port)
+    }
+
+    /// `https://127.0.0.1:<mtls_port>/<location>/<repo>`: needs a client certificate.
+    pub fn mtls_url(&self, location: &str, repo: &str) -> String {
+        format!("https://127.0.0.1:{}/{location}/{repo}", self.mtls_port)
+    }
+
+    /// A client certificate signed by the harness CA, and its key: PEM files
+    /// `<name>.pem` and `<name>.key` in the nginx directory.
+    pub fn client_certificate(&self, name: &str) -> (PathBuf, PathBuf) {
+        let openssl = program("openssl");
+        let p = |file: String| self.dir.join(file);
+        let (cert, key, csr, ext) = (
+            p(format!("{name}.pem")),
+            p(format!("{name}.key")),
+            p(format!("{name}.csr")),
+            p(format!("{name}.ext")),
+        );
+        run(
+            Command::new(&openssl)
+                .args([
+                    "req",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                ])
+                .args(["-nodes", "-subj", &format!("/CN={name}")])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&csr),
+            "openssl req (client)",
+        );
+        std::fs::write(
+            &ext,
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        )
+        .expect("can write the extensions file");
+        run(
+            Command::new(&openssl)
+                .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+                .arg("-in")
+                .arg(&csr)
+                .arg("-CA")
+                .arg(&self.ca)
+                .arg("-CAkey")
+                .arg(self.dir.join("ca.key"))
+                .arg("-extfile")
+                .arg(&ext)
+                .arg("-out")
+                .arg(&cert),
+            "openssl x509 (client)",
+        );
+        (cert, key)
     }
 
     /// Replaces the global git config http-backend's git processes read (hooks such as

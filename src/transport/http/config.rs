@@ -103,6 +103,10 @@ pub struct HttpConfig {
     pub proxy: Option<String>,
     /// `http.extraHeader` and `http.<url>.extraHeader`.
     pub extra_headers: Vec<ExtraHeader>,
+    /// `GIT_SSL_CERT` or `http.sslCert`.
+    pub ssl_cert: Option<PathBuf>,
+    /// `GIT_SSL_KEY` or `http.sslKey`.
+    pub ssl_key: Option<PathBuf>,
     /// `http.lowSpeedLimit` and `http.lowSpeedTime`, as written.
     pub low_speed_limit: Option<String>,
     pub low_speed_time: Option<String>,
@@ -138,6 +142,14 @@ impl HttpConfig {
         if let Some(path) = std::env::var_os("GIT_SSL_CAINFO").filter(|p| !p.is_empty()) {
             config.ca_info = Some(PathBuf::from(path));
         }
+        for (variable, setting) in [
+            ("GIT_SSL_CERT", &mut config.ssl_cert),
+            ("GIT_SSL_KEY", &mut config.ssl_key),
+        ] {
+            if let Some(path) = std::env::var_os(variable).filter(|p| !p.is_empty()) {
+                *setting = Some(PathBuf::from(path));
+            }
+        }
         // git turns verification off when the variable is set at all.
         if std::env::var_os("GIT_SSL_NO_VERIFY").is_some_and(|v| !v.is_empty()) {
             config.no_verify = true;
@@ -152,6 +164,8 @@ impl HttpConfig {
             let (key, value) = entry.split_once('\n').unwrap_or((entry, ""));
             match key.to_ascii_lowercase().as_str() {
                 "http.sslcainfo" => config.ca_info = Some(expand_home(value)),
+                "http.sslcert" if !value.is_empty() => config.ssl_cert = Some(expand_home(value)),
+                "http.sslkey" if !value.is_empty() => config.ssl_key = Some(expand_home(value)),
                 "http.sslverify" => config.no_verify = !parse_bool(value),
                 "http.proxy" if !value.is_empty() => config.proxy = Some(value.to_owned()),
                 "http.lowspeedlimit" => config.low_speed_limit = Some(value.to_owned()),
@@ -164,6 +178,15 @@ impl HttpConfig {
 }
 
 impl HttpConfig {
+    /// The client certificate to present, when `http.sslCert` is set (a
+    /// key alone is ignored, as curl ignores it).
+    pub fn client_cert(&self) -> Option<super::tls::ClientCert> {
+        self.ssl_cert.as_ref().map(|cert| super::tls::ClientCert {
+            cert: cert.clone(),
+            key: self.ssl_key.clone(),
+        })
+    }
+
     /// git's low-speed limit for this URL: `GIT_HTTP_LOW_SPEED_LIMIT` and
     /// `GIT_HTTP_LOW_SPEED_TIME` over `http.lowSpeedLimit` and
     /// `http.lowSpeedTime`; on only when both are above 0, as for git
@@ -260,6 +283,8 @@ mod tests {
                 no_verify: true,
                 proxy: Some("http://proxy:3128".into()),
                 extra_headers: Vec::new(),
+                ssl_cert: None,
+                ssl_key: None,
                 low_speed_limit: None,
                 low_speed_time: None,
             }

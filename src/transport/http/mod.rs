@@ -78,6 +78,17 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// See [`super::Error::caused_by_git_settings`].
+    pub(super) fn caused_by_git_settings(&self) -> bool {
+        match self {
+            Self::Config(_) | Self::ExtraHeader { .. } => true,
+            Self::Tls(error) => error.is_client_cert(),
+            _ => false,
+        }
+    }
+}
+
 /// Connects to `service` at an http(s) URL: fetches and checks the ref
 /// advertisement, settles authentication, and returns a connection whose
 /// reader starts with the advertisement as a direct connection shows it,
@@ -137,7 +148,11 @@ impl Remote {
                 base
             );
         }
-        let tls = tls::client_config(config.ca_info.as_deref(), config.no_verify)?;
+        let tls = tls::client_config(
+            config.ca_info.as_deref(),
+            config.no_verify,
+            config.client_cert().as_ref(),
+        )?;
         let mut builder = Client::builder()
             .user_agent(concat!("kalandra/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(options.settings.connect_timeout)
