@@ -661,3 +661,80 @@ fn a_client_certificate_from_http_ssl_cert_and_key() {
     run.assert_stderr_mentions(&[path_arg(&bad_key)]);
     assert_hidden(&run.stdout, &run.stderr, "not-a-key-but-a-secret-4711");
 }
+
+/// The HTTP versions of the requests in `log` whose User-Agent starts with `agent`.
+fn versions_used(log: &str, agent: &str) -> std::collections::BTreeSet<String> {
+    log.lines()
+        .filter(|line| line.contains(&format!("\"{agent}")))
+        .filter_map(|line| {
+            let request = line.split('"').nth(1)?;
+            request.rsplit(' ').next().map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn http_version_http2_is_offered_over_tls_as_git_does() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    let server = Nginx::start(&w);
+    let up_url = server.h2_url("v2", "mirror/upstream");
+    let down_url = server.h2_url("v2", "mirror/empty.git");
+    let trust = format!("[http]\n\tsslCAInfo = {}\n", server.ca.display());
+    let config = |name: &str, version: &str| {
+        w.global_config_with(name, &format!("{trust}\tversion = {version}\n"))
+    };
+    let (h2, h1) = (
+        config("h2.gitconfig", "HTTP/2"),
+        config("h1.gitconfig", "HTTP/1.1"),
+    );
+
+    let git = git_as(&w, w.root(), &["ls-remote", &up_url], &h2, &[]);
+    assert!(
+        git.status.success(),
+        "{}",
+        String::from_utf8_lossy(&git.stderr)
+    );
+    let run = w.kalandra_with(w.root(), &["sync", &up_url, &down_url], &h2);
+    run.assert_code(0);
+    let scope = Scope::from_args(&[]);
+    assert_refs_eq(
+        &scope.filter(&w.refs(&down)),
+        &scope.filter(&w.refs(&up)),
+        &format!("downstream after the sync over HTTP/2{run}"),
+    );
+    w.assert_fsck(&down);
+    let log = server.access_log();
+    assert_eq!(
+        versions_used(&log, "git/"),
+        ["HTTP/2.0".to_owned()].into(),
+        "{log}"
+    );
+    assert_eq!(
+        versions_used(&log, "kalandra/"),
+        ["HTTP/2.0".to_owned()].into(),
+        "{log}"
+    );
+
+    // HTTP/1.1, and unset, keep to HTTP/1.1 (the push is then one chunked POST).
+    w.commit_file(&up, "h1.txt", "over HTTP/1.1\n", "h1");
+    let before = server.access_log().len();
+    let run = w.kalandra_with(w.root(), &["sync", &up_url, &down_url], &h1);
+    run.assert_code(0);
+    let run = w.kalandra_with(
+        w.root(),
+        &["plan", &up_url, &down_url],
+        &w.global_config_with("unset.gitconfig", &trust),
+    );
+    run.assert_code(0);
+    let log = server.access_log();
+    assert_eq!(
+        versions_used(&log[before..], "kalandra/"),
+        ["HTTP/1.1".to_owned()].into(),
+        "{log}"
+    );
+    // The commit went to upstream's current branch; the HTTP/1.1 sync carried it.
+    let branch = w.git(&up, &["symbolic-ref", "HEAD"]);
+    assert_eq!(w.rev(&down, &branch), w.rev(&up, &branch));
+}

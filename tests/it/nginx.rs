@@ -11,7 +11,8 @@
 //!
 //! The same locations are served over TLS on [`Nginx::tls_port`], with a certificate from a
 //! CA the harness generates ([`Nginx::ca`]), and on [`Nginx::mtls_port`], which also requires
-//! a client certificate signed by that CA ([`Nginx::client_certificate`] makes one). If nginx or fcgiwrap cannot start, the test
+//! a client certificate signed by that CA ([`Nginx::client_certificate`] makes one), and on
+//! [`Nginx::h2_port`], which offers HTTP/2. If nginx or fcgiwrap cannot start, the test
 //! fails with the reason.
 
 use std::net::{TcpListener, TcpStream};
@@ -33,6 +34,8 @@ pub struct Nginx {
     pub tls_port: u16,
     /// TLS with `ssl_verify_client on`.
     pub mtls_port: u16,
+    /// TLS that also offers HTTP/2 (ALPN `h2`).
+    pub h2_port: u16,
     /// The CA that signed the TLS certificate (PEM).
     pub ca: PathBuf,
     /// The global git config http-backend runs with (see [`Nginx::set_server_config`]).
@@ -169,6 +172,9 @@ impl Nginx {
         let mtls_port = std::iter::repeat_with(free_port)
             .find(|&p| p != port && p != tls_port)
             .expect("an endless iterator");
+        let h2_port = std::iter::repeat_with(free_port)
+            .find(|&p| p != port && p != tls_port && p != mtls_port)
+            .expect("an endless iterator");
 
         let backend = git_exec_path().join("git-http-backend");
         let root = w.root().display().to_string();
@@ -250,6 +256,11 @@ http {{
     ssl_client_certificate {d}/ca.pem;
     ssl_verify_client on;
 {locations}  }}
+  server {{
+    listen 127.0.0.1:{h2_port} ssl http2;
+    ssl_certificate {d}/server.pem;
+    ssl_certificate_key {d}/server.key;
+{locations}  }}
 }}
 "
         );
@@ -287,6 +298,7 @@ http {{
             port,
             tls_port,
             mtls_port,
+            h2_port,
             ca,
             server_config,
             nginx,
@@ -318,7 +330,12 @@ http {{
                 panic!("fcgiwrap exited at startup ({status}):\n{}", logs());
             }
             let up = |port| TcpStream::connect(("127.0.0.1", port)).is_ok();
-            if socket.exists() && up(self.port) && up(self.tls_port) && up(self.mtls_port) {
+            if socket.exists()
+                && up(self.port)
+                && up(self.tls_port)
+                && up(self.mtls_port)
+                && up(self.h2_port)
+            {
                 return;
             }
             if start.elapsed() > Duration::from_secs(15) {
@@ -352,6 +369,17 @@ http {{
     /// `https://127.0.0.1:<mtls_port>/<location>/<repo>`: needs a client certificate.
     pub fn mtls_url(&self, location: &str, repo: &str) -> String {
         format!("https://127.0.0.1:{}/{location}/{repo}", self.mtls_port)
+    }
+
+    /// `https://127.0.0.1:<h2_port>/<location>/<repo>`: offers HTTP/2.
+    pub fn h2_url(&self, location: &str, repo: &str) -> String {
+        format!("https://127.0.0.1:{}/{location}/{repo}", self.h2_port)
+    }
+
+    /// nginx's access log so far (`combined` format: request line with the HTTP version,
+    /// then the User-Agent).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/access.log")).unwrap_or_default()
     }
 
     /// A client certificate signed by the harness CA, and its key: PEM files

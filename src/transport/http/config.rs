@@ -107,6 +107,8 @@ pub struct HttpConfig {
     pub ssl_cert: Option<PathBuf>,
     /// `GIT_SSL_KEY` or `http.sslKey`.
     pub ssl_key: Option<PathBuf>,
+    /// `http.version`, as written.
+    pub version: Option<String>,
     /// `http.lowSpeedLimit` and `http.lowSpeedTime`, as written.
     pub low_speed_limit: Option<String>,
     pub low_speed_time: Option<String>,
@@ -168,6 +170,7 @@ impl HttpConfig {
                 "http.sslkey" if !value.is_empty() => config.ssl_key = Some(expand_home(value)),
                 "http.sslverify" => config.no_verify = !parse_bool(value),
                 "http.proxy" if !value.is_empty() => config.proxy = Some(value.to_owned()),
+                "http.version" => config.version = Some(value.to_owned()),
                 "http.lowspeedlimit" => config.low_speed_limit = Some(value.to_owned()),
                 "http.lowspeedtime" => config.low_speed_time = Some(value.to_owned()),
                 _ => {}
@@ -185,6 +188,21 @@ impl HttpConfig {
             cert: cert.clone(),
             key: self.ssl_key.clone(),
         })
+    }
+
+    /// Whether HTTP/2 is offered (`http.version=HTTP/2`), over TLS through
+    /// ALPN; the server may still pick HTTP/1.1. Unset or `HTTP/1.1`:
+    /// HTTP/1.1 only. Another value is warned about and ignored, as git
+    /// does.
+    pub fn http2(&self) -> bool {
+        match self.version.as_deref() {
+            None | Some("HTTP/1.1") => false,
+            Some("HTTP/2") => true,
+            Some(other) => {
+                tracing::warn!("unknown value given to http.version: '{other}'");
+                false
+            }
+        }
     }
 
     /// git's low-speed limit for this URL: `GIT_HTTP_LOW_SPEED_LIMIT` and
@@ -285,6 +303,7 @@ mod tests {
                 extra_headers: Vec::new(),
                 ssl_cert: None,
                 ssl_key: None,
+                version: None,
                 low_speed_limit: None,
                 low_speed_time: None,
             }

@@ -148,19 +148,23 @@ impl Remote {
                 base
             );
         }
+        let http2 = config.http2();
         let tls = tls::client_config(
             config.ca_info.as_deref(),
             config.no_verify,
             config.client_cert().as_ref(),
+            http2,
         )?;
         let mut builder = Client::builder()
             .user_agent(concat!("kalandra/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(options.settings.connect_timeout)
             .tls_backend_preconfigured(tls)
-            .http1_only()
             // git follows redirects of the first request (http.followRedirects=initial).
             .redirect(reqwest::redirect::Policy::limited(10))
             .default_headers(extra_headers(&config.extra_headers)?);
+        if !http2 {
+            builder = builder.http1_only();
+        }
         if let Some(proxy) = &config.proxy {
             let proxy = reqwest::Proxy::all(proxy.as_str())
                 .map_err(|source| Error::Proxy {

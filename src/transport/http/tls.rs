@@ -82,6 +82,7 @@ pub fn client_config(
     ca_info: Option<&Path>,
     no_verify: bool,
     client_cert: Option<&ClientCert>,
+    http2: bool,
 ) -> Result<ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -100,8 +101,13 @@ pub fn client_config(
         }
         None => builder.with_no_client_auth(),
     };
-    // Only HTTP/1.1 is built in; say so, or a server may pick h2.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Offer h2 only when asked for (http.version=HTTP/2); otherwise say
+    // HTTP/1.1, or a server may pick h2.
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(config)
 }
 
