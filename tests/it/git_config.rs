@@ -738,3 +738,51 @@ fn http_version_http2_is_offered_over_tls_as_git_does() {
     let branch = w.git(&up, &["symbolic-ref", "HEAD"]);
     assert_eq!(w.rev(&down, &branch), w.rev(&up, &branch));
 }
+
+#[test]
+fn cookies_from_http_cookie_file_reach_their_server() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    let server = Nginx::start(&w);
+    let up_url = server.url("cookie", "mirror/upstream");
+    let down_url = server.url("cookie", "mirror/empty.git");
+    let jar = w.root().join("cookies.txt");
+    let value = crate::nginx::COOKIE_VALUE;
+    std::fs::write(
+        &jar,
+        format!(
+            "# Netscape HTTP Cookie File\n\
+             elsewhere.invalid\tFALSE\t/\tFALSE\t0\tkalandra_session\twrong\n\
+             127.0.0.1\tFALSE\t/cookie\tFALSE\t0\tkalandra_session\t{value}\n"
+        ),
+    )
+    .expect("can write the cookie file");
+    let without = w.global_config();
+    let with = w.global_config_with(
+        "cookies.gitconfig",
+        &format!("[http]\n\tcookieFile = {}\n", jar.display()),
+    );
+
+    let git = git_as(&w, w.root(), &["ls-remote", &up_url], &without, &[]);
+    assert!(!git.status.success(), "git got through without the cookie");
+    let run = w.kalandra_with(w.root(), &["sync", &up_url, &down_url], &without);
+    assert_ne!(run.code, 0, "synced without the cookie{run}");
+
+    let git = git_as(&w, w.root(), &["ls-remote", &up_url], &with, &[]);
+    assert!(
+        git.status.success(),
+        "{}",
+        String::from_utf8_lossy(&git.stderr)
+    );
+    let run = w.kalandra_with(w.root(), &["sync", "-vvv", &up_url, &down_url], &with);
+    run.assert_code(0);
+    let scope = Scope::from_args(&[]);
+    assert_refs_eq(
+        &scope.filter(&w.refs(&down)),
+        &scope.filter(&w.refs(&up)),
+        &format!("downstream after the sync{run}"),
+    );
+    w.assert_fsck(&down);
+    assert_hidden(&run.stdout, &run.stderr, value);
+}

@@ -7,7 +7,9 @@
 //! - `/auth/...`: basic auth (`alice` / [`PASSWORD`]), pushes as the authenticated user;
 //! - `/dumb/...`: the repositories as plain files (dumb HTTP);
 //! - `/header/...`: like `/v2/`, but 403 unless the request has `X-Kalandra-Test:`
-//!   [`HEADER_VALUE`] (for `http.extraHeader`).
+//!   [`HEADER_VALUE`] (for `http.extraHeader`);
+//! - `/cookie/...`: like `/v2/`, but 403 unless the cookie `kalandra_session` is
+//!   [`COOKIE_VALUE`] (for `http.cookieFile`).
 //!
 //! The same locations are served over TLS on [`Nginx::tls_port`], with a certificate from a
 //! CA the harness generates ([`Nginx::ca`]), and on [`Nginx::mtls_port`], which also requires
@@ -27,6 +29,9 @@ pub const PASSWORD: &str = "open-sesame-42";
 
 /// The `X-Kalandra-Test` header `/header/` requires.
 pub const HEADER_VALUE: &str = "header-secret-7f3a";
+
+/// The value of the cookie `kalandra_session` that `/cookie/` requires.
+pub const COOKIE_VALUE: &str = "cookie-secret-91c2";
 
 pub struct Nginx {
     dir: PathBuf,
@@ -222,6 +227,9 @@ impl Nginx {
     location /dumb/ {{ alias {root}/; default_type text/plain; }}
     location ~ ^/header(/.*)$ {{
       if ($http_x_kalandra_test != \"{HEADER_VALUE}\") {{ return 403; }}
+{v2}    }}
+    location ~ ^/cookie(/.*)$ {{
+      if ($cookie_kalandra_session != \"{COOKIE_VALUE}\") {{ return 403; }}
 {v2}    }}
 ",
             htpasswd = htpasswd.display(),

@@ -107,6 +107,8 @@ pub struct HttpConfig {
     pub ssl_cert: Option<PathBuf>,
     /// `GIT_SSL_KEY` or `http.sslKey`.
     pub ssl_key: Option<PathBuf>,
+    /// `http.cookieFile`.
+    pub cookie_file: Option<PathBuf>,
     /// `http.version`, as written.
     pub version: Option<String>,
     /// `http.lowSpeedLimit` and `http.lowSpeedTime`, as written.
@@ -171,6 +173,9 @@ impl HttpConfig {
                 "http.sslverify" => config.no_verify = !parse_bool(value),
                 "http.proxy" if !value.is_empty() => config.proxy = Some(value.to_owned()),
                 "http.version" => config.version = Some(value.to_owned()),
+                "http.cookiefile" if !value.is_empty() => {
+                    config.cookie_file = Some(expand_home(value));
+                }
                 "http.lowspeedlimit" => config.low_speed_limit = Some(value.to_owned()),
                 "http.lowspeedtime" => config.low_speed_time = Some(value.to_owned()),
                 _ => {}
@@ -303,6 +308,7 @@ mod tests {
                 extra_headers: Vec::new(),
                 ssl_cert: None,
                 ssl_key: None,
+                cookie_file: None,
                 version: None,
                 low_speed_limit: None,
                 low_speed_time: None,

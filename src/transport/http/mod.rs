@@ -9,6 +9,7 @@
 //! protocol stays in the sessions.
 
 mod config;
+mod cookies;
 mod credential;
 mod netrc;
 mod retry;
@@ -22,7 +23,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, COOKIE, RETRY_AFTER,
+};
 use reqwest::{Client, RequestBuilder, Response};
 use url::Url;
 
@@ -122,6 +125,8 @@ struct Remote {
     /// The URL as given, with its username (for credential lookups).
     given: Url,
     credentials: Mutex<Auth>,
+    /// `http.cookieFile`'s cookies.
+    cookies: Vec<cookies::Cookie>,
     retry: retry::Policy,
     idle: Duration,
 }
@@ -176,8 +181,20 @@ impl Remote {
         }
         let mut given = url.clone();
         let _ = given.set_password(None);
+        // curl reads a cookie file it cannot open as an empty one.
+        let cookies = match &config.cookie_file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => cookies::parse(&text),
+                Err(e) => {
+                    tracing::debug!("cannot read the cookie file {}: {e}", path.display());
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
         let remote = Self {
             client: builder.build().map_err(Error::Client)?,
+            cookies,
             service,
             base,
             given,
@@ -361,10 +378,21 @@ impl Remote {
         credentials: Option<&Credentials>,
         bounded: bool,
     ) -> Result<Response, Error> {
-        let request = match credentials {
+        let mut request = match credentials {
             Some(c) => request.basic_auth(&c.username, Some(&c.password)),
             None => request,
         };
+        if let Some(cookie) = cookies::header_for(&self.cookies, url, SystemTime::now()) {
+            match HeaderValue::from_str(&cookie) {
+                Ok(mut value) => {
+                    value.set_sensitive(true);
+                    request = request.header(COOKIE, value);
+                }
+                Err(_) => tracing::warn!(
+                    "skipping http.cookieFile's cookies for {url}: not valid in a header"
+                ),
+            }
+        }
         let sent = if bounded {
             tokio::time::timeout(self.idle, request.send())
                 .await
