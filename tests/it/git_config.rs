@@ -164,6 +164,35 @@ fn instead_of_to_an_http_server() {
         report.0["downstream"],
         server.url("v2", "mirror/empty.git").as_str()
     );
+
+    // The CI pattern: a token in the base, so that plain URLs authenticate. Both get
+    // through, and the token shows nowhere (the rewritten URL is shown masked).
+    let password = crate::nginx::PASSWORD;
+    add_config(
+        &w,
+        &format!(
+            "[url \"http://alice:{password}@127.0.0.1:{}/auth/\"]\n\tinsteadOf = private:\n",
+            server.port
+        ),
+    );
+    let listed = w.git(w.root(), &["ls-remote", "private:mirror/upstream"]);
+    assert!(listed.contains("refs/heads/main"), "{listed}");
+    w.commit_file(&fx.join("upstream"), "ci.txt", "from CI\n", "ci");
+    let run = w.kalandra(&[
+        "sync",
+        "-vvv",
+        "--json",
+        "private:mirror/upstream",
+        "private:mirror/empty.git",
+    ]);
+    run.assert_code(0);
+    assert_hidden(&run.stdout, &run.stderr, password);
+    assert!(run.stdout.contains("alice:***@"), "{run}");
+    let branch = w.git(&fx.join("upstream"), &["symbolic-ref", "HEAD"]);
+    assert_eq!(
+        w.rev(&fx.join("empty.git"), &branch),
+        w.rev(&fx.join("upstream"), &branch)
+    );
 }
 
 /// Each way git's settings refuse the `file` transport, as a whole global config and
