@@ -253,6 +253,26 @@ mod tests {
     }
 
     #[test]
+    fn empty_variables_refuse_as_in_git() {
+        // Checked with git 2.47: both refuse `file`.
+        assert!(!allowed(
+            &settings("", &[("GIT_ALLOW_PROTOCOL", "")]),
+            "file"
+        ));
+        assert!(!allowed(
+            &settings("", &[("GIT_PROTOCOL_FROM_USER", "")]),
+            "file"
+        ));
+        assert_eq!(
+            settings("", &[("GIT_PROTOCOL_FROM_USER", "bogus")])
+                .check_name("file")
+                .expect_err("bogus")
+                .to_string(),
+            "bad boolean environment value 'bogus' for 'GIT_PROTOCOL_FROM_USER'"
+        );
+    }
+
+    #[test]
     fn the_environment_list_overrides_everything() {
         let s = settings(
             "protocol.file.allow\nalways\0",

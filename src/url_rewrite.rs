@@ -15,6 +15,9 @@
 //!   when none matches, the push side falls back to `insteadOf`
 //!   (`add_pushurl_alias`).
 //! - Rules never chain: the rewritten location is not rewritten again.
+//!
+//! The unit tests' cases were checked against git 2.47 (`git ls-remote
+//! --get-url`, `git remote get-url [--push]`).
 
 use std::borrow::Cow;
 
