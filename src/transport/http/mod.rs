@@ -447,12 +447,16 @@ impl Remote {
 fn extra_headers(lines: &[config::ExtraHeader]) -> Result<HeaderMap, Error> {
     let mut headers = HeaderMap::new();
     for line in lines {
-        let invalid = || Error::ExtraHeader {
-            name: line.name().chars().take(80).collect(),
+        // Only a valid header name is quoted: anything else in the line
+        // may be the secret.
+        let unnamed = || Error::ExtraHeader {
+            name: "(no valid header name)".into(),
         };
-        let (name, value) = line.split().ok_or_else(invalid)?;
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
-        let mut value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+        let (name, value) = line.split().ok_or_else(unnamed)?;
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| unnamed())?;
+        let mut value = HeaderValue::from_str(value).map_err(|_| Error::ExtraHeader {
+            name: name.to_string(),
+        })?;
         value.set_sensitive(true);
         headers.append(name, value);
     }
@@ -553,6 +557,27 @@ mod tests {
         assert_eq!(base.as_str(), "https://new.example/team/r.git");
         let other = Url::parse("https://new.example/login?next=x").expect("url");
         assert_eq!(base_after_redirect(&other), None);
+    }
+
+    #[test]
+    fn a_bad_extra_header_is_named_never_quoted() {
+        let config =
+            crate::git_config::GitConfig::from_listing("http.extraheader\nBearer tok3n-no-colon\0");
+        let url = Url::parse("https://h.example/r").expect("url");
+        let lines = config::extra_headers(&config, &url).expect("valid config");
+        let err = extra_headers(&lines).expect_err("no name");
+        assert!(!err.to_string().contains("tok3n"), "{err}");
+        let config = crate::git_config::GitConfig::from_listing(
+            "http.extraheader\nBad name tok3n: x\0http.extraheader\nX-Ok: bad\u{7f}tok3n\0",
+        );
+        let lines = config::extra_headers(&config, &url).expect("valid config");
+        let err = extra_headers(&lines[..1]).expect_err("bad name");
+        assert!(!err.to_string().contains("tok3n"), "{err}");
+        let err = extra_headers(&lines[1..]).expect_err("bad value");
+        assert!(
+            err.to_string().contains("\"x-ok\"") && !err.to_string().contains("tok3n"),
+            "{err}"
+        );
     }
 
     #[test]
