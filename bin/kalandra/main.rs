@@ -13,7 +13,7 @@ use kalandra::progress::{human_bytes, Progress};
 use kalandra::relay::{self, Outcome, PushOptions, RefOutcome, RefStatus, SyncOptions, SyncReport};
 use kalandra::terminal::escape;
 use kalandra::transport::TransportSettings;
-use kalandra::url::{mask_credentials, RepoUrl};
+use kalandra::url::mask_credentials;
 use kalandra::url_rewrite::Direction;
 
 mod config_cmd;
@@ -240,15 +240,17 @@ fn main() -> ExitCode {
             // cause quotes a URL that could not be parsed.
             let message = mask_credentials(&error_chain(&failure));
             if args.json {
-                let shown = |raw: &str| match RepoUrl::parse(raw) {
+                // As a successful report shows them: after url.*.insteadOf.
+                let locations = Locations::load_blocking().unwrap_or_default();
+                let shown = |raw: &str, direction| match locations.resolve(raw, direction) {
                     Ok(url) => url.to_string(),
                     Err(_) => mask_credentials(raw),
                 };
                 let value = serde_json::json!({
                     "ok": false,
                     "dry_run": dry_run,
-                    "upstream": shown(args.upstream.as_deref().unwrap_or_default()),
-                    "downstream": shown(args.downstream.as_deref().unwrap_or_default()),
+                    "upstream": shown(args.upstream.as_deref().unwrap_or_default(), Direction::Fetch),
+                    "downstream": shown(args.downstream.as_deref().unwrap_or_default(), Direction::Push),
                     "object_format": null,
                     "refs": [],
                     "pack": null,

@@ -103,6 +103,35 @@ fn instead_of_reads_and_push_instead_of_writes_as_for_git() {
 }
 
 #[test]
+fn a_failed_run_reports_the_rewritten_locations_too() {
+    let s = Split::new();
+    let w = &s.w;
+    let run = w.kalandra(&["sync", "--json", "m:missing.git", "m:empty.git"]);
+    assert_ne!(run.code, 0);
+    let report = run.failure_report();
+    let missing = w.root().join("mirror/missing.git");
+    assert_eq!(report.0["upstream"], path_arg(&missing), "{run}");
+    assert_eq!(report.0["downstream"], path_arg(&s.down), "{run}");
+    run.assert_stderr_mentions(&[path_arg(&missing)]);
+}
+
+#[test]
+fn a_config_git_cannot_read_stops_kalandra_as_it_stops_git() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    let broken = w.global_config_with("broken.gitconfig", "[url \"x\"\n\tinsteadOf = y\n");
+    let git = git_as(&w, w.root(), &["ls-remote", path_arg(&up)], &broken, &[]);
+    assert!(!git.status.success());
+    let said = String::from_utf8_lossy(&git.stderr);
+    assert!(said.contains("bad config line"), "{said}");
+    let run = w.kalandra_with(w.root(), &["sync", path_arg(&up), path_arg(&down)], &broken);
+    run.assert_code(2);
+    run.assert_stderr_mentions(&["bad config line"]);
+    assert!(w.refs(&down).is_empty());
+}
+
+#[test]
 fn the_remote_helper_rewrites_each_side() {
     let s = Split::new();
     let w = &s.w;
