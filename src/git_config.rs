@@ -1,9 +1,7 @@
 //! The user's git configuration, read with `git config` itself so that
 //! every file git reads (system, global, XDG, the repository's, includes,
 //! `git -c` through `GIT_CONFIG_PARAMETERS`, `GIT_CONFIG_COUNT`) counts the
-//! same for Kalandra. This is the only module that runs `git config` for
-//! settings other than the `http.*` ones (`transport::http` asks git to
-//! match those against a URL itself).
+//! same for Kalandra. This is the only module that runs `git config`.
 //!
 //! What git prints is parsed by [`GitConfig::from_listing`], a pure
 //! function; the settings modules ([`crate::url_rewrite`],
@@ -47,6 +45,19 @@ impl GitConfig {
         Self::from_output(output)
     }
 
+    /// git's own pick of the `<section>.*` values for `url`
+    /// (`--get-urlmatch`): `<section>.<url>.<key>` sections ranked as git
+    /// ranks them, one value a key (the last of the best match).
+    pub async fn read_urlmatch(section: &str, url: &str) -> Result<Self, Error> {
+        let output = tokio::process::Command::new("git")
+            .args(["config", "-z", "--get-urlmatch", section, url])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await;
+        Self::from_output(output)
+    }
+
     /// [`GitConfig::read`] for callers outside the async runtime (the
     /// fleet config's loader, the remote helper's URL).
     pub fn read_blocking(pattern: &str) -> Result<Self, Error> {
@@ -65,7 +76,7 @@ impl GitConfig {
                 return Ok(Self::default());
             }
         };
-        // `git config --get-regexp` exits 1 when nothing matches.
+        // `--get-regexp` and `--get-urlmatch` exit 1 when nothing matches.
         match output.status.code() {
             Some(0) => Ok(Self::from_listing(&String::from_utf8_lossy(&output.stdout))),
             Some(1) => Ok(Self::default()),

@@ -4,7 +4,6 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use tokio::process::Command;
 use url::Url;
 
 use std::time::Duration;
@@ -121,28 +120,13 @@ impl HttpConfig {
     /// sections apply as they do for git), then the environment, then the
     /// multi-valued `http.extraHeader`.
     pub async fn load(url: &Url) -> Result<Self, Error> {
-        let mut config = Self::load_single(url).await;
+        let mut config = Self::load_single(url).await?;
         config.extra_headers = extra_headers(&GitConfig::read(EXTRA_HEADER_PATTERN).await?, url)?;
         Ok(config)
     }
 
-    async fn load_single(url: &Url) -> Self {
-        let output = Command::new("git")
-            .args(["config", "-z", "--get-urlmatch", "http"])
-            .arg(url.as_str())
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await;
-        let listed = match output {
-            Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
-            Err(e) => {
-                tracing::debug!("cannot read git's http configuration: {e}");
-                String::new()
-            }
-        };
-        let mut config = Self::parse(&listed);
+    async fn load_single(url: &Url) -> Result<Self, Error> {
+        let mut config = Self::from_config(&GitConfig::read_urlmatch("http", url.as_str()).await?);
         if let Some(path) = std::env::var_os("GIT_SSL_CAINFO").filter(|p| !p.is_empty()) {
             config.ca_info = Some(PathBuf::from(path));
         }
@@ -158,14 +142,21 @@ impl HttpConfig {
         if std::env::var_os("GIT_SSL_NO_VERIFY").is_some_and(|v| !v.is_empty()) {
             config.no_verify = true;
         }
-        config
+        Ok(config)
     }
 
-    /// Parses `git config -z` output: `key\nvalue\0` per entry.
+    #[cfg(test)]
     fn parse(listed: &str) -> Self {
+        Self::from_config(&GitConfig::from_listing(listed))
+    }
+
+    /// The `http.*` values git picked for a URL.
+    fn from_config(listed: &GitConfig) -> Self {
         let mut config = Self::default();
-        for entry in listed.split('\0') {
-            let (key, value) = entry.split_once('\n').unwrap_or((entry, ""));
+        for (key, value) in listed.entries() {
+            // A key without `=` reads as empty, which `parse_bool` takes
+            // as git's implicit true.
+            let value = value.unwrap_or_default();
             match key.to_ascii_lowercase().as_str() {
                 "http.sslcainfo" => config.ca_info = Some(expand_home(value)),
                 "http.sslcert" if !value.is_empty() => config.ssl_cert = Some(expand_home(value)),
