@@ -169,6 +169,24 @@ fn a_fleet_config_is_rewritten_too() {
     );
     w.assert_fsck(&s.down);
     assert!(w.refs(&s.read_side_down).is_empty());
+
+    // A transport the settings refuse fails the mirror with git's message, and
+    // nothing moves.
+    let before = w.refs(&s.down);
+    w.commit_file(&s.up, "refused.txt", "not mirrored\n", "refused");
+    let run = w.kalandra_with_env(
+        w.root(),
+        &["sync", "--config", path_arg(&config)],
+        &w.global_config(),
+        &[("GIT_ALLOW_PROTOCOL", "ssh:https".into())],
+    );
+    assert_ne!(run.code, 0, "{run}");
+    run.assert_stderr_mentions(&["transport 'file' not allowed"]);
+    assert_refs_eq(
+        &w.refs(&s.down),
+        &before,
+        "downstream after the refused sync",
+    );
 }
 
 #[test]
