@@ -154,6 +154,8 @@ fn classify_transport(error: &transport::Error) -> Classified {
         E::Spawn { .. } => ErrorKind::Other.into(),
         E::Http(error) => classify_http(error),
         E::Ssh(error) => classify_ssh(error).into(),
+        // The user's git settings refuse the transport or are not valid.
+        E::Protocol(_) | E::GitConfig(_) => ErrorKind::Usage.into(),
         E::GitConnect { source, .. } => match source.kind() {
             // The request pkt-line could not be built (a path too long).
             io::ErrorKind::InvalidInput => ErrorKind::Usage.into(),
@@ -187,7 +189,9 @@ fn classify_http(error: &HttpError) -> Classified {
         E::Stalled { .. } => ErrorKind::Timeout.into(),
         E::Request { source, .. } => classify_reqwest(source).into(),
         E::Smart { .. } => ErrorKind::Protocol.into(),
-        E::Tls(_) | E::Proxy { .. } => ErrorKind::Usage.into(),
+        E::Tls(_) | E::Proxy { .. } | E::Config(_) | E::ExtraHeader { .. } => {
+            ErrorKind::Usage.into()
+        }
         E::Client(_) => ErrorKind::Other.into(),
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! A sync follows the data, in this order:
 //!
-//! 1. [`url`] parses each side's location into a [`url::RepoUrl`].
+//! 1. [`location`] rewrites each side's location with the user's
+//!    `url.*.insteadOf` rules ([`url_rewrite`]) and [`url`] parses it into
+//!    a [`url::RepoUrl`].
 //! 2. [`transport`] connects to upstream's `git-upload-pack` and
 //!    downstream's `git-receive-pack`; each connection is only a
 //!    reader/writer pair.
@@ -33,14 +35,17 @@ pub mod commit_graph;
 pub mod config;
 pub mod error_kind;
 pub mod fleet;
+pub mod git_config;
 pub mod head;
 pub mod helper;
 mod jitter;
 pub mod limits;
+pub mod location;
 pub mod oid;
 pub mod pkt_io;
 pub mod plan;
 pub mod progress;
+pub mod protocol_settings;
 pub mod relay;
 pub mod session;
 pub mod summary;
@@ -48,5 +53,6 @@ pub mod terminal;
 pub mod trace;
 pub mod transport;
 pub mod url;
+pub mod url_rewrite;
 pub mod watch;
 pub mod wire;

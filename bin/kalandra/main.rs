@@ -1,11 +1,13 @@
 //! `kalandra`: mirror git repositories without keeping a copy.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use kalandra::location::Locations;
 use kalandra::plan;
 use kalandra::plan::{Divergence, PlanOptions, Scope, UpdateKind};
 use kalandra::progress::{human_bytes, Color, Display, LogWriter, Progress};
@@ -13,7 +15,8 @@ use kalandra::relay::{self, Outcome, PushOptions, RefOutcome, RefStatus, SyncOpt
 use kalandra::summary::Tally;
 use kalandra::terminal::escape;
 use kalandra::transport::TransportSettings;
-use kalandra::url::{mask_credentials, RepoUrl};
+use kalandra::url::mask_credentials;
+use kalandra::url_rewrite::Direction;
 
 #[macro_use]
 mod output;
@@ -339,16 +342,13 @@ fn main() -> ExitCode {
                 code = exit::CHANGES_PENDING;
             }
             if args.json {
-                print_json(&report, head.as_ref());
+                print_json(&report, head.as_ref().map(|(_, head)| head));
             } else if args.quiet {
                 print_problems(&report);
             } else {
                 print_human(&report);
-                if let (Some(head), Some(RepoUrl::Local { path })) = (
-                    &head,
-                    RepoUrl::parse(args.downstream.as_deref().unwrap_or_default()).ok(),
-                ) {
-                    if let Some(advice) = head.advice(&path) {
+                if let Some((path, head)) = &head {
+                    if let Some(advice) = head.advice(path) {
                         err!("kalandra: warning: {advice}");
                     }
                     if head.set {
@@ -368,7 +368,9 @@ fn main() -> ExitCode {
             let message = mask_credentials(&error_chain(&failure));
             let hint = hint(&failure);
             if args.json {
-                let shown = |raw: &str| match RepoUrl::parse(raw) {
+                // As a successful report shows them: after url.*.insteadOf.
+                let locations = Locations::load_blocking().unwrap_or_default();
+                let shown = |raw: &str, direction| match locations.resolve(raw, direction) {
                     Ok(url) => url.to_string(),
                     Err(_) => mask_credentials(raw),
                 };
@@ -377,8 +379,8 @@ fn main() -> ExitCode {
                     "schema_version": SCHEMA_VERSION,
                     "ok": false,
                     "dry_run": dry_run,
-                    "upstream": shown(args.upstream.as_deref().unwrap_or_default()),
-                    "downstream": shown(args.downstream.as_deref().unwrap_or_default()),
+                    "upstream": shown(args.upstream.as_deref().unwrap_or_default(), Direction::Fetch),
+                    "downstream": shown(args.downstream.as_deref().unwrap_or_default(), Direction::Push),
                     "object_format": null,
                     "upstream_head": null,
                     "head": null,
@@ -569,14 +571,24 @@ fn run_fleet(args: &SyncArgs, config: &std::path::Path, dry_run: bool) -> u8 {
 }
 
 /// One pair's sync, and what was found of downstream's HEAD when it is on
-/// this machine.
+/// this machine (with its path).
 async fn run(
     args: &SyncArgs,
     dry_run: bool,
-) -> anyhow::Result<(SyncReport, Option<kalandra::head::HeadReport>)> {
-    let upstream =
-        RepoUrl::parse(args.upstream.as_deref().unwrap_or_default()).context("invalid upstream")?;
-    let downstream = RepoUrl::parse(args.downstream.as_deref().unwrap_or_default())
+) -> anyhow::Result<(SyncReport, Option<(PathBuf, kalandra::head::HeadReport)>)> {
+    // url.*.insteadOf rewrites both sides, pushInsteadOf only downstream.
+    let locations = Locations::load().await?;
+    let upstream = locations
+        .resolve(
+            args.upstream.as_deref().unwrap_or_default(),
+            Direction::Fetch,
+        )
+        .context("invalid upstream")?;
+    let downstream = locations
+        .resolve(
+            args.downstream.as_deref().unwrap_or_default(),
+            Direction::Push,
+        )
         .context("invalid downstream")?;
     kalandra::limits::Limits::from_env().context("invalid environment")?;
     let scope = Scope::new(&args.include, &args.exclude)?;
@@ -627,10 +639,10 @@ async fn run(
     progress.finish();
     let report = result?;
     let head = match &downstream {
-        RepoUrl::Local { path } => {
+        kalandra::url::RepoUrl::Local { path } => {
             let set = args.set_head && !dry_run;
             match kalandra::head::check_local(path, report.upstream_head.as_deref(), set).await {
-                Ok(head) => Some(head),
+                Ok(head) => Some((path.clone(), head)),
                 Err(error) => {
                     tracing::warn!("cannot check downstream's HEAD: {error}");
                     None
@@ -691,6 +703,12 @@ fn exit_code(failure: &anyhow::Error) -> u8 {
     if let Some(kalandra::limits::Error::InvalidVariable { .. }) = failure.downcast_ref() {
         return exit::USAGE;
     }
+    if failure
+        .downcast_ref::<kalandra::location::Error>()
+        .is_some()
+    {
+        return exit::USAGE;
+    }
     if let Some(error) = failure.downcast_ref::<plan::Error>() {
         return plan_code(error);
     }
@@ -704,6 +722,10 @@ fn exit_code(failure: &anyhow::Error) -> u8 {
         Some(relay::Error::Refused(error)) => plan_code(error),
         Some(relay::Error::Verify { .. }) => exit::VERIFY,
         Some(relay::Error::Unsupported { .. }) => exit::REFUSED,
+        // The user's git settings refuse the transport or are not valid.
+        Some(relay::Error::Connect { source, .. }) if source.caused_by_git_settings() => {
+            exit::USAGE
+        }
         Some(_) => exit::CONNECTION,
         None => exit::OTHER,
     }

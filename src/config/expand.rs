@@ -6,6 +6,7 @@ use std::path::Path;
 use super::settings::{At, Settings};
 use super::{Checker, Mirror, Origin, Place};
 use crate::url::{mask_credentials, RepoUrl};
+use crate::url_rewrite::Direction;
 
 /// What `{name}` stands for in a template's `name`, `upstream` and
 /// `downstream`.
@@ -147,7 +148,8 @@ impl Checker<'_> {
     }
 
     /// `upstream` or `downstream`: a URL without a password in it, or a
-    /// local path (relative ones from the config file's directory).
+    /// local path (relative ones from the config file's directory), after
+    /// the user's `url.*.insteadOf` rules (`pushInsteadOf` for `downstream`).
     fn url(&mut self, key: &str, raw: &str, at: usize) -> Option<RepoUrl> {
         let masked = mask_credentials(raw);
         if masked != raw {
@@ -159,7 +161,11 @@ impl Checker<'_> {
             );
             return None;
         }
-        match RepoUrl::parse(raw) {
+        let direction = match key {
+            "downstream" => Direction::Push,
+            _ => Direction::Fetch,
+        };
+        match RepoUrl::parse(&self.rewrites.apply(raw, direction)) {
             Ok(RepoUrl::Local { path }) => Some(RepoUrl::Local {
                 path: self.beside_config(&path),
             }),

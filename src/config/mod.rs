@@ -29,8 +29,10 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use crate::git_config::GitConfig;
 use crate::plan::Divergence;
 use crate::url::RepoUrl;
+use crate::url_rewrite::Rewrites;
 use keys::Table;
 use settings::{a_type, in_file_order, Settings};
 
@@ -116,9 +118,25 @@ pub fn load(path: &Path) -> Result<Fleet, Errors> {
             message: format!("cannot read the config file: {e}"),
         }])
     })?;
-    parse(&text, path, &|name| std::env::var(name).ok(), &|path| {
-        std::fs::read_to_string(path)
-    })
+    // `upstream` and `downstream` are rewritten by the user's
+    // url.*.insteadOf and pushInsteadOf, as git rewrites a remote's URLs.
+    let rewrites = GitConfig::read_blocking(crate::git_config::SETTINGS_PATTERN)
+        .map(|config| Rewrites::from_config(&config))
+        .map_err(|e| {
+            Errors(vec![Diagnostic {
+                file: path.to_owned(),
+                line: 0,
+                column: 0,
+                message: e.to_string(),
+            }])
+        })?;
+    parse_rewritten(
+        &text,
+        path,
+        &|name| std::env::var(name).ok(),
+        &|path| std::fs::read_to_string(path),
+        &rewrites,
+    )
 }
 
 /// Validates `text`, the content of the config file at `path`, and expands
@@ -131,6 +149,18 @@ pub fn parse(
     env: &dyn Fn(&str) -> Option<String>,
     read: &dyn Fn(&Path) -> io::Result<String>,
 ) -> Result<Fleet, Errors> {
+    parse_rewritten(text, path, env, read, &Rewrites::default())
+}
+
+/// [`parse`], with `upstream` rewritten by `rewrites` as a fetch URL and
+/// `downstream` as a push URL before they are checked.
+pub fn parse_rewritten(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    read: &dyn Fn(&Path) -> io::Result<String>,
+    rewrites: &Rewrites,
+) -> Result<Fleet, Errors> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
@@ -141,6 +171,7 @@ pub fn parse(
         dir,
         env,
         read,
+        rewrites,
         names: HashMap::new(),
         diagnostics: Vec::new(),
     };
@@ -221,6 +252,7 @@ struct Checker<'a> {
     dir: PathBuf,
     env: &'a dyn Fn(&str) -> Option<String>,
     read: &'a dyn Fn(&Path) -> io::Result<String>,
+    rewrites: &'a Rewrites,
     /// Each mirror name taken so far, and where.
     names: HashMap<String, Place>,
     diagnostics: Vec<Diagnostic>,

@@ -1,7 +1,9 @@
 //! The `UP=>DOWN` pair in a `kalandra::UP=>DOWN` URL.
 
+use crate::location::{self, Locations};
 use crate::transport::TransportSettings;
 use crate::url::{self, RepoUrl};
+use crate::url_rewrite::Direction;
 
 /// The expected shape, shown in every error.
 pub const EXPECTED_FORM: &str =
@@ -17,8 +19,10 @@ pub enum Error {
     Side {
         side: &'static str,
         #[source]
-        source: url::Error,
+        source: location::Error,
     },
+    #[error(transparent)]
+    Settings(location::Error),
 }
 
 /// Upstream (read from) and downstream (written to), and how to reach them.
@@ -30,8 +34,16 @@ pub struct Pair {
 }
 
 impl Pair {
-    /// Parses the text after `kalandra::`, verbatim as git passes it.
+    /// Parses the text after `kalandra::`, verbatim as git passes it, with
+    /// the user's `url.*.insteadOf` rules and `protocol.*` settings.
     pub fn parse(text: &str) -> Result<Self, Error> {
+        let locations = Locations::load_blocking().map_err(Error::Settings)?;
+        Self::parse_with(text, &locations)
+    }
+
+    /// [`Pair::parse`] with the settings given: UP is rewritten as a fetch
+    /// URL, DOWN as a push URL (`pushInsteadOf` first).
+    pub fn parse_with(text: &str, locations: &Locations) -> Result<Self, Error> {
         let mut parts = text.split("=>");
         let (Some(up), Some(down)) = (parts.next(), parts.next()) else {
             return Err(Error::NoArrow { shown: mask(text) });
@@ -39,14 +51,19 @@ impl Pair {
         if parts.next().is_some() {
             return Err(Error::SeveralArrows { shown: mask(text) });
         }
-        let upstream = RepoUrl::parse(up).map_err(|source| Error::Side {
-            side: "upstream (UP)",
-            source,
-        })?;
-        let downstream = RepoUrl::parse(down).map_err(|source| Error::Side {
-            side: "downstream (DOWN)",
-            source,
-        })?;
+        let upstream = locations
+            .resolve(up, Direction::Fetch)
+            .map_err(|source| Error::Side {
+                side: "upstream (UP)",
+                source,
+            })?;
+        let downstream =
+            locations
+                .resolve(down, Direction::Push)
+                .map_err(|source| Error::Side {
+                    side: "downstream (DOWN)",
+                    source,
+                })?;
         Ok(Self {
             upstream,
             downstream,
@@ -70,34 +87,50 @@ fn mask(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Without the user's git configuration.
+    fn parse(text: &str) -> Result<Pair, Error> {
+        Pair::parse_with(text, &Locations::default())
+    }
+
+    #[test]
+    fn each_side_is_rewritten_for_its_direction() {
+        let config = crate::git_config::GitConfig::from_listing(
+            "url./srv/read/.insteadof\nx:\0url./srv/write/.pushinsteadof\nx:\0",
+        );
+        let pair = Pair::parse_with("x:r.git=>x:r.git", &Locations::from_config(&config))
+            .expect("valid pair");
+        assert_eq!(pair.upstream.to_string(), "/srv/read/r.git");
+        assert_eq!(pair.downstream.to_string(), "/srv/write/r.git");
+    }
+
     #[test]
     fn splits_on_the_arrow() {
-        let pair = Pair::parse("/up.git=>file:///down.git").expect("valid pair");
+        let pair = parse("/up.git=>file:///down.git").expect("valid pair");
         assert_eq!(pair.upstream.to_string(), "/up.git");
         assert_eq!(pair.downstream.to_string(), "/down.git");
     }
 
     #[test]
     fn missing_or_doubled_arrows_show_the_form() {
-        let err = Pair::parse("/up.git").expect_err("no arrow");
+        let err = parse("/up.git").expect_err("no arrow");
         assert!(err.to_string().contains("kalandra::UP=>DOWN"), "{err}");
-        let err = Pair::parse("/a=>/b=>/c").expect_err("two arrows");
+        let err = parse("/a=>/b=>/c").expect_err("two arrows");
         assert!(err.to_string().contains("kalandra::UP=>DOWN"), "{err}");
     }
 
     #[test]
     fn secrets_never_show() {
-        let err = Pair::parse("https://u:hunter2@a.example/x=>https://u:hunter2@b.example/y=>/c")
+        let err = parse("https://u:hunter2@a.example/x=>https://u:hunter2@b.example/y=>/c")
             .expect_err("two arrows");
         assert!(!err.to_string().contains("hunter2"), "{err}");
-        let err = Pair::parse("ftp://u:hunter2@a.example/x=>/b").expect_err("bad scheme");
+        let err = parse("ftp://u:hunter2@a.example/x=>/b").expect_err("bad scheme");
         assert!(!format!("{err} {:?}", err).contains("hunter2"), "{err}");
         for text in [
             "https://u:hun/ter2@a.example/x=>/b=>/c",
             "https://u:hun/ter2@a.example:99999/x",
             "ftp://u:hun@ter2@a.example/x=>https://u:hunter2@b.example:0x/y",
         ] {
-            let err = Pair::parse(text).expect_err(text);
+            let err = parse(text).expect_err(text);
             let shown = format!("{err} {err:?} {:#}", anyhow_like(&err));
             assert!(!shown.contains("ter2"), "{shown}");
             assert!(shown.contains("u:***@"), "{shown}");
@@ -106,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_bad_side_is_named() {
-        let err = Pair::parse("/up=>-down").expect_err("option-like");
+        let err = parse("/up=>-down").expect_err("option-like");
         assert!(err.to_string().contains("downstream"), "{err}");
     }
 

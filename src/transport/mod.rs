@@ -19,6 +19,8 @@ pub(crate) use http::Error as HttpError;
 pub use idle::{Activity, LowSpeed};
 pub use process::ServerProcess;
 
+use crate::git_config::GitConfig;
+use crate::protocol_settings::ProtocolSettings;
 use crate::url::RepoUrl;
 
 /// The reading half of a connection.
@@ -59,12 +61,30 @@ pub enum Error {
     Http(#[from] http::Error),
     #[error(transparent)]
     Ssh(Box<ssh::Error>),
+    /// `protocol.*` refuses the transport, or is not valid.
+    #[error(transparent)]
+    Protocol(#[from] crate::protocol_settings::Error),
+    #[error(transparent)]
+    GitConfig(#[from] crate::git_config::Error),
     #[error("cannot connect to the git daemon at {host_port}")]
     GitConnect {
         host_port: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl Error {
+    /// Whether the user's git settings are at fault (a refused transport,
+    /// a value git would refuse, an unreadable client certificate): a
+    /// usage error, not a connection failure.
+    pub fn caused_by_git_settings(&self) -> bool {
+        match self {
+            Self::Protocol(_) | Self::GitConfig(_) => true,
+            Self::Http(error) => error.caused_by_git_settings(),
+            _ => false,
+        }
+    }
 }
 
 impl From<ssh::Error> for Error {
@@ -240,7 +260,9 @@ pub struct ConnectOptions {
     pub settings: TransportSettings,
 }
 
-/// Opens a connection to `service` at `url`. Whatever the transport, the
+/// Opens a connection to `service` at `url`, once the user's `protocol.*`
+/// settings allow its transport; `protocol.version` 0 or 1 turns
+/// `protocol_v2` off. Whatever the transport, the
 /// streams fail with a timeout once nothing has moved for the idle limit,
 /// when they crawl below the low-speed limit, or past the maximum duration.
 pub async fn connect(
@@ -269,10 +291,24 @@ pub async fn connect_linked(
     options: ConnectOptions,
     link: &Link,
 ) -> Result<Connection, Error> {
+    let protocol =
+        ProtocolSettings::from_env(&GitConfig::read(crate::git_config::SETTINGS_PATTERN).await?);
+    protocol.check(url)?;
+    let options = ConnectOptions {
+        protocol_v2: options.protocol_v2 && protocol.version()?.is_v2(),
+        ..options
+    };
     let settings = &options.settings;
+    // git's http.lowSpeedLimit for an http(s) URL, used when Kalandra's own
+    // limit (flag, environment, fleet config) is off.
+    let mut git_low_speed = None;
     let connection = match url {
         RepoUrl::Local { path } => file::connect(path, service, &options)?,
-        RepoUrl::Http { url } => http::connect(url, service, &options).await?,
+        RepoUrl::Http { url } => {
+            let (connection, low_speed) = http::connect(url, service, &options).await?;
+            git_low_speed = low_speed;
+            connection
+        }
         RepoUrl::Ssh {
             user,
             host,
@@ -285,7 +321,7 @@ pub async fn connect_linked(
     };
     let limits = idle::Limits {
         idle: settings.idle_timeout,
-        low_speed: settings.low_speed(),
+        low_speed: settings.low_speed().or(git_low_speed),
         deadline: settings.max_duration.map(|max| {
             let now = tokio::time::Instant::now();
             (idle::after(now, max), max)

@@ -235,7 +235,8 @@ fn remote_helper_transports_are_unsupported_not_ssh_hosts() {
         let run = w.kalandra(&["sync", "--json", up, path_arg(&down)]);
         assert_clean_ending(&run);
         run.assert_code(2);
-        run.assert_stderr_mentions(&["unsupported transport"]);
+        // ext:: gets git's own refusal first (protocol.ext.allow is never by default).
+        run.assert_stderr_mentions(&["unsupported transport", "transport 'ext' not allowed"]);
         assert!(
             !run.stderr.contains("ssh://"),
             "not taken for an ssh host{run}"

@@ -16,6 +16,7 @@ mod fault_proxy;
 mod faults;
 mod flaky;
 mod fleet;
+mod git_config;
 mod git_daemon;
 mod guards;
 mod hooks;

@@ -5,10 +5,16 @@
 //! - `/v2/...`: open, `Git-Protocol` passed on (protocol v2), pushes allowed;
 //! - `/v0/...`: open, `Git-Protocol` dropped, so http-backend speaks v0;
 //! - `/auth/...`: basic auth (`alice` / [`PASSWORD`]), pushes as the authenticated user;
-//! - `/dumb/...`: the repositories as plain files (dumb HTTP).
+//! - `/dumb/...`: the repositories as plain files (dumb HTTP);
+//! - `/header/...`: like `/v2/`, but 403 unless the request has `X-Kalandra-Test:`
+//!   [`HEADER_VALUE`] (for `http.extraHeader`);
+//! - `/cookie/...`: like `/v2/`, but 403 unless the cookie `kalandra_session` is
+//!   [`COOKIE_VALUE`] (for `http.cookieFile`).
 //!
 //! The same locations are served over TLS on [`Nginx::tls_port`], with a certificate from a
-//! CA the harness generates ([`Nginx::ca`]). If nginx or fcgiwrap cannot start, the test
+//! CA the harness generates ([`Nginx::ca`]), and on [`Nginx::mtls_port`], which also requires
+//! a client certificate signed by that CA ([`Nginx::client_certificate`] makes one), and on
+//! [`Nginx::h2_port`], which offers HTTP/2. If nginx or fcgiwrap cannot start, the test
 //! fails with the reason.
 
 use std::net::{TcpListener, TcpStream};
@@ -21,10 +27,20 @@ use crate::harness::World;
 /// The password of `alice` on `/auth/`.
 pub const PASSWORD: &str = "open-sesame-42";
 
+/// The `X-Kalandra-Test` header `/header/` requires.
+pub const HEADER_VALUE: &str = "header-secret-7f3a";
+
+/// The value of the cookie `kalandra_session` that `/cookie/` requires.
+pub const COOKIE_VALUE: &str = "cookie-secret-91c2";
+
 pub struct Nginx {
     dir: PathBuf,
     pub port: u16,
     pub tls_port: u16,
+    /// TLS with `ssl_verify_client on`.
+    pub mtls_port: u16,
+    /// TLS that also offers HTTP/2 (ALPN `h2`).
+    pub h2_port: u16,
     /// The CA that signed the TLS certificate (PEM).
     pub ca: PathBuf,
     /// The global git config http-backend runs with (see [`Nginx::set_server_config`]).
@@ -158,6 +174,12 @@ impl Nginx {
         let tls_port = std::iter::repeat_with(free_port)
             .find(|&p| p != port)
             .expect("an endless iterator");
+        let mtls_port = std::iter::repeat_with(free_port)
+            .find(|&p| p != port && p != tls_port)
+            .expect("an endless iterator");
+        let h2_port = std::iter::repeat_with(free_port)
+            .find(|&p| p != port && p != tls_port && p != mtls_port)
+            .expect("an endless iterator");
 
         let backend = git_exec_path().join("git-http-backend");
         let root = w.root().display().to_string();
@@ -203,6 +225,12 @@ impl Nginx {
       auth_basic_user_file {htpasswd};
 {auth}    }}
     location /dumb/ {{ alias {root}/; default_type text/plain; }}
+    location ~ ^/header(/.*)$ {{
+      if ($http_x_kalandra_test != \"{HEADER_VALUE}\") {{ return 403; }}
+{v2}    }}
+    location ~ ^/cookie(/.*)$ {{
+      if ($cookie_kalandra_session != \"{COOKIE_VALUE}\") {{ return 403; }}
+{v2}    }}
 ",
             htpasswd = htpasswd.display(),
         );
@@ -226,6 +254,18 @@ http {{
 {locations}  }}
   server {{
     listen 127.0.0.1:{tls_port} ssl;
+    ssl_certificate {d}/server.pem;
+    ssl_certificate_key {d}/server.key;
+{locations}  }}
+  server {{
+    listen 127.0.0.1:{mtls_port} ssl;
+    ssl_certificate {d}/server.pem;
+    ssl_certificate_key {d}/server.key;
+    ssl_client_certificate {d}/ca.pem;
+    ssl_verify_client on;
+{locations}  }}
+  server {{
+    listen 127.0.0.1:{h2_port} ssl http2;
     ssl_certificate {d}/server.pem;
     ssl_certificate_key {d}/server.key;
 {locations}  }}
@@ -265,6 +305,8 @@ http {{
             dir,
             port,
             tls_port,
+            mtls_port,
+            h2_port,
             ca,
             server_config,
             nginx,
@@ -296,7 +338,12 @@ http {{
                 panic!("fcgiwrap exited at startup ({status}):\n{}", logs());
             }
             let up = |port| TcpStream::connect(("127.0.0.1", port)).is_ok();
-            if socket.exists() && up(self.port) && up(self.tls_port) {
+            if socket.exists()
+                && up(self.port)
+                && up(self.tls_port)
+                && up(self.mtls_port)
+                && up(self.h2_port)
+            {
                 return;
             }
             if start.elapsed() > Duration::from_secs(15) {
@@ -325,6 +372,72 @@ http {{
     /// `https://127.0.0.1:<tls_port>/<location>/<repo>`.
     pub fn https_url(&self, location: &str, repo: &str) -> String {
         format!("https://127.0.0.1:{}/{location}/{repo}", self.tls_port)
+    }
+
+    /// `https://127.0.0.1:<mtls_port>/<location>/<repo>`: needs a client certificate.
+    pub fn mtls_url(&self, location: &str, repo: &str) -> String {
+        format!("https://127.0.0.1:{}/{location}/{repo}", self.mtls_port)
+    }
+
+    /// `https://127.0.0.1:<h2_port>/<location>/<repo>`: offers HTTP/2.
+    pub fn h2_url(&self, location: &str, repo: &str) -> String {
+        format!("https://127.0.0.1:{}/{location}/{repo}", self.h2_port)
+    }
+
+    /// nginx's access log so far (`combined` format: request line with the HTTP version,
+    /// then the User-Agent).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/access.log")).unwrap_or_default()
+    }
+
+    /// A client certificate signed by the harness CA, and its key: PEM files
+    /// `<name>.pem` and `<name>.key` in the nginx directory.
+    pub fn client_certificate(&self, name: &str) -> (PathBuf, PathBuf) {
+        let openssl = program("openssl");
+        let p = |file: String| self.dir.join(file);
+        let (cert, key, csr, ext) = (
+            p(format!("{name}.pem")),
+            p(format!("{name}.key")),
+            p(format!("{name}.csr")),
+            p(format!("{name}.ext")),
+        );
+        run(
+            Command::new(&openssl)
+                .args([
+                    "req",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                ])
+                .args(["-nodes", "-subj", &format!("/CN={name}")])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&csr),
+            "openssl req (client)",
+        );
+        std::fs::write(
+            &ext,
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        )
+        .expect("can write the extensions file");
+        run(
+            Command::new(&openssl)
+                .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+                .arg("-in")
+                .arg(&csr)
+                .arg("-CA")
+                .arg(&self.ca)
+                .arg("-CAkey")
+                .arg(self.dir.join("ca.key"))
+                .arg("-extfile")
+                .arg(&ext)
+                .arg("-out")
+                .arg(&cert),
+            "openssl x509 (client)",
+        );
+        (cert, key)
     }
 
     /// Replaces the global git config http-backend's git processes read (hooks such as

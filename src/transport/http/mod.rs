@@ -9,6 +9,7 @@
 //! protocol stays in the sessions.
 
 mod config;
+mod cookies;
 mod credential;
 mod netrc;
 mod retry;
@@ -16,17 +17,20 @@ mod smart;
 mod stateless;
 mod streaming;
 mod tls;
+mod urlmatch;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, COOKIE, RETRY_AFTER,
+};
 use reqwest::{Client, RequestBuilder, Response};
 use url::Url;
 
 use self::credential::{Credentials, Source};
-use super::{ConnectOptions, Connection, Service};
+use super::{ConnectOptions, Connection, LowSpeed, Service};
 
 /// Talking to an HTTP server failed. Messages name the URL without its
 /// credentials and never hold a secret.
@@ -36,6 +40,11 @@ pub enum Error {
     Tls(#[from] tls::Error),
     #[error("cannot set up the HTTP client")]
     Client(#[source] reqwest::Error),
+    #[error("invalid git configuration")]
+    Config(#[from] config::Error),
+    /// The value is never shown: it is usually a token.
+    #[error("http.extraHeader {name:?} is not a valid HTTP header (expected \"Name: value\" in printable ASCII)")]
+    ExtraHeader { name: String },
     #[error("cannot use the proxy {proxy:?} (http.proxy)")]
     Proxy {
         proxy: String,
@@ -72,24 +81,37 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// See [`super::Error::caused_by_git_settings`].
+    pub(super) fn caused_by_git_settings(&self) -> bool {
+        match self {
+            Self::Config(_) | Self::ExtraHeader { .. } => true,
+            Self::Tls(error) => error.is_client_cert(),
+            _ => false,
+        }
+    }
+}
+
 /// Connects to `service` at an http(s) URL: fetches and checks the ref
 /// advertisement, settles authentication, and returns a connection whose
-/// reader starts with the advertisement as a direct connection shows it.
+/// reader starts with the advertisement as a direct connection shows it,
+/// and git's low-speed limit for the URL (`http.lowSpeedLimit`), if on.
 pub(super) async fn connect(
     url: &Url,
     service: Service,
     options: &ConnectOptions,
-) -> Result<Connection, Error> {
+) -> Result<(Connection, Option<LowSpeed>), Error> {
     let v2 = options.protocol_v2 && service == Service::UploadPack;
-    let mut remote = Remote::new(url, service, options).await?;
+    let (mut remote, low_speed) = Remote::new(url, service, options).await?;
     let advertisement = remote.advertisement(v2).await?;
     let remote = Arc::new(remote);
-    Ok(match service {
+    let connection = match service {
         Service::UploadPack => stateless::connection(remote, advertisement, v2),
         // Credentials for the push are settled when it starts (see
         // `stream_post`).
         Service::ReceivePack => streaming::connection(remote, advertisement),
-    })
+    };
+    Ok((connection, low_speed))
 }
 
 /// One repository on one server, shared by a connection's reader and
@@ -103,6 +125,8 @@ struct Remote {
     /// The URL as given, with its username (for credential lookups).
     given: Url,
     credentials: Mutex<Auth>,
+    /// `http.cookieFile`'s cookies.
+    cookies: Vec<cookies::Cookie>,
     retry: retry::Policy,
     idle: Duration,
 }
@@ -115,23 +139,38 @@ struct Auth {
 }
 
 impl Remote {
-    async fn new(url: &Url, service: Service, options: &ConnectOptions) -> Result<Self, Error> {
-        let config = config::HttpConfig::load(url).await;
+    async fn new(
+        url: &Url,
+        service: Service,
+        options: &ConnectOptions,
+    ) -> Result<(Self, Option<LowSpeed>), Error> {
+        let config = config::HttpConfig::load(url).await?;
+        let low_speed = config.low_speed(&|name| std::env::var(name).ok())?;
         let base = without_credentials(url);
         if config.no_verify && url.scheme() == "https" {
             tracing::warn!(
-                "TLS certificate verification is off for {} (GIT_SSL_NO_VERIFY or http.sslVerify=false)",
+                "TLS CERTIFICATE VERIFICATION IS OFF for {} (GIT_SSL_NO_VERIFY or http.sslVerify=false): \
+                 anyone on the network path can read and change this transfer, credentials included",
                 base
             );
         }
-        let tls = tls::client_config(config.ca_info.as_deref(), config.no_verify)?;
+        let http2 = config.http2();
+        let tls = tls::client_config(
+            config.ca_info.as_deref(),
+            config.no_verify,
+            config.client_cert().as_ref(),
+            http2,
+        )?;
         let mut builder = Client::builder()
             .user_agent(concat!("kalandra/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(options.settings.connect_timeout)
             .tls_backend_preconfigured(tls)
-            .http1_only()
             // git follows redirects of the first request (http.followRedirects=initial).
-            .redirect(reqwest::redirect::Policy::limited(10));
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .default_headers(extra_headers(&config.extra_headers)?);
+        if !http2 {
+            builder = builder.http1_only();
+        }
         if let Some(proxy) = &config.proxy {
             let proxy = reqwest::Proxy::all(proxy.as_str())
                 .map_err(|source| Error::Proxy {
@@ -143,8 +182,20 @@ impl Remote {
         }
         let mut given = url.clone();
         let _ = given.set_password(None);
-        Ok(Self {
+        // curl reads a cookie file it cannot open as an empty one.
+        let cookies = match &config.cookie_file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => cookies::parse(&text),
+                Err(e) => {
+                    tracing::debug!("cannot read the cookie file {}: {e}", path.display());
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        let remote = Self {
             client: builder.build().map_err(Error::Client)?,
+            cookies,
             service,
             base,
             given,
@@ -154,7 +205,8 @@ impl Remote {
             }),
             retry: retry::Policy::from_env(),
             idle: options.settings.idle_timeout,
-        })
+        };
+        Ok((remote, low_speed))
     }
 
     fn host(&self) -> String {
@@ -327,10 +379,21 @@ impl Remote {
         credentials: Option<&Credentials>,
         bounded: bool,
     ) -> Result<Response, Error> {
-        let request = match credentials {
+        let mut request = match credentials {
             Some(c) => request.basic_auth(&c.username, Some(&c.password)),
             None => request,
         };
+        if let Some(cookie) = cookies::header_for(&self.cookies, url, SystemTime::now()) {
+            match HeaderValue::from_str(&cookie) {
+                Ok(mut value) => {
+                    value.set_sensitive(true);
+                    request = request.header(COOKIE, value);
+                }
+                Err(_) => tracing::warn!(
+                    "skipping http.cookieFile's cookies for {url}: not valid in a header"
+                ),
+            }
+        }
         let sent = if bounded {
             tokio::time::timeout(self.idle, request.send())
                 .await
@@ -377,6 +440,28 @@ impl Remote {
             retry_after,
         })
     }
+}
+
+/// `http.extraHeader` lines as headers of every request, marked sensitive
+/// so that no log or `Debug` shows them. reqwest drops `Authorization` on
+/// a redirect to another host, as curl does for git.
+fn extra_headers(lines: &[config::ExtraHeader]) -> Result<HeaderMap, Error> {
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        // Only a valid header name is quoted: anything else in the line
+        // may be the secret.
+        let unnamed = || Error::ExtraHeader {
+            name: "(no valid header name)".into(),
+        };
+        let (name, value) = line.split().ok_or_else(unnamed)?;
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| unnamed())?;
+        let mut value = HeaderValue::from_str(value).map_err(|_| Error::ExtraHeader {
+            name: name.to_string(),
+        })?;
+        value.set_sensitive(true);
+        headers.append(name, value);
+    }
+    Ok(headers)
 }
 
 /// The whole body, failing if it stalls for the idle limit.
@@ -473,6 +558,27 @@ mod tests {
         assert_eq!(base.as_str(), "https://new.example/team/r.git");
         let other = Url::parse("https://new.example/login?next=x").expect("url");
         assert_eq!(base_after_redirect(&other), None);
+    }
+
+    #[test]
+    fn a_bad_extra_header_is_named_never_quoted() {
+        let config =
+            crate::git_config::GitConfig::from_listing("http.extraheader\nBearer tok3n-no-colon\0");
+        let url = Url::parse("https://h.example/r").expect("url");
+        let lines = config::extra_headers(&config, &url).expect("valid config");
+        let err = extra_headers(&lines).expect_err("no name");
+        assert!(!err.to_string().contains("tok3n"), "{err}");
+        let config = crate::git_config::GitConfig::from_listing(
+            "http.extraheader\nBad name tok3n: x\0http.extraheader\nX-Ok: bad\u{7f}tok3n\0",
+        );
+        let lines = config::extra_headers(&config, &url).expect("valid config");
+        let err = extra_headers(&lines[..1]).expect_err("bad name");
+        assert!(!err.to_string().contains("tok3n"), "{err}");
+        let err = extra_headers(&lines[1..]).expect_err("bad value");
+        assert!(
+            err.to_string().contains("\"x-ok\"") && !err.to_string().contains("tok3n"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// TLS cannot be set up.
@@ -22,27 +22,92 @@ pub enum Error {
     },
     #[error("the CA file {path} holds no usable certificate")]
     NoCertificate { path: PathBuf },
+    #[error("cannot read the client certificate {path} (GIT_SSL_CERT or http.sslCert)")]
+    ClientCert {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("the client certificate file {path} holds no certificate")]
+    NoClientCert { path: PathBuf },
+    /// The source is left out: it could quote key material.
+    #[error("cannot read a private key from {path} (GIT_SSL_KEY or http.sslKey; an unencrypted PEM key is expected)")]
+    ClientKey { path: PathBuf },
     #[error("cannot set up TLS")]
     Rustls(#[from] rustls::Error),
 }
 
+impl Error {
+    /// Whether the client certificate or its key cannot be used.
+    pub fn is_client_cert(&self) -> bool {
+        matches!(
+            self,
+            Self::ClientCert { .. } | Self::NoClientCert { .. } | Self::ClientKey { .. }
+        )
+    }
+}
+
+/// `http.sslCert` and `http.sslKey`: a PEM certificate chain and its
+/// private key. Without a key file, the key is looked for in the
+/// certificate's file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: Option<PathBuf>,
+}
+
+impl ClientCert {
+    fn load(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
+        let chain = CertificateDer::pem_file_iter(&self.cert)
+            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+            .map_err(|source| Error::ClientCert {
+                path: self.cert.clone(),
+                source,
+            })?;
+        if chain.is_empty() {
+            return Err(Error::NoClientCert {
+                path: self.cert.clone(),
+            });
+        }
+        let key_path = self.key.as_ref().unwrap_or(&self.cert);
+        let key = PrivateKeyDer::from_pem_file(key_path).map_err(|_| Error::ClientKey {
+            path: key_path.clone(),
+        })?;
+        Ok((chain, key))
+    }
+}
+
 /// The client configuration for one remote.
-pub fn client_config(ca_info: Option<&Path>, no_verify: bool) -> Result<ClientConfig, Error> {
+pub fn client_config(
+    ca_info: Option<&Path>,
+    no_verify: bool,
+    client_cert: Option<&ClientCert>,
+    http2: bool,
+) -> Result<ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let mut config = if no_verify {
+    let builder = if no_verify {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
-            .with_no_client_auth()
     } else {
-        builder
-            .with_root_certificates(roots(ca_info)?)
-            .with_no_client_auth()
+        builder.with_root_certificates(roots(ca_info)?)
     };
-    // Only HTTP/1.1 is built in; say so, or a server may pick h2.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut config = match client_cert {
+        Some(client_cert) => {
+            let (chain, key) = client_cert.load()?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    // Offer h2 only when asked for (http.version=HTTP/2); otherwise say
+    // HTTP/1.1, or a server may pick h2.
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(config)
 }
 
