@@ -304,6 +304,41 @@ fn json_kinds_of_real_failures() {
     assert!(run.report().0["outcome"] == "nothing-landed", "{run}");
     w.remove_hook(&down, "pre-receive");
 
+    // An ssh server whose host key is not the one known_hosts has for it.
+    {
+        use crate::sshd::{self, Protocol, Sshd};
+        use std::os::unix::fs::PermissionsExt;
+        let sshd = Sshd::start(&w.root().join("sshd"), Protocol::V2);
+        let keys = w.root().join("keys");
+        let key = sshd::keygen(&keys.join("client"), "", "kalandra-test-client");
+        let impostor = sshd::keygen(&keys.join("impostor"), "", "impostor");
+        sshd.authorize(&key);
+        let ssh_dir = w.home().join(".ssh");
+        std::fs::create_dir_all(&ssh_dir).expect("can create ~/.ssh");
+        std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o700))
+            .expect("can chmod ~/.ssh");
+        std::fs::write(
+            ssh_dir.join("config"),
+            format!(
+                "Host 127.0.0.1\n    IdentityFile {}\n    IdentitiesOnly yes\n",
+                key.display()
+            ),
+        )
+        .expect("can write ~/.ssh/config");
+        std::fs::write(
+            ssh_dir.join("known_hosts"),
+            format!(
+                "[127.0.0.1]:{} {}\n",
+                sshd.port(),
+                sshd::public_key(&impostor)
+            ),
+        )
+        .expect("can write known_hosts");
+        let (kind, run) = kind_of(&["sync", "--json", &sshd.url(&up), path_arg(&down)], 4);
+        assert_eq!(kind, "host-key", "{run}");
+        assert!(run.stderr.contains("CHANGED"), "{run}");
+    }
+
     // A stalled upstream: the idle timeout.
     let stall = stalling_upstream_config(&w);
     let run = w.kalandra_with(
