@@ -6,11 +6,32 @@
 //! What git prints is parsed by [`GitConfig::from_listing`], a pure
 //! function; the settings modules ([`crate::url_rewrite`],
 //! [`crate::protocol_settings`]) read a [`GitConfig`] and never run git.
+//!
+//! Every connection needs these settings, and a fleet makes hundreds of
+//! connections a minute: one `git config` each doubled a no-op fleet
+//! run's CPU. [`GitConfig::read`] therefore keeps what it read for
+//! [`CACHE_FOR`], shared by everything in the process (concurrent callers
+//! wait for the one read in flight). A change to the user's configuration
+//! takes effect within that time, in a long-running `kalandra watch` too.
 
+use std::collections::HashMap;
 use std::process::{Output, Stdio};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
+
+/// How long a reading of the configuration is reused.
+pub const CACHE_FOR: Duration = Duration::from_secs(5);
+
+type Reading = Arc<OnceCell<Result<GitConfig, Error>>>;
+
+/// The readings of the last [`CACHE_FOR`], by pattern.
+static CACHE: LazyLock<Mutex<HashMap<String, (Instant, Reading)>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// `git config` could not be read: git itself would stop here too.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     #[error("cannot read the git configuration: {said}")]
     Unreadable { said: String },
@@ -33,29 +54,35 @@ pub const SETTINGS_PATTERN: &str = r"^(url\..*\.(insteadof|pushinsteadof)|protoc
 
 impl GitConfig {
     /// The entries matching `pattern` (git's `--get-regexp`), read with
-    /// the process's environment. No git on this machine means an empty
-    /// configuration: there is then no configuration git would honour.
+    /// the process's environment, or as read less than [`CACHE_FOR`] ago.
+    /// No git on this machine means an empty configuration: there is then
+    /// no configuration git would honour.
     pub async fn read(pattern: &str) -> Result<Self, Error> {
-        let output = tokio::process::Command::new("git")
-            .args(["config", "-z", "--get-regexp", pattern])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await;
-        Self::from_output(output)
-    }
-
-    /// git's own pick of the `<section>.*` values for `url`
-    /// (`--get-urlmatch`): `<section>.<url>.<key>` sections ranked as git
-    /// ranks them, one value a key (the last of the best match).
-    pub async fn read_urlmatch(section: &str, url: &str) -> Result<Self, Error> {
-        let output = tokio::process::Command::new("git")
-            .args(["config", "-z", "--get-urlmatch", section, url])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await;
-        Self::from_output(output)
+        let reading = {
+            let mut cache = CACHE
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let now = Instant::now();
+            cache.retain(|_, (read_at, _)| now.duration_since(*read_at) < CACHE_FOR);
+            Arc::clone(
+                &cache
+                    .entry(pattern.to_owned())
+                    .or_insert_with(|| (now, Arc::new(OnceCell::new())))
+                    .1,
+            )
+        };
+        reading
+            .get_or_init(|| async {
+                let output = tokio::process::Command::new("git")
+                    .args(["config", "-z", "--get-regexp", pattern])
+                    .stdin(Stdio::null())
+                    .kill_on_drop(true)
+                    .output()
+                    .await;
+                Self::from_output(output)
+            })
+            .await
+            .clone()
     }
 
     /// [`GitConfig::read`] for callers outside the async runtime (the
@@ -97,6 +124,11 @@ impl GitConfig {
                 None => (entry.to_owned(), None),
             })
             .collect();
+        Self { entries }
+    }
+
+    /// A configuration of these entries, in order.
+    pub fn from_entries(entries: Vec<(String, Option<String>)>) -> Self {
         Self { entries }
     }
 

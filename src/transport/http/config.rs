@@ -8,7 +8,7 @@ use url::Url;
 
 use std::time::Duration;
 
-use super::urlmatch::{self, Match};
+use super::urlmatch;
 use crate::git_config::{self, GitConfig};
 use crate::transport::LowSpeed;
 
@@ -23,8 +23,8 @@ pub enum Error {
     BadNumber { key: &'static str, value: String },
 }
 
-/// The `http.extraHeader` entries, wherever they are set.
-const EXTRA_HEADER_PATTERN: &str = r"^http\.(.*\.)?extraheader$";
+/// Every `http.*` entry, whatever URL it is for; matched in process.
+const HTTP_PATTERN: &str = r"^http\.";
 
 /// One `http.extraHeader` line, `Name: value`, sent with every request.
 /// The value is a secret (`actions/checkout` hands its token over this
@@ -52,32 +52,15 @@ impl fmt::Debug for ExtraHeader {
     }
 }
 
-/// The `http.extraHeader` lines git would send to `url`: entries of
-/// `config` in order, each one from a section that matches `url` at least
-/// as well as the best seen so far (a less specific one is skipped, as git
-/// skips it), an empty value clearing the list.
+/// The `http.extraHeader` lines git would send to `url`: the entries
+/// that match `url` as git's urlmatch picks them ([`urlmatch::pick`]), in
+/// order, an empty value clearing the list.
 pub fn extra_headers(config: &GitConfig, url: &Url) -> Result<Vec<ExtraHeader>, Error> {
-    let mut best: Option<Match> = None;
     let mut headers = Vec::new();
-    for (key, value) in config.entries() {
-        let Some(section) = key
-            .strip_prefix("http.")
-            .and_then(|rest| rest.strip_suffix("extraheader"))
-        else {
-            continue;
-        };
-        let rank = match section.strip_suffix('.') {
-            None if section.is_empty() => Match::ANY,
-            Some(config_url) => match urlmatch::matches(config_url, url) {
-                Some(rank) => rank,
-                None => continue,
-            },
-            None => continue,
-        };
-        if best.is_some_and(|best| rank < best) {
+    for (key, value) in urlmatch::pick(config, url).entries() {
+        if key != "http.extraheader" {
             continue;
         }
-        best = Some(rank);
         match value {
             None => {
                 return Err(Error::MissingValue {
@@ -116,17 +99,13 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
-    /// Reads `git config --get-urlmatch http <url>` (so `http.<url>.*`
-    /// sections apply as they do for git), then the environment, then the
-    /// multi-valued `http.extraHeader`.
+    /// Reads the `http.*` settings git would apply to `url` (so
+    /// `http.<url>.*` sections apply as they do for git), then the
+    /// environment, then the multi-valued `http.extraHeader`.
     pub async fn load(url: &Url) -> Result<Self, Error> {
-        let mut config = Self::load_single(url).await?;
-        config.extra_headers = extra_headers(&GitConfig::read(EXTRA_HEADER_PATTERN).await?, url)?;
-        Ok(config)
-    }
-
-    async fn load_single(url: &Url) -> Result<Self, Error> {
-        let mut config = Self::from_config(&GitConfig::read_urlmatch("http", url.as_str()).await?);
+        let all = GitConfig::read(HTTP_PATTERN).await?;
+        let mut config = Self::from_config(&urlmatch::pick(&all, url));
+        config.extra_headers = extra_headers(&all, url)?;
         if let Some(path) = std::env::var_os("GIT_SSL_CAINFO").filter(|p| !p.is_empty()) {
             config.ca_info = Some(PathBuf::from(path));
         }

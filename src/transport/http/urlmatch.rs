@@ -1,13 +1,44 @@
 //! Which `http.<url>.*` sections apply to a repository URL, and how well,
 //! with git's rules (urlmatch.c; git-config(1), `http.<url>.*`).
 //!
-//! `git config --get-urlmatch` does this for single-valued keys, but shows
-//! only the last value of a multi-valued one (`http.extraHeader`), so the
-//! matching is done here for those. The URL crate normalises both URLs as
-//! git does (scheme and host in lower case, default port dropped, `.` and
-//! `..` resolved).
+//! `git config --get-urlmatch` does this, but shows only the last value of
+//! a multi-valued key (`http.extraHeader`), and it is one more process per
+//! connection; so all `http.*` entries are read once ([`crate::git_config`])
+//! and matched here. The URL crate normalises both URLs as git does (scheme
+//! and host in lower case, default port dropped, `.` and `..` resolved).
 
 use url::Url;
+
+use crate::git_config::GitConfig;
+
+/// The `http.*` entries that apply to `url`, as git's urlmatch applies
+/// them: per variable, an entry from a section that matches at least as
+/// well as the best one seen so far for that variable is kept, a worse one
+/// is skipped. Kept entries are keyed `http.<variable>`, in order, so the
+/// last one is git's value of a single-valued key and all of them are the
+/// values of a multi-valued one.
+pub fn pick(config: &GitConfig, url: &Url) -> GitConfig {
+    let mut best: std::collections::HashMap<&str, Match> = std::collections::HashMap::new();
+    let mut kept = Vec::new();
+    for (key, value) in config.entries() {
+        let Some(rest) = key.strip_prefix("http.") else {
+            continue;
+        };
+        let (rank, variable) = match rest.rsplit_once('.') {
+            None => (Match::ANY, rest),
+            Some((config_url, variable)) => match matches(config_url, url) {
+                Some(rank) => (rank, variable),
+                None => continue,
+            },
+        };
+        if best.get(variable).is_some_and(|best| rank < *best) {
+            continue;
+        }
+        best.insert(variable, rank);
+        kept.push((format!("http.{variable}"), value.map(str::to_owned)));
+    }
+    GitConfig::from_entries(kept)
+}
 
 /// How well a config URL matches, ordered as git ranks them: the host
 /// first (a longer host pattern is more specific), then the path, then
@@ -128,6 +159,36 @@ mod tests {
         assert!(matches("https://alice@h.example/", &repo).is_some());
         assert!(matches("https://bob@h.example/", &repo).is_none());
         assert!(matches("https://bob@h.example/", &url("https://h.example/r")).is_none());
+    }
+
+    #[test]
+    fn pick_keeps_the_best_match_per_variable_in_order() {
+        let listing = "http.sslverify\nfalse\0\
+            http.https://h.example/team.sslverify\ntrue\0\
+            http.https://h.example/.sslverify\nfalse\0\
+            http.https://other.example/.proxy\nhttp://p:1\0\
+            http.extraheader\nA: 1\0\
+            http.https://h.example/.extraheader\nB: 2\0\
+            http.extraheader\nC: 3\0\
+            http.https://h.example/.extraheader\nD: 4\0";
+        let picked = pick(
+            &GitConfig::from_listing(listing),
+            &url("https://h.example/team/repo.git"),
+        );
+        let entries: Vec<_> = picked.entries().collect();
+        assert_eq!(
+            entries,
+            [
+                ("http.sslverify", Some("false")),
+                ("http.sslverify", Some("true")),
+                ("http.extraheader", Some("A: 1")),
+                ("http.extraheader", Some("B: 2")),
+                ("http.extraheader", Some("D: 4")),
+            ],
+            "the less specific sslVerify after the team's is skipped; the proxy is for another \
+             host; C is less specific than B"
+        );
+        assert_eq!(picked.last("http.sslverify"), Some(Some("true")));
     }
 
     #[test]
