@@ -10,6 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::limits::{self, Budget, Limits};
 use crate::pkt_io::{self, PacketReader};
+use crate::progress::Side;
+use crate::trace::{Direction, PacketTrace};
 use crate::transport::{self, ConnectOptions, Service, TransportSettings};
 use crate::url::RepoUrl;
 use crate::wire::pkt::{self, Packet};
@@ -81,7 +83,8 @@ where
         source,
     })?;
     let mut up_writer = connection.writer;
-    let mut up = PacketReader::new(connection.reader);
+    let mut up = PacketReader::new(connection.reader).with_trace(Side::Upstream);
+    let mut sent_trace = PacketTrace::from_env(Side::Upstream, Direction::Sent);
     let upstream_error = |source| Error::Upstream {
         repo: repo.clone(),
         source,
@@ -122,6 +125,9 @@ where
                     }
                 }
             }
+        }
+        if let Some(trace) = &mut sent_trace {
+            trace.packets(&request);
         }
         up_writer.write_all(&request).await.map_err(Error::Write)?;
         up_writer.flush().await.map_err(Error::Write)?;

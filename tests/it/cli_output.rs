@@ -734,3 +734,32 @@ fn a_fleet_stops_on_a_signal_and_reports_a_bad_config_as_json() {
         "each problem with its place{run}"
     );
 }
+
+/// `git clone` through the remote helper with a packet trace: git traces its side, the
+/// helper traces its conversation with UP, the pack summarised in one line.
+#[test]
+fn the_helper_traces_its_conversation_with_upstream() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let up = fx.join("upstream");
+    let url = format!(
+        "kalandra::{}=>{}",
+        path_arg(&up),
+        path_arg(&fx.join("empty.git"))
+    );
+    let trace = w.root().join("trace.txt");
+    let run = w.try_helper_git_env(
+        w.root(),
+        &["clone", "-q", &url, "traced"],
+        &[("KALANDRA_TRACE_PACKET", trace.clone().into_os_string())],
+    );
+    run.assert_ok();
+    let text = std::fs::read_to_string(&trace).expect("the trace file was written");
+    assert!(text.contains("packet: upstream> command=ls-refs"), "{text}");
+    assert!(text.contains("packet: upstream> command=fetch"), "{text}");
+    assert!(text.contains("packet: upstream< PACK "), "{text}");
+    assert_eq!(
+        w.git(&w.root().join("traced"), &["rev-parse", "HEAD"]),
+        w.rev(&up, "HEAD")
+    );
+}
