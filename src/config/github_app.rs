@@ -252,15 +252,22 @@ impl Checker<'_> {
         Some(url)
     }
 
-    /// `git_host`: `host` or `host:port`, as git URLs on it write it.
+    /// `git_host`: `host` or `host:port`, as git URLs on it write it,
+    /// with the path the repositories live under when it is not the root.
     fn git_host(&mut self, raw: &At<String>) -> Option<String> {
-        let parsed = Url::parse(&format!("https://{}/", raw.value)).ok();
-        match parsed.as_ref().and_then(|url| {
-            (url.path() == "/" && url.username().is_empty() && url.query().is_none())
-                .then(|| owners::authority(url))
+        let parsed = Url::parse(&format!("https://{}", raw.value)).ok();
+        let host = parsed.as_ref().and_then(|url| {
+            let clean = url.username().is_empty()
+                && url.password().is_none()
+                && url.query().is_none()
+                && url.fragment().is_none();
+            let path = url.path().trim_end_matches('/');
+            clean
+                .then(|| owners::authority(url).map(|host| format!("{host}{path}")))
                 .flatten()
-        }) {
-            Some(host) if !raw.value.contains(['/', '@', '?', '#']) => Some(host),
+        });
+        match host {
+            Some(host) if !raw.value.contains("://") => Some(host),
             _ => {
                 self.error(
                     raw.at,
@@ -337,7 +344,7 @@ app_id = 7
 key_env = "APP_KEY"
 owners = ["*"]
 api_url = "http://127.0.0.1:9999"
-git_host = "127.0.0.1:8080"
+git_host = "127.0.0.1:8080/git/"
 
 [[mirror]]
 name = "a"
@@ -352,7 +359,7 @@ downstream_token_file = "token"
 
 [[mirror]]
 name = "c"
-upstream = "http://127.0.0.1:8080/x/y.git"
+upstream = "http://127.0.0.1:8080/git/x/y.git"
 downstream = "ssh://git@github.com/acme/c.git"
 "#;
 
@@ -369,7 +376,7 @@ downstream = "ssh://git@github.com/acme/c.git"
         assert_eq!(ghes.issuer, Issuer::ClientId("Iv1.beta".into()));
         assert_eq!(ghes.api_url.as_str(), "https://ghe.example/api/v3");
         assert_eq!(ghes.git_host, "ghe.example");
-        assert_eq!(local.git_host, "127.0.0.1:8080");
+        assert_eq!(local.git_host, "127.0.0.1:8080/git");
         let [a, b, c] = &fleet.mirrors[..] else {
             panic!("three mirrors")
         };

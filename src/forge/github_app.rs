@@ -50,7 +50,8 @@ pub struct App {
     pub owners: Vec<OwnerPattern>,
     /// Without a trailing slash.
     pub api_url: Url,
-    /// `host[:port]` of the git URLs it serves.
+    /// `host[:port]` of the git URLs it serves, and the path its
+    /// repositories live under if not the root (`127.0.0.1:8080/github`).
     pub git_host: String,
 }
 
@@ -58,10 +59,14 @@ impl App {
     /// The owner and repository of `url` when this app serves it: an
     /// http(s) URL on its git host, under one of its owners.
     pub fn serves(&self, url: &Url) -> Option<(String, String)> {
-        if owners::authority(url)? != self.git_host {
+        let (host, prefix) = match self.git_host.split_once('/') {
+            Some((host, path)) => (host, format!("/{path}")),
+            None => (self.git_host.as_str(), String::new()),
+        };
+        if owners::authority(url)? != host {
             return None;
         }
-        let (owner, repo) = owners::repository(url)?;
+        let (owner, repo) = owners::repository(url, &prefix)?;
         self.owners
             .iter()
             .any(|p| p.matches(&owner, &repo))

@@ -90,14 +90,19 @@ pub fn authority(url: &Url) -> Option<String> {
     })
 }
 
-/// The owner and repository an http(s) URL names on a GitHub host:
-/// `https://HOST/OWNER/REPO(.git)`, with nothing after. `None` for any
-/// other shape.
-pub fn repository(url: &Url) -> Option<(String, String)> {
+/// The owner and repository an http(s) URL names on a GitHub host whose
+/// repositories live under `prefix` (empty on GitHub itself):
+/// `https://HOST{prefix}/OWNER/REPO(.git)`, with nothing after. `None` for
+/// any other shape.
+pub fn repository(url: &Url, prefix: &str) -> Option<(String, String)> {
     if !matches!(url.scheme(), "http" | "https") {
         return None;
     }
-    let path = url.path().trim_matches('/');
+    let path = url.path().strip_prefix(prefix.trim_end_matches('/'))?;
+    if !path.starts_with('/') {
+        return None;
+    }
+    let path = path.trim_matches('/');
     let (owner, repo) = path.split_once('/')?;
     let repo = repo.strip_suffix(".git").unwrap_or(repo);
     if owner.is_empty() || repo.is_empty() || repo.contains('/') {
@@ -145,13 +150,17 @@ mod tests {
 
     #[test]
     fn github_app_repository_of_a_url() {
-        let of = |u: &str| repository(&Url::parse(u).expect("url"));
+        let of = |u: &str| repository(&Url::parse(u).expect("url"), "");
         let pair = |o: &str, r: &str| Some((o.to_owned(), r.to_owned()));
         assert_eq!(of("https://github.com/acme/api.git"), pair("acme", "api"));
         assert_eq!(of("https://github.com/acme/api/"), pair("acme", "api"));
         assert_eq!(of("http://127.0.0.1:81/acme/api"), pair("acme", "api"));
         assert_eq!(of("https://github.com/acme"), None);
         assert_eq!(of("https://gitlab.com/a/b/c.git"), None);
+        let under = |u: &str| repository(&Url::parse(u).expect("url"), "/github");
+        assert_eq!(under("http://h/github/acme/api.git"), pair("acme", "api"));
+        assert_eq!(under("http://h/githubx/acme/api.git"), None);
+        assert_eq!(under("http://h/acme/api.git"), None);
         let host = |u: &str| authority(&Url::parse(u).expect("url"));
         assert_eq!(
             host("https://GitHub.com:443/a/b"),
