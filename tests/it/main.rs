@@ -18,6 +18,7 @@ mod flaky;
 mod fleet;
 mod git_config;
 mod git_daemon;
+mod github_api;
 mod guards;
 mod hooks;
 mod hostile_input;
