@@ -469,3 +469,64 @@ fn a_rate_limit_that_resets_within_a_minute_is_waited_out() {
         .collect();
     assert_eq!(lookups, [403, 200]);
 }
+
+#[test]
+fn config_list_names_the_app_of_each_side_and_checks_the_key() {
+    let w = World::new();
+    let key = app_key(&w, "acme");
+    let text = format!(
+        "[defaults]\ndownstream_token_env = \"SOME_TOKEN\"\n\n\
+         [[github_app]]\napp_id = 1001\nkey_file = {}\nowners = [\"acme\"]\n\n\
+         [[github_app]]\nclient_id = \"Iv1.partner\"\nkey_env = \"PARTNER_KEY\"\nowners = [\"partner/*\"]\n\n{}{}",
+        quoted(&key.pkcs8.display().to_string()),
+        mirror("in", "https://github.com/partner/lib.git", "https://github.com/acme/lib.git"),
+        mirror("own", "https://github.com/acme/x.git", "https://gitlab.example/x.git"),
+    );
+    let config = write_config(&w, &text);
+    let pem = std::fs::read_to_string(&key.pkcs1).expect("the key");
+    let env = [
+        ("SOME_TOKEN", Some("t".into())),
+        ("PARTNER_KEY", Some(pem.clone().into())),
+    ];
+    let run = w.kalandra_env(
+        w.root(),
+        &["config", "list", "--json", config.to_str().expect("UTF-8")],
+        &w.global_config(),
+        &env,
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let doc = report(&run);
+    let (inside, own) = (entry(&doc, "in"), entry(&doc, "own"));
+    assert_eq!(inside["upstream_github_app"], "Iv1.partner", "{doc}");
+    assert_eq!(inside["downstream_github_app"], "1001", "{doc}");
+    // The app replaces the [defaults] token on its side only.
+    assert_eq!(inside["downstream_token"], Value::Null, "{doc}");
+    assert_eq!(own["upstream_github_app"], "1001", "{doc}");
+    assert_eq!(own["downstream_github_app"], Value::Null, "{doc}");
+    assert_eq!(
+        own["downstream_token"],
+        json!({ "env": "SOME_TOKEN" }),
+        "{doc}"
+    );
+    assert!(!run.stdout.contains("BEGIN"), "{run}");
+
+    // A variable that holds no key is refused where it is named, before anything connects.
+    let env = [
+        ("SOME_TOKEN", Some("t".into())),
+        ("PARTNER_KEY", Some("not a key".into())),
+    ];
+    let run = w.kalandra_env(
+        w.root(),
+        &["config", "check", config.to_str().expect("UTF-8")],
+        &w.global_config(),
+        &env,
+    );
+    assert_eq!(run.code, 2, "{run}");
+    assert!(
+        run.stderr.contains(&format!(
+            "{}:11:11: `key_env`: $PARTNER_KEY holds no RSA private key",
+            config.display()
+        )),
+        "{run}"
+    );
+}
