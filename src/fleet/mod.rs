@@ -439,6 +439,15 @@ fn rejected_message(report: &SyncReport) -> String {
     if more > 0 {
         message.push_str(&format!(" and {more} more"));
     }
+    let hint = report
+        .result
+        .refs
+        .iter()
+        .filter_map(|r| r.reason.as_deref())
+        .find_map(crate::forge::github_app::workflow_refusal_hint);
+    if let Some(hint) = hint {
+        message.push_str(&format!(" (hint: {hint})"));
+    }
     message
 }
 

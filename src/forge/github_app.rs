@@ -186,6 +186,23 @@ pub fn rate_limit(status: u16, headers: &HeaderMap, now: SystemTime) -> Option<R
     Some(RateLimit { wait })
 }
 
+/// What to do about a ref GitHub refused because the push changes
+/// `.github/workflows/`, which a GitHub App may only do with the Workflows
+/// permission (and a personal or OAuth token only with the `workflow`
+/// scope): `Some` when `reason`, a `ng` line's reason, is that refusal.
+/// GitHub says "refusing to allow a GitHub App to create or update
+/// workflow `.github/workflows/ci.yml` without `workflows` permission".
+pub fn workflow_refusal_hint(reason: &str) -> Option<&'static str> {
+    let refused = reason.contains("to create or update workflow")
+        && (reason.contains("without `workflows` permission")
+            || reason.contains("without `workflow` scope"));
+    refused.then_some(
+        "GitHub lets a GitHub App push changes under .github/workflows/ only with the \
+         Workflows (read and write) permission, and a personal or OAuth token only with the \
+         `workflow` scope: grant it, or exclude the refs that change workflows",
+    )
+}
+
 /// GitHub's error body, `{"message": "...", ...}`, as a suffix for a
 /// message: escaped and cut, since it is the server's text.
 fn detail(body: &[u8]) -> String {
@@ -541,6 +558,21 @@ mod tests {
         );
         assert_eq!(detail(b"<html>"), "");
         assert!(detail(format!(r#"{{"message":"{}"}}"#, "a".repeat(500)).as_bytes()).len() < 240);
+    }
+
+    #[test]
+    fn github_workflow_refusals_are_recognised() {
+        for reason in [
+            "refusing to allow a GitHub App to create or update workflow `.github/workflows/ci.yml` without `workflows` permission",
+            "refusing to allow a Personal Access Token to create or update workflow `.github/workflows/x.yml` without `workflow` scope",
+        ] {
+            assert!(workflow_refusal_hint(reason).is_some(), "{reason}");
+        }
+        assert_eq!(workflow_refusal_hint("pre-receive hook declined"), None);
+        assert_eq!(
+            workflow_refusal_hint("protected branch hook declined"),
+            None
+        );
     }
 
     #[test]

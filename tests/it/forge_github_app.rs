@@ -530,3 +530,66 @@ fn config_list_names_the_app_of_each_side_and_checks_the_key() {
         "{run}"
     );
 }
+
+/// A `proc-receive` hook (githooks(5)) that refuses every ref with GitHub's words for a
+/// workflow change pushed by an app without the Workflows permission: receive-pack sends
+/// the hook's reason to the client as the ref's `ng` reason, as GitHub does.
+const REFUSE_WORKFLOWS: &str = r#"#!/bin/bash
+reason='refusing to allow a GitHub App to create or update workflow `.github/workflows/ci.yml` without `workflows` permission'
+readpkt() {
+  local len
+  len=$(dd bs=1 count=4 2>/dev/null)
+  [ "$len" = "0000" ] && return 1
+  dd bs=1 count=$((16#$len - 4)) 2>/dev/null | tr -d '\000\n'
+}
+pkt() { printf '%04x%s' $((${#1} + 4)) "$1"; }
+while readpkt >/dev/null; do :; done
+printf '000eversion=1'
+printf '\0'
+printf '0000'
+refs=()
+while line=$(readpkt); do refs+=("${line##* }"); done
+for ref in "${refs[@]}"; do pkt "ng $ref $reason"; done
+printf '0000'
+"#;
+
+#[test]
+fn a_refused_workflow_change_is_explained() {
+    let w = World::new();
+    let key = app_key(&w, "acme");
+    let scenario = json!({ "apps": [app(1001, &key, 501, "acme", &["ghs_acme_token"])] });
+    let api = GithubApi::start(&w, &scenario);
+    let nginx = Nginx::start(&w);
+    let base = github_git(&nginx, &scenario);
+    let down = github_repo(&w, "acme", "widget");
+    w.git(&down, &["config", "receive.procReceiveRefs", "refs/"]);
+    w.install_hook(&down, "proc-receive", REFUSE_WORKFLOWS);
+    let config = format!(
+        "{}{}",
+        app_table(
+            1001,
+            &format!("key_file = {}", quoted(&key.pkcs1.display().to_string())),
+            &["acme"],
+            &api,
+            &base
+        ),
+        mirror(
+            "to-acme",
+            &fixture_upstream(&w).display().to_string(),
+            &format!("{base}/acme/widget.git")
+        ),
+    );
+    let run = sync_config(&w, &write_config(&w, &config), &[]);
+    assert_ne!(run.code, 0, "{run}");
+    let doc = report(&run);
+    let entry = entry(&doc, "to-acme");
+    assert_eq!(entry["error_kind"], "rejected", "{entry}");
+    let error = entry["error"].as_str().expect("an error");
+    assert!(error.contains("without `workflows` permission"), "{error}");
+    assert!(
+        error.contains("hint: GitHub lets a GitHub App push changes under .github/workflows/ only with the Workflows (read and write) permission"),
+        "{error}"
+    );
+    assert!(w.refs(&down).is_empty(), "nothing landed");
+    api.assert_no_violations();
+}
