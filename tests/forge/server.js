@@ -13,6 +13,9 @@
 import { createServer } from "node:http";
 import { appendFileSync, readFileSync } from "node:fs";
 import crypto from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { checkRequest, checkResponse, example, spec, specVersion } from "./spec.js";
 
 const DOCS = "https://docs.github.com/rest";
@@ -247,8 +250,9 @@ function repoObject(template, repo, base) {
     html_url: `https://github.com/${repo.owner}/${repo.name}`,
     clone_url: repo.clone_url ?? `https://github.com/${repo.owner}/${repo.name}.git`,
   });
-  // The spec's own full-repository example lacks the required `language`.
+  // Some of the description's own full-repository examples lack required properties.
   if (!("language" in r)) r.language = null;
+  if (!("has_discussions" in r) && "has_issues" in r) r.has_discussions = false;
   if ("custom_properties" in r || Object.keys(repo.properties).length) r.custom_properties = { ...repo.properties };
   if (r.organization) r.organization = ownerObject(r.organization, repo.owner, base);
   for (const k of ["parent", "source", "template_repository"]) delete r[k];
@@ -295,6 +299,13 @@ const handlers = {
     const { owner, repo } = params.path;
     const inst = app.uninstalled ? null : app.installations.find((i) => installationCovers(i, owner, repo));
     if (!inst) throw new HttpError(404, "Not Found", { docs: "https://docs.github.com/rest/apps/apps#get-a-repository-installation-for-the-authenticated-app" });
+    return { status: 200, body: installationObject(app, inst, base) };
+  },
+  "GET /users/{username}/installation": ({ params, auth, base }) => {
+    const app = requireJwt(auth);
+    const { username } = params.path;
+    const inst = app.uninstalled ? null : app.installations.find((i) => same(i.account, username));
+    if (!inst) throw new HttpError(404, "Not Found", { docs: "https://docs.github.com/rest/apps/apps#get-a-user-installation-for-the-authenticated-app" });
     return { status: 200, body: installationObject(app, inst, base) };
   },
   "GET /orgs/{org}/installation": ({ params, auth, base }) => {
@@ -384,6 +395,95 @@ const handlers = {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Writes: creating a repository and changing its default branch. With `git_root` in the
+// scenario they act on the real bare repositories nginx serves (`<git_root>/OWNER/NAME.git`).
+
+function gitDir(repo) {
+  return scenario.git_root ? path.join(scenario.git_root, repo.owner, `${repo.name}.git`) : null;
+}
+
+function git(args) {
+  return execFileSync("git", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+}
+
+/** An installation token with `administration: write` on `owner`, as repository writes need. */
+function requireAdmin(auth, owner, docs) {
+  if (auth.kind === "none") throw new HttpError(401, "Requires authentication", { docs });
+  if (auth.kind !== "token") throw new HttpError(403, "Resource not accessible by integration", { docs });
+  if (!same(auth.installation.account, owner) || auth.permissions?.administration !== "write") {
+    throw new HttpError(403, "Resource not accessible by integration", { docs });
+  }
+}
+
+Object.assign(handlers, {
+  "POST /orgs/{org}/repos": ({ params, auth, body, base }) => {
+    const docs = "https://docs.github.com/rest/repos/repos#create-an-organization-repository";
+    const { org } = params.path;
+    requireAdmin(auth, org, docs);
+    if (findRepo(org, body.name)) {
+      throw new HttpError(422, "Repository creation failed.", {
+        docs,
+        errors: [{ resource: "Repository", code: "custom", field: "name", message: "name already exists on this account" }],
+      });
+    }
+    // GitHub's default is public: a client that wants private must say so.
+    const priv = body.visibility ? body.visibility !== "public" : (body.private ?? false);
+    const repo = {
+      id: 1000 + scenario.repositories.length,
+      owner: org,
+      name: body.name,
+      private: priv,
+      visibility: body.visibility ?? (priv ? "private" : "public"),
+      archived: false,
+      fork: false,
+      default_branch: "main",
+      description: body.description ?? null,
+      clone_url: scenario.clone_url_base ? `${scenario.clone_url_base}/${org}/${body.name}.git` : null,
+      properties: {},
+      created: scenario.repositories.length,
+      created_by_api: true,
+    };
+    scenario.repositories.push(repo);
+    // Repositories an app creates join its installation.
+    if (auth.installation.repositories !== "all") auth.installation.repositories.push(repo.name);
+    const dir = gitDir(repo);
+    if (dir) git(["init", "--bare", "-q", `--initial-branch=${repo.default_branch}`, dir]);
+    return { status: 201, body: repoObject(example("/orgs/{org}/repos", "post", 201), repo, base) };
+  },
+  "PATCH /repos/{owner}/{repo}": ({ params, auth, body, base }) => {
+    const docs = "https://docs.github.com/rest/repos/repos#update-a-repository";
+    const repo = findRepo(params.path.owner, params.path.repo);
+    if (!repo || !canSee(auth, repo)) throw new HttpError(404, "Not Found", { docs });
+    requireAdmin(auth, repo.owner, docs);
+    const dir = gitDir(repo);
+    if (body.default_branch !== undefined) {
+      if (dir && existsSync(dir)) {
+        try {
+          git(["--git-dir", dir, "rev-parse", "-q", "--verify", `refs/heads/${body.default_branch}^{commit}`]);
+        } catch {
+          throw new HttpError(422, "Validation Failed", {
+            docs,
+            errors: [{ resource: "Repository", code: "invalid", field: "default_branch" }],
+          });
+        }
+        git(["--git-dir", dir, "symbolic-ref", "HEAD", `refs/heads/${body.default_branch}`]);
+      }
+      repo.default_branch = body.default_branch;
+    }
+    for (const k of ["description", "archived"]) if (body[k] !== undefined) repo[k] = body[k];
+    if (body.private !== undefined) {
+      repo.private = body.private;
+      repo.visibility = body.private ? "private" : "public";
+    }
+    if (body.visibility !== undefined) {
+      repo.visibility = body.visibility;
+      repo.private = body.visibility !== "public";
+    }
+    return { status: 200, body: repoObject(example("/repos/{owner}/{repo}", "get", 200), repo, base) };
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
 // Faults the scenario switches on.
 
 function rateLimitFault(route, method) {
@@ -455,7 +555,9 @@ function send(res, status, body, headers = {}) {
 
 async function handle(req, res) {
   const rawBody = await readBody(req);
-  const base0 = `http://${req.headers.host ?? "127.0.0.1"}`;
+  // Behind nginx (GithubApi::behind_nginx) the client's scheme and host, for Link and URLs.
+  const scheme = req.headers["x-forwarded-proto"] === "https" ? "https" : "http";
+  const base0 = `${scheme}://${req.headers.host ?? "127.0.0.1"}`;
   const url = new URL(req.url, base0);
 
   // The harness's own door: replace the scenario while running (not part of GitHub's API).
@@ -521,6 +623,7 @@ async function handle(req, res) {
       status = e.status;
       body = { message: e.message, documentation_url: e.extra.docs ?? DOCS };
       if (status === 404 || status === 422) body.status = String(status);
+      if (e.extra.errors) body.errors = e.extra.errors;
       headers = e.extra.headers;
     }
   }
