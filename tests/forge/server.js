@@ -583,6 +583,11 @@ async function handle(req, res) {
     query,
     body: null,
     auth: { kind: "none" },
+    headers: {
+      user_agent: req.headers["user-agent"] ?? null,
+      accept: req.headers.accept ?? null,
+      api_version: req.headers["x-github-api-version"] ?? null,
+    },
     status: 0,
     violations: [],
   };
@@ -591,6 +596,10 @@ async function handle(req, res) {
     const checked = checkRequest({ method: req.method, pathname, query, headers: req.headers, rawBody });
     entry.route = checked.route;
     entry.body = checked.body ?? (rawBody.length ? rawBody.toString("utf8") : null);
+    // GitHub refuses requests without a User-Agent; the description does not say so.
+    if (!req.headers["user-agent"]) {
+      checked.violations.push("no User-Agent header (GitHub refuses such requests with 403)");
+    }
     if (checked.violations.length) {
       entry.violations = checked.violations;
       throw new HttpError(400, `contract violation: ${checked.violations.join("; ")}`, { docs: checked.operation?.externalDocs?.url });

@@ -1141,6 +1141,44 @@ mod tests {
     }
 
     #[test]
+    fn a_request_without_user_agent_is_a_violation() {
+        let w = World::new();
+        let key = app_key(&w, "app");
+        let api = GithubApi::start(&w, &scenario(&key, 0));
+        let mut stream = TcpStream::connect(("127.0.0.1", api.port)).expect("connect");
+        stream
+            .write_all(b"GET /orgs/globex/repos HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("read");
+        assert_eq!(parse_response(&answer).status, 400);
+        let r = api.get("/orgs/globex/repos", None);
+        assert_eq!(r.status, 200, "{r:?}");
+        let requests = api.requests();
+        assert_eq!(requests[1].raw["headers"]["user_agent"], "kalandra-it");
+        let violations = api.violations();
+        assert_eq!(violations.len(), 1, "{violations:#?}");
+        assert!(violations[0].violations[0].starts_with("no User-Agent header"));
+    }
+
+    #[test]
+    fn the_server_ends_when_its_test_process_does() {
+        let w = World::new();
+        let key = app_key(&w, "app");
+        let mut api = GithubApi::start(&w, &scenario(&key, 0));
+        // Its stdin closes whenever the test process ends, SIGKILL included.
+        drop(api.stdin.take());
+        let start = std::time::Instant::now();
+        while api.child.try_wait().expect("can wait").is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the server outlived its stdin"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
     fn the_server_ends_with_its_handle() {
         let w = World::new();
         let key = app_key(&w, "app");
