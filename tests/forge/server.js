@@ -493,10 +493,19 @@ function rateLimitFault(route, method) {
   state.rateLimitMatched++;
   if (state.rateLimitMatched <= (f.after ?? 0)) return null;
   if (f.times !== undefined && state.rateLimited >= f.times) return null;
+  // Without `times`, the limit lasts until its reset, as GitHub's does.
+  if (f.times === undefined && state.rateLimitReset !== null && now() >= state.rateLimitReset) return null;
   state.rateLimited++;
   state.rateLimitReset ??= now() + (f.reset_in ?? 60);
+  const docs = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api";
+  if (f.secondary) {
+    return new HttpError(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.", {
+      docs,
+      headers: { "retry-after": String(Math.max(state.rateLimitReset - now(), 0)) },
+    });
+  }
   return new HttpError(403, "API rate limit exceeded for installation. If you reach out to GitHub Support for help, please include the request ID.", {
-    docs: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+    docs,
     headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(state.rateLimitReset), "x-ratelimit-used": "5000" },
   });
 }

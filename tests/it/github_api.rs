@@ -1049,6 +1049,36 @@ mod tests {
         // Other routes were never limited.
         assert_eq!(api.get("/orgs/acme/installation", Some(&auth)).status, 200);
 
+        // Without `times`: limited until the reset, then no more.
+        s["faults"] = json!({ "rate_limit": { "reset_in": 1 } });
+        api.set_scenario(&s);
+        let r = api.get("/orgs/acme/installation", Some(&auth));
+        assert_eq!(r.status, 403, "{r:?}");
+        let reset: i64 = r
+            .header("x-ratelimit-reset")
+            .and_then(|v| v.parse().ok())
+            .expect("X-RateLimit-Reset");
+        assert_eq!(api.get("/orgs/acme/installation", Some(&auth)).status, 403);
+        while unix_now() < reset {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(api.get("/orgs/acme/installation", Some(&auth)).status, 200);
+        // GitHub's secondary limit: Retry-After, the budget untouched.
+        s["faults"] = json!({ "rate_limit": { "secondary": true, "reset_in": 20, "times": 1 } });
+        api.set_scenario(&s);
+        let r = api.get("/orgs/acme/installation", Some(&auth));
+        assert_eq!(r.status, 403, "{r:?}");
+        assert!(r.body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("You have exceeded a secondary rate limit")));
+        let retry: u64 = r
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After");
+        assert!((19..=20).contains(&retry), "Retry-After: {retry}");
+        assert_ne!(r.header("x-ratelimit-remaining"), Some("0"));
+        assert_eq!(api.get("/orgs/acme/installation", Some(&auth)).status, 200);
+
         // Nothing installed on globex.
         let r = api.get("/orgs/globex/installation", Some(&auth));
         assert_eq!(
