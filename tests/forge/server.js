@@ -87,7 +87,8 @@ function loadScenario(s) {
   scenario = { ...s, apps, repositories: repos, faults: s.faults ?? {} };
   state = {
     tokensIssued: new Map(state?.tokensIssued ?? []),
-    tokenCursor: new Map(),
+    // Which of each installation's `tokens` comes next: kept across scenario changes.
+    tokenCursor: new Map(state?.tokenCursor ?? []),
     rateLimited: 0,
     rateLimitMatched: 0,
     rateLimitReset: null,
@@ -290,6 +291,17 @@ function linkHeader(url, page, last) {
   return links.join(", ");
 }
 
+/** One page of `items` (`per_page` default 30, at most 100), with GitHub's `Link` header. */
+function paginate(items, query, url, render) {
+  const perPage = Math.min(Math.max(query.per_page ?? 30, 1), 100);
+  const page = Math.max(query.page ?? 1, 1);
+  const last = Math.max(Math.ceil(items.length / perPage), 1);
+  const headers = {};
+  const link = items.length ? linkHeader(url, page, last) : "";
+  if (link) headers.link = link;
+  return { status: 200, body: items.slice((page - 1) * perPage, page * perPage).map(render), headers };
+}
+
 // ---------------------------------------------------------------------------------------------
 // The endpoints.
 
@@ -382,15 +394,29 @@ const handlers = {
     } else if (q.direction === "asc") {
       repos.sort((a, b) => a.created - b.created);
     }
-    const perPage = Math.min(Math.max(q.per_page ?? 30, 1), 100);
-    const page = Math.max(q.page ?? 1, 1);
-    const last = Math.max(Math.ceil(repos.length / perPage), 1);
     const template = example("/orgs/{org}/repos", "get", 200)[0];
-    const items = repos.slice((page - 1) * perPage, page * perPage).map((r) => repoObject(template, r, base));
-    const headers = {};
-    const link = repos.length ? linkHeader(url, page, last) : "";
-    if (link) headers.link = link;
-    return { status: 200, body: items, headers };
+    return paginate(repos, q, url, (r) => repoObject(template, r, base));
+  },
+  "GET /orgs/{org}/properties/values": ({ params, auth, url }) => {
+    const docs = "https://docs.github.com/rest/orgs/custom-properties#list-custom-property-values-for-organization-repositories";
+    const { org } = params.path;
+    if (!knownOwner(org)) throw new HttpError(404, "Not Found", { docs });
+    // An app needs the organization permission "Custom properties: read" (or more).
+    if (auth.kind !== "token" || !same(auth.installation.account, org) || !auth.permissions?.organization_custom_properties) {
+      throw new HttpError(403, "Resource not accessible by integration", { docs });
+    }
+    let repos = scenario.repositories.filter((r) => same(r.owner, org) && canSee(auth, r));
+    for (const term of (params.query.repository_query ?? "").split(/\s+/).filter(Boolean)) {
+      const m = /^props\.([^:]+):(.+)$/.exec(term);
+      if (!m) throw new HttpError(422, `the contract server understands only props.NAME:VALUE in repository_query, not ${term}`, { docs });
+      repos = repos.filter((r) => r.properties[m[1]] === m[2]);
+    }
+    return paginate(repos, params.query, url, (r) => ({
+      repository_id: r.id,
+      repository_name: r.name,
+      repository_full_name: `${r.owner}/${r.name}`,
+      properties: Object.entries(r.properties).map(([property_name, value]) => ({ property_name, value })),
+    }));
   },
 };
 

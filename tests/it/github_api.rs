@@ -250,7 +250,8 @@ impl GithubApi {
     }
 
     /// Replaces the scenario of the running server (tokens already issued stay valid until
-    /// they expire; fault counters start again).
+    /// they expire, the next token of an installation is the one after the last issued;
+    /// fault counters start again).
     pub fn set_scenario(&self, scenario: &Value) {
         let r = self.request(
             "PUT",
@@ -1003,6 +1004,58 @@ mod tests {
                 format!("<{base}&page=2>; rel=\"prev\", <{base}&page=1>; rel=\"first\""),
             ]
         );
+        // The org's custom properties in one listing: it needs the organization permission.
+        let r = api.get("/orgs/acme/properties/values", Some("token ghs_acme_first"));
+        assert_eq!(r.status, 403, "{r:?}");
+        let mut s = scenario(&key, 7);
+        s["apps"][0]["installations"][0]["permissions"] = json!({ "metadata": "read", "contents": "write", "organization_custom_properties": "read" });
+        s["repositories"][5]["properties"] = json!({});
+        api.set_scenario(&s);
+        let r = api.request(
+            "POST",
+            "/app/installations/501/access_tokens",
+            &[("Authorization", &auth)],
+            None,
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        let path = "/orgs/acme/properties/values?per_page=5&repository_query=props.mirror-source:https://gitlab.example/acme/repo-6.git";
+        let r = api.get(path, Some("token ghs_acme_second"));
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            r.body,
+            json!([{
+                "repository_id": 1006,
+                "repository_name": "repo-6",
+                "repository_full_name": "acme/repo-6",
+                "properties": [{ "property_name": "mirror-source", "value": "https://gitlab.example/acme/repo-6.git" }],
+            }])
+        );
+        let r = api.get(
+            "/orgs/acme/properties/values?per_page=5&page=2",
+            Some("token ghs_acme_second"),
+        );
+        let names: Vec<_> = r
+            .body
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|e| {
+                (
+                    e["repository_name"].clone(),
+                    e["properties"].as_array().map(Vec::len),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [(json!("repo-5"), Some(0)), (json!("repo-6"), Some(1))]
+        );
+        assert!(
+            r.header("link")
+                .is_some_and(|l| l.contains("rel=\"prev\"") && !l.contains("rel=\"next\"")),
+            "{r:?}"
+        );
+
         // Without a token only public repositories show.
         let r = api.get("/orgs/globex/repos", None);
         assert_eq!(
