@@ -446,6 +446,14 @@ Object.assign(handlers, {
     const docs = "https://docs.github.com/rest/repos/repos#create-an-organization-repository";
     const { org } = params.path;
     requireAdmin(auth, org, docs);
+    // GitHub keeps ASCII letters, digits, `.`, `-` and `_` (it rewrites the rest); the contract
+    // server refuses others rather than guess, and so never leaves git_root.
+    if (!/^[A-Za-z0-9._-]+$/.test(body.name) || body.name === "." || body.name === "..") {
+      throw new HttpError(422, "Repository creation failed.", {
+        docs,
+        errors: [{ resource: "Repository", code: "custom", field: "name", message: "name is not one the contract server accepts" }],
+      });
+    }
     if (findRepo(org, body.name)) {
       throw new HttpError(422, "Repository creation failed.", {
         docs,
@@ -476,7 +484,8 @@ Object.assign(handlers, {
     if (dir) git(["init", "--bare", "-q", `--initial-branch=${repo.default_branch}`, dir]);
     return { status: 201, body: repoObject(example("/orgs/{org}/repos", "post", 201), repo, base) };
   },
-  "PATCH /repos/{owner}/{repo}": ({ params, auth, body, base }) => {
+  "PATCH /repos/{owner}/{repo}": ({ params, auth, body: given, base }) => {
+    const body = given ?? {};
     const docs = "https://docs.github.com/rest/repos/repos#update-a-repository";
     const repo = findRepo(params.path.owner, params.path.repo);
     if (!repo || !canSee(auth, repo)) throw new HttpError(404, "Not Found", { docs });
