@@ -266,7 +266,16 @@ function installationObject(app, inst, base) {
   return {
     ...r,
     id: inst.id,
-    account: { ...ownerObject(ex.account, inst.account, base), type: inst.account_type },
+    account: {
+      ...ownerObject(ex.account, inst.account, base),
+      type: inst.account_type,
+      // `GET /app/installations` declares the account as allOf [simple-user, enterprise]
+      // (elsewhere anyOf): these four make it both.
+      name: inst.account,
+      slug: inst.account.toLowerCase(),
+      created_at: ex.created_at,
+      updated_at: ex.updated_at,
+    },
     repository_selection: inst.repositories === "all" ? "all" : "selected",
     access_tokens_url: `${base}/app/installations/${inst.id}/access_tokens`,
     app_id: app.id,
@@ -311,6 +320,24 @@ const handlers = {
     const { owner, repo } = params.path;
     const inst = app.uninstalled ? null : app.installations.find((i) => installationCovers(i, owner, repo));
     if (!inst) throw new HttpError(404, "Not Found", { docs: "https://docs.github.com/rest/apps/apps#get-a-repository-installation-for-the-authenticated-app" });
+    return { status: 200, body: installationObject(app, inst, base) };
+  },
+  "GET /app": ({ auth, base }) => {
+    const app = requireJwt(auth);
+    const ex = example("/app", "get", 200);
+    return {
+      status: 200,
+      body: { ...retarget(ex, { base }), id: app.id, slug: app.slug, client_id: app.client_id, name: app.name ?? app.slug },
+    };
+  },
+  "GET /app/installations": ({ params, auth, base, url }) => {
+    const app = requireJwt(auth);
+    return paginate(app.uninstalled ? [] : app.installations, params.query, url, (inst) => installationObject(app, inst, base));
+  },
+  "GET /app/installations/{installation_id}": ({ params, auth, base }) => {
+    const app = requireJwt(auth);
+    const inst = app.uninstalled ? null : app.installations.find((i) => String(i.id) === String(params.path.installation_id));
+    if (!inst) throw new HttpError(404, "Not Found", { docs: "https://docs.github.com/rest/apps/apps#get-an-installation-for-the-authenticated-app" });
     return { status: 200, body: installationObject(app, inst, base) };
   },
   "GET /users/{username}/installation": ({ params, auth, base }) => {

@@ -809,6 +809,27 @@ mod tests {
                 "{r:?}"
             );
         }
+        // The app itself and its installations, with `iss` the client id this time.
+        let by_client_id = bearer(&jwt(
+            &key.pkcs1,
+            &json!({ "iss": "Iv1.0000000000001001", "iat": now - 60, "exp": now + 540 }),
+        ));
+        let r = api.get("/app", Some(&by_client_id));
+        assert_eq!((r.status, &r.body["id"]), (200, &json!(1001)), "{r:?}");
+        let r = api.get("/app/installations", Some(&by_client_id));
+        assert_eq!((r.status, &r.body[0]["id"]), (200, &json!(501)), "{r:?}");
+        assert_eq!(r.body.as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            api.get("/app/installations/501", Some(&by_client_id))
+                .status,
+            200
+        );
+        assert_eq!(
+            api.get("/app/installations/777", Some(&by_client_id))
+                .status,
+            404
+        );
+
         // No JWT at all, or an installation token where a JWT is needed.
         assert_eq!(api.get("/orgs/acme/installation", None).status, 401);
         assert_eq!(
