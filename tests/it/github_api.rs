@@ -741,7 +741,7 @@ mod tests {
             assert_eq!(r.body["app_id"], 1001);
         }
 
-        let refused: [(&str, String, &str); 6] = [
+        let refused: [(&str, String, &str); 7] = [
             (
                 "expired",
                 jwt(
@@ -794,6 +794,19 @@ mod tests {
                     );
                     format!("{}.{claims}.{}", parts[0], parts[2])
                 },
+                "A JSON web token could not be decoded",
+            ),
+            (
+                "unsigned (alg none)",
+                format!(
+                    "{}.{}.",
+                    base64url(br#"{"alg":"none","typ":"JWT"}"#),
+                    base64url(
+                        json!({ "iss": 1001, "iat": now - 60, "exp": now + 540 })
+                            .to_string()
+                            .as_bytes()
+                    )
+                ),
                 "A JSON web token could not be decoded",
             ),
         ];
