@@ -13,6 +13,9 @@
 import { createServer } from "node:http";
 import { appendFileSync, readFileSync } from "node:fs";
 import crypto from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { checkRequest, checkResponse, example, spec, specVersion } from "./spec.js";
 
 const DOCS = "https://docs.github.com/rest";
@@ -84,7 +87,8 @@ function loadScenario(s) {
   scenario = { ...s, apps, repositories: repos, faults: s.faults ?? {} };
   state = {
     tokensIssued: new Map(state?.tokensIssued ?? []),
-    tokenCursor: new Map(),
+    // Which of each installation's `tokens` comes next: kept across scenario changes.
+    tokenCursor: new Map(state?.tokenCursor ?? []),
     rateLimited: 0,
     rateLimitMatched: 0,
     rateLimitReset: null,
@@ -247,8 +251,9 @@ function repoObject(template, repo, base) {
     html_url: `https://github.com/${repo.owner}/${repo.name}`,
     clone_url: repo.clone_url ?? `https://github.com/${repo.owner}/${repo.name}.git`,
   });
-  // The spec's own full-repository example lacks the required `language`.
+  // Some of the description's own full-repository examples lack required properties.
   if (!("language" in r)) r.language = null;
+  if (!("has_discussions" in r) && "has_issues" in r) r.has_discussions = false;
   if ("custom_properties" in r || Object.keys(repo.properties).length) r.custom_properties = { ...repo.properties };
   if (r.organization) r.organization = ownerObject(r.organization, repo.owner, base);
   for (const k of ["parent", "source", "template_repository"]) delete r[k];
@@ -261,7 +266,16 @@ function installationObject(app, inst, base) {
   return {
     ...r,
     id: inst.id,
-    account: { ...ownerObject(ex.account, inst.account, base), type: inst.account_type },
+    account: {
+      ...ownerObject(ex.account, inst.account, base),
+      type: inst.account_type,
+      // `GET /app/installations` declares the account as allOf [simple-user, enterprise]
+      // (elsewhere anyOf): these four make it both.
+      name: inst.account,
+      slug: inst.account.toLowerCase(),
+      created_at: ex.created_at,
+      updated_at: ex.updated_at,
+    },
     repository_selection: inst.repositories === "all" ? "all" : "selected",
     access_tokens_url: `${base}/app/installations/${inst.id}/access_tokens`,
     app_id: app.id,
@@ -286,6 +300,17 @@ function linkHeader(url, page, last) {
   return links.join(", ");
 }
 
+/** One page of `items` (`per_page` default 30, at most 100), with GitHub's `Link` header. */
+function paginate(items, query, url, render) {
+  const perPage = Math.min(Math.max(query.per_page ?? 30, 1), 100);
+  const page = Math.max(query.page ?? 1, 1);
+  const last = Math.max(Math.ceil(items.length / perPage), 1);
+  const headers = {};
+  const link = items.length ? linkHeader(url, page, last) : "";
+  if (link) headers.link = link;
+  return { status: 200, body: items.slice((page - 1) * perPage, page * perPage).map(render), headers };
+}
+
 // ---------------------------------------------------------------------------------------------
 // The endpoints.
 
@@ -295,6 +320,31 @@ const handlers = {
     const { owner, repo } = params.path;
     const inst = app.uninstalled ? null : app.installations.find((i) => installationCovers(i, owner, repo));
     if (!inst) throw new HttpError(404, "Not Found", { docs: "https://docs.github.com/rest/apps/apps#get-a-repository-installation-for-the-authenticated-app" });
+    return { status: 200, body: installationObject(app, inst, base) };
+  },
+  "GET /app": ({ auth, base }) => {
+    const app = requireJwt(auth);
+    const ex = example("/app", "get", 200);
+    return {
+      status: 200,
+      body: { ...retarget(ex, { base }), id: app.id, slug: app.slug, client_id: app.client_id, name: app.name ?? app.slug },
+    };
+  },
+  "GET /app/installations": ({ params, auth, base, url }) => {
+    const app = requireJwt(auth);
+    return paginate(app.uninstalled ? [] : app.installations, params.query, url, (inst) => installationObject(app, inst, base));
+  },
+  "GET /app/installations/{installation_id}": ({ params, auth, base }) => {
+    const app = requireJwt(auth);
+    const inst = app.uninstalled ? null : app.installations.find((i) => String(i.id) === String(params.path.installation_id));
+    if (!inst) throw new HttpError(404, "Not Found", { docs: "https://docs.github.com/rest/apps/apps#get-an-installation-for-the-authenticated-app" });
+    return { status: 200, body: installationObject(app, inst, base) };
+  },
+  "GET /users/{username}/installation": ({ params, auth, base }) => {
+    const app = requireJwt(auth);
+    const { username } = params.path;
+    const inst = app.uninstalled ? null : app.installations.find((i) => same(i.account, username));
+    if (!inst) throw new HttpError(404, "Not Found", { docs: "https://docs.github.com/rest/apps/apps#get-a-user-installation-for-the-authenticated-app" });
     return { status: 200, body: installationObject(app, inst, base) };
   },
   "GET /orgs/{org}/installation": ({ params, auth, base }) => {
@@ -371,17 +421,129 @@ const handlers = {
     } else if (q.direction === "asc") {
       repos.sort((a, b) => a.created - b.created);
     }
-    const perPage = Math.min(Math.max(q.per_page ?? 30, 1), 100);
-    const page = Math.max(q.page ?? 1, 1);
-    const last = Math.max(Math.ceil(repos.length / perPage), 1);
     const template = example("/orgs/{org}/repos", "get", 200)[0];
-    const items = repos.slice((page - 1) * perPage, page * perPage).map((r) => repoObject(template, r, base));
-    const headers = {};
-    const link = repos.length ? linkHeader(url, page, last) : "";
-    if (link) headers.link = link;
-    return { status: 200, body: items, headers };
+    return paginate(repos, q, url, (r) => repoObject(template, r, base));
+  },
+  "GET /orgs/{org}/properties/values": ({ params, auth, url }) => {
+    const docs = "https://docs.github.com/rest/orgs/custom-properties#list-custom-property-values-for-organization-repositories";
+    const { org } = params.path;
+    if (!knownOwner(org)) throw new HttpError(404, "Not Found", { docs });
+    // An app needs the organization permission "Custom properties: read" (or more).
+    if (auth.kind !== "token" || !same(auth.installation.account, org) || !auth.permissions?.organization_custom_properties) {
+      throw new HttpError(403, "Resource not accessible by integration", { docs });
+    }
+    let repos = scenario.repositories.filter((r) => same(r.owner, org) && canSee(auth, r));
+    for (const term of (params.query.repository_query ?? "").split(/\s+/).filter(Boolean)) {
+      const m = /^props\.([^:]+):(.+)$/.exec(term);
+      if (!m) throw new HttpError(422, `the contract server understands only props.NAME:VALUE in repository_query, not ${term}`, { docs });
+      repos = repos.filter((r) => r.properties[m[1]] === m[2]);
+    }
+    return paginate(repos, params.query, url, (r) => ({
+      repository_id: r.id,
+      repository_name: r.name,
+      repository_full_name: `${r.owner}/${r.name}`,
+      properties: Object.entries(r.properties).map(([property_name, value]) => ({ property_name, value })),
+    }));
   },
 };
+
+// ---------------------------------------------------------------------------------------------
+// Writes: creating a repository and changing its default branch. With `git_root` in the
+// scenario they act on the real bare repositories nginx serves (`<git_root>/OWNER/NAME.git`).
+
+function gitDir(repo) {
+  return scenario.git_root ? path.join(scenario.git_root, repo.owner, `${repo.name}.git`) : null;
+}
+
+function git(args) {
+  return execFileSync("git", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+}
+
+/** An installation token with `administration: write` on `owner`, as repository writes need. */
+function requireAdmin(auth, owner, docs) {
+  if (auth.kind === "none") throw new HttpError(401, "Requires authentication", { docs });
+  if (auth.kind !== "token") throw new HttpError(403, "Resource not accessible by integration", { docs });
+  if (!same(auth.installation.account, owner) || auth.permissions?.administration !== "write") {
+    throw new HttpError(403, "Resource not accessible by integration", { docs });
+  }
+}
+
+Object.assign(handlers, {
+  "POST /orgs/{org}/repos": ({ params, auth, body, base }) => {
+    const docs = "https://docs.github.com/rest/repos/repos#create-an-organization-repository";
+    const { org } = params.path;
+    requireAdmin(auth, org, docs);
+    // GitHub keeps ASCII letters, digits, `.`, `-` and `_` (it rewrites the rest); the contract
+    // server refuses others rather than guess, and so never leaves git_root.
+    if (!/^[A-Za-z0-9._-]+$/.test(body.name) || body.name === "." || body.name === "..") {
+      throw new HttpError(422, "Repository creation failed.", {
+        docs,
+        errors: [{ resource: "Repository", code: "custom", field: "name", message: "name is not one the contract server accepts" }],
+      });
+    }
+    if (findRepo(org, body.name)) {
+      throw new HttpError(422, "Repository creation failed.", {
+        docs,
+        errors: [{ resource: "Repository", code: "custom", field: "name", message: "name already exists on this account" }],
+      });
+    }
+    // GitHub's default is public: a client that wants private must say so.
+    const priv = body.visibility ? body.visibility !== "public" : (body.private ?? false);
+    const repo = {
+      id: 1000 + scenario.repositories.length,
+      owner: org,
+      name: body.name,
+      private: priv,
+      visibility: body.visibility ?? (priv ? "private" : "public"),
+      archived: false,
+      fork: false,
+      default_branch: "main",
+      description: body.description ?? null,
+      clone_url: scenario.clone_url_base ? `${scenario.clone_url_base}/${org}/${body.name}.git` : null,
+      properties: {},
+      created: scenario.repositories.length,
+      created_by_api: true,
+    };
+    scenario.repositories.push(repo);
+    // Repositories an app creates join its installation.
+    if (auth.installation.repositories !== "all") auth.installation.repositories.push(repo.name);
+    const dir = gitDir(repo);
+    if (dir) git(["init", "--bare", "-q", `--initial-branch=${repo.default_branch}`, dir]);
+    return { status: 201, body: repoObject(example("/orgs/{org}/repos", "post", 201), repo, base) };
+  },
+  "PATCH /repos/{owner}/{repo}": ({ params, auth, body: given, base }) => {
+    const body = given ?? {};
+    const docs = "https://docs.github.com/rest/repos/repos#update-a-repository";
+    const repo = findRepo(params.path.owner, params.path.repo);
+    if (!repo || !canSee(auth, repo)) throw new HttpError(404, "Not Found", { docs });
+    requireAdmin(auth, repo.owner, docs);
+    const dir = gitDir(repo);
+    if (body.default_branch !== undefined) {
+      if (dir && existsSync(dir)) {
+        try {
+          git(["--git-dir", dir, "rev-parse", "-q", "--verify", `refs/heads/${body.default_branch}^{commit}`]);
+        } catch {
+          throw new HttpError(422, "Validation Failed", {
+            docs,
+            errors: [{ resource: "Repository", code: "invalid", field: "default_branch" }],
+          });
+        }
+        git(["--git-dir", dir, "symbolic-ref", "HEAD", `refs/heads/${body.default_branch}`]);
+      }
+      repo.default_branch = body.default_branch;
+    }
+    for (const k of ["description", "archived"]) if (body[k] !== undefined) repo[k] = body[k];
+    if (body.private !== undefined) {
+      repo.private = body.private;
+      repo.visibility = body.private ? "private" : "public";
+    }
+    if (body.visibility !== undefined) {
+      repo.visibility = body.visibility;
+      repo.private = body.visibility !== "public";
+    }
+    return { status: 200, body: repoObject(example("/repos/{owner}/{repo}", "get", 200), repo, base) };
+  },
+});
 
 // ---------------------------------------------------------------------------------------------
 // Faults the scenario switches on.
@@ -393,10 +555,19 @@ function rateLimitFault(route, method) {
   state.rateLimitMatched++;
   if (state.rateLimitMatched <= (f.after ?? 0)) return null;
   if (f.times !== undefined && state.rateLimited >= f.times) return null;
+  // Without `times`, the limit lasts until its reset, as GitHub's does.
+  if (f.times === undefined && state.rateLimitReset !== null && now() >= state.rateLimitReset) return null;
   state.rateLimited++;
   state.rateLimitReset ??= now() + (f.reset_in ?? 60);
+  const docs = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api";
+  if (f.secondary) {
+    return new HttpError(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.", {
+      docs,
+      headers: { "retry-after": String(Math.max(state.rateLimitReset - now(), 0)) },
+    });
+  }
   return new HttpError(403, "API rate limit exceeded for installation. If you reach out to GitHub Support for help, please include the request ID.", {
-    docs: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+    docs,
     headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(state.rateLimitReset), "x-ratelimit-used": "5000" },
   });
 }
@@ -455,7 +626,9 @@ function send(res, status, body, headers = {}) {
 
 async function handle(req, res) {
   const rawBody = await readBody(req);
-  const base0 = `http://${req.headers.host ?? "127.0.0.1"}`;
+  // Behind nginx (GithubApi::behind_nginx) the client's scheme and host, for Link and URLs.
+  const scheme = req.headers["x-forwarded-proto"] === "https" ? "https" : "http";
+  const base0 = `${scheme}://${req.headers.host ?? "127.0.0.1"}`;
   const url = new URL(req.url, base0);
 
   // The harness's own door: replace the scenario while running (not part of GitHub's API).
@@ -481,6 +654,11 @@ async function handle(req, res) {
     query,
     body: null,
     auth: { kind: "none" },
+    headers: {
+      user_agent: req.headers["user-agent"] ?? null,
+      accept: req.headers.accept ?? null,
+      api_version: req.headers["x-github-api-version"] ?? null,
+    },
     status: 0,
     violations: [],
   };
@@ -489,6 +667,10 @@ async function handle(req, res) {
     const checked = checkRequest({ method: req.method, pathname, query, headers: req.headers, rawBody });
     entry.route = checked.route;
     entry.body = checked.body ?? (rawBody.length ? rawBody.toString("utf8") : null);
+    // GitHub refuses requests without a User-Agent; the description does not say so.
+    if (!req.headers["user-agent"]) {
+      checked.violations.push("no User-Agent header (GitHub refuses such requests with 403)");
+    }
     if (checked.violations.length) {
       entry.violations = checked.violations;
       throw new HttpError(400, `contract violation: ${checked.violations.join("; ")}`, { docs: checked.operation?.externalDocs?.url });
@@ -521,6 +703,7 @@ async function handle(req, res) {
       status = e.status;
       body = { message: e.message, documentation_url: e.extra.docs ?? DOCS };
       if (status === 404 || status === 422) body.status = String(status);
+      if (e.extra.errors) body.errors = e.extra.errors;
       headers = e.extra.headers;
     }
   }

@@ -122,7 +122,10 @@ impl GithubApi {
         let log = dir.join("requests.jsonl");
         std::fs::write(&log, "").expect("can create the request log");
         let stderr_path = dir.join("server.stderr");
-        let mut child = Command::new(node())
+        let mut cmd = Command::new(node());
+        // The server runs git for repositories it creates: the test's git environment.
+        w.isolate(&mut cmd, &w.global_config());
+        let mut child = cmd
             .arg(forge.join("server.js"))
             .arg("--scenario")
             .arg(&scenario_path)
@@ -247,7 +250,8 @@ impl GithubApi {
     }
 
     /// Replaces the scenario of the running server (tokens already issued stay valid until
-    /// they expire; fault counters start again).
+    /// they expire, the next token of an installation is the one after the last issued;
+    /// fault counters start again).
     pub fn set_scenario(&self, scenario: &Value) {
         let r = self.request(
             "PUT",
@@ -271,42 +275,39 @@ impl GithubApi {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> ApiResponse {
-        let mut stream =
-            TcpStream::connect(("127.0.0.1", self.port)).expect("can connect to the API server");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("can set a timeout");
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nUser-Agent: kalandra-it\r\nAccept: application/vnd.github+json\r\n",
-            self.port
-        );
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if let Some(body) = body {
-            if !headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-            {
-                head.push_str("Content-Type: application/json\r\n");
-            }
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        head.push_str("\r\n");
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(body.unwrap_or_default());
-        stream.write_all(&bytes).expect("can send the request");
-        let mut answer = Vec::new();
-        stream
-            .read_to_end(&mut answer)
-            .expect("can read the answer");
-        parse_response(&answer)
+        http_request(self.port, method, path, headers, body)
     }
 
     /// `request` with `Authorization: <authorization>` (e.g. `Bearer JWT`, `token TOKEN`).
     pub fn get(&self, path: &str, authorization: Option<&str>) -> ApiResponse {
         let auth = authorization.map(|a| ("Authorization", a));
         self.request("GET", path, auth.as_slice(), None)
+    }
+
+    /// Puts the API behind `nginx` too, at `/api/v3/` on each of its ports, as GitHub
+    /// Enterprise Server serves it beside the git data (`https://HOST/api/v3`). Call before
+    /// [`Nginx::start`]: nginx reads the proxy configuration when it starts.
+    pub fn behind_nginx(&self, w: &World) {
+        let dir = w.root().join("nginx");
+        assert!(
+            !dir.join("nginx.conf").exists(),
+            "behind_nginx must come before Nginx::start"
+        );
+        std::fs::create_dir_all(&dir).expect("can create the nginx directory");
+        std::fs::write(
+            dir.join("github-api.conf"),
+            format!(
+                "    location /api/v3/ {{
+      proxy_pass http://127.0.0.1:{port};
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_http_version 1.1;
+    }}
+",
+                port = self.port
+            ),
+        )
+        .expect("can write the nginx proxy configuration");
     }
 
     /// What the server wrote on stderr so far.
@@ -321,6 +322,90 @@ impl Drop for GithubApi {
         self.child.kill().ok();
         self.child.wait().ok();
     }
+}
+
+/// One HTTP/1.1 request to `127.0.0.1:port` (`Connection: close`), and the whole answer.
+/// `headers` are added as given; a body is sent as `application/json`.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> ApiResponse {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("can connect to the server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("can set a timeout");
+    stream
+        .write_all(&request_bytes(port, method, path, headers, body))
+        .expect("can send the request");
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("can read the answer");
+    parse_response(&answer)
+}
+
+fn request_bytes(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nUser-Agent: kalandra-it\r\nAccept: application/vnd.github+json\r\n"
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    bytes
+}
+
+/// Like [`http_request`], over TLS (`openssl s_client`, verifying the server against `ca`).
+pub fn https_request(
+    port: u16,
+    ca: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> ApiResponse {
+    let mut child = Command::new("openssl")
+        // -quiet implies -ign_eof: s_client ends when the server closes, not at our EOF.
+        .args(["s_client", "-quiet", "-verify_return_error"])
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        .arg("-CAfile")
+        .arg(ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("can run openssl s_client");
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin
+        .write_all(&request_bytes(port, method, path, headers, None))
+        .expect("can send the request");
+    drop(stdin);
+    let out = child.wait_with_output().expect("openssl s_client finishes");
+    assert!(
+        !out.stdout.is_empty(),
+        "no answer over TLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_response(&out.stdout)
 }
 
 fn parse_response(answer: &[u8]) -> ApiResponse {
@@ -498,6 +583,29 @@ pub fn github_git(nginx: &Nginx, scenario: &Value) -> String {
     format!("http://127.0.0.1:{}/github", nginx.port)
 }
 
+/// [`github_git`], and makes the scenario's repositories live on that nginx: `git_root`
+/// (where the server creates repositories and moves HEAD), `clone_url_base`, and each
+/// repository's `clone_url` unless set. Returns the base URL as [`github_git`] does.
+pub fn with_github_git(w: &World, nginx: &Nginx, scenario: &mut Value) -> String {
+    let base = github_git(nginx, scenario);
+    scenario["git_root"] = json!(w.root().join("github"));
+    scenario["clone_url_base"] = json!(base);
+    for repo in scenario["repositories"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if repo.get("clone_url").is_none() {
+            let full = match (repo["owner"].as_str(), repo["name"].as_str()) {
+                (Some(o), Some(n)) => format!("{o}/{n}"),
+                _ => repo["full_name"].as_str().unwrap_or_default().to_string(),
+            };
+            repo["clone_url"] = json!(format!("{base}/{full}.git"));
+        }
+    }
+    base
+}
+
 /// A bare repository `<world root>/github/<owner>/<name>.git`, served under `/github/`.
 pub fn github_repo(w: &World, owner: &str, name: &str) -> PathBuf {
     let path = w
@@ -633,7 +741,7 @@ mod tests {
             assert_eq!(r.body["app_id"], 1001);
         }
 
-        let refused: [(&str, String, &str); 6] = [
+        let refused: [(&str, String, &str); 7] = [
             (
                 "expired",
                 jwt(
@@ -688,6 +796,19 @@ mod tests {
                 },
                 "A JSON web token could not be decoded",
             ),
+            (
+                "unsigned (alg none)",
+                format!(
+                    "{}.{}.",
+                    base64url(br#"{"alg":"none","typ":"JWT"}"#),
+                    base64url(
+                        json!({ "iss": 1001, "iat": now - 60, "exp": now + 540 })
+                            .to_string()
+                            .as_bytes()
+                    )
+                ),
+                "A JSON web token could not be decoded",
+            ),
         ];
         for (what, token, message) in &refused {
             let r = api.get("/orgs/acme/installation", Some(&bearer(token)));
@@ -701,6 +822,27 @@ mod tests {
                 "{r:?}"
             );
         }
+        // The app itself and its installations, with `iss` the client id this time.
+        let by_client_id = bearer(&jwt(
+            &key.pkcs1,
+            &json!({ "iss": "Iv1.0000000000001001", "iat": now - 60, "exp": now + 540 }),
+        ));
+        let r = api.get("/app", Some(&by_client_id));
+        assert_eq!((r.status, &r.body["id"]), (200, &json!(1001)), "{r:?}");
+        let r = api.get("/app/installations", Some(&by_client_id));
+        assert_eq!((r.status, &r.body[0]["id"]), (200, &json!(501)), "{r:?}");
+        assert_eq!(r.body.as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            api.get("/app/installations/501", Some(&by_client_id))
+                .status,
+            200
+        );
+        assert_eq!(
+            api.get("/app/installations/777", Some(&by_client_id))
+                .status,
+            404
+        );
+
         // No JWT at all, or an installation token where a JWT is needed.
         assert_eq!(api.get("/orgs/acme/installation", None).status, 401);
         assert_eq!(
@@ -896,6 +1038,58 @@ mod tests {
                 format!("<{base}&page=2>; rel=\"prev\", <{base}&page=1>; rel=\"first\""),
             ]
         );
+        // The org's custom properties in one listing: it needs the organization permission.
+        let r = api.get("/orgs/acme/properties/values", Some("token ghs_acme_first"));
+        assert_eq!(r.status, 403, "{r:?}");
+        let mut s = scenario(&key, 7);
+        s["apps"][0]["installations"][0]["permissions"] = json!({ "metadata": "read", "contents": "write", "organization_custom_properties": "read" });
+        s["repositories"][5]["properties"] = json!({});
+        api.set_scenario(&s);
+        let r = api.request(
+            "POST",
+            "/app/installations/501/access_tokens",
+            &[("Authorization", &auth)],
+            None,
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        let path = "/orgs/acme/properties/values?per_page=5&repository_query=props.mirror-source:https://gitlab.example/acme/repo-6.git";
+        let r = api.get(path, Some("token ghs_acme_second"));
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            r.body,
+            json!([{
+                "repository_id": 1006,
+                "repository_name": "repo-6",
+                "repository_full_name": "acme/repo-6",
+                "properties": [{ "property_name": "mirror-source", "value": "https://gitlab.example/acme/repo-6.git" }],
+            }])
+        );
+        let r = api.get(
+            "/orgs/acme/properties/values?per_page=5&page=2",
+            Some("token ghs_acme_second"),
+        );
+        let names: Vec<_> = r
+            .body
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|e| {
+                (
+                    e["repository_name"].clone(),
+                    e["properties"].as_array().map(Vec::len),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [(json!("repo-5"), Some(0)), (json!("repo-6"), Some(1))]
+        );
+        assert!(
+            r.header("link")
+                .is_some_and(|l| l.contains("rel=\"prev\"") && !l.contains("rel=\"next\"")),
+            "{r:?}"
+        );
+
         // Without a token only public repositories show.
         let r = api.get("/orgs/globex/repos", None);
         assert_eq!(
@@ -940,6 +1134,36 @@ mod tests {
         assert_eq!(r.status, 200, "after `times` the limit is lifted: {r:?}");
         assert_ne!(r.header("x-ratelimit-remaining"), Some("0"));
         // Other routes were never limited.
+        assert_eq!(api.get("/orgs/acme/installation", Some(&auth)).status, 200);
+
+        // Without `times`: limited until the reset, then no more.
+        s["faults"] = json!({ "rate_limit": { "reset_in": 1 } });
+        api.set_scenario(&s);
+        let r = api.get("/orgs/acme/installation", Some(&auth));
+        assert_eq!(r.status, 403, "{r:?}");
+        let reset: i64 = r
+            .header("x-ratelimit-reset")
+            .and_then(|v| v.parse().ok())
+            .expect("X-RateLimit-Reset");
+        assert_eq!(api.get("/orgs/acme/installation", Some(&auth)).status, 403);
+        while unix_now() < reset {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(api.get("/orgs/acme/installation", Some(&auth)).status, 200);
+        // GitHub's secondary limit: Retry-After, the budget untouched.
+        s["faults"] = json!({ "rate_limit": { "secondary": true, "reset_in": 20, "times": 1 } });
+        api.set_scenario(&s);
+        let r = api.get("/orgs/acme/installation", Some(&auth));
+        assert_eq!(r.status, 403, "{r:?}");
+        assert!(r.body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("You have exceeded a secondary rate limit")));
+        let retry: u64 = r
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After");
+        assert!((19..=20).contains(&retry), "Retry-After: {retry}");
+        assert_ne!(r.header("x-ratelimit-remaining"), Some("0"));
         assert_eq!(api.get("/orgs/acme/installation", Some(&auth)).status, 200);
 
         // Nothing installed on globex.
@@ -1034,6 +1258,44 @@ mod tests {
     }
 
     #[test]
+    fn a_request_without_user_agent_is_a_violation() {
+        let w = World::new();
+        let key = app_key(&w, "app");
+        let api = GithubApi::start(&w, &scenario(&key, 0));
+        let mut stream = TcpStream::connect(("127.0.0.1", api.port)).expect("connect");
+        stream
+            .write_all(b"GET /orgs/globex/repos HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("read");
+        assert_eq!(parse_response(&answer).status, 400);
+        let r = api.get("/orgs/globex/repos", None);
+        assert_eq!(r.status, 200, "{r:?}");
+        let requests = api.requests();
+        assert_eq!(requests[1].raw["headers"]["user_agent"], "kalandra-it");
+        let violations = api.violations();
+        assert_eq!(violations.len(), 1, "{violations:#?}");
+        assert!(violations[0].violations[0].starts_with("no User-Agent header"));
+    }
+
+    #[test]
+    fn the_server_ends_when_its_test_process_does() {
+        let w = World::new();
+        let key = app_key(&w, "app");
+        let mut api = GithubApi::start(&w, &scenario(&key, 0));
+        // Its stdin closes whenever the test process ends, SIGKILL included.
+        drop(api.stdin.take());
+        let start = std::time::Instant::now();
+        while api.child.try_wait().expect("can wait").is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the server outlived its stdin"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
     fn the_server_ends_with_its_handle() {
         let w = World::new();
         let key = app_key(&w, "app");
@@ -1044,6 +1306,201 @@ mod tests {
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists(),
             "the API server outlived its handle"
+        );
+    }
+
+    #[test]
+    fn creates_repositories_and_moves_head_in_the_real_git_repositories() {
+        let w = World::new();
+        let key = app_key(&w, "app");
+        let mut s = scenario(&key, 1);
+        s["apps"][0]["installations"][0]["permissions"] =
+            json!({ "metadata": "read", "contents": "write", "administration": "write" });
+        let nginx = Nginx::start(&w);
+        let base = with_github_git(&w, &nginx, &mut s);
+        let api = GithubApi::start(&w, &s);
+        let jwt = bearer(&app_jwt(&key.pkcs8, 1001));
+        let r = api.request(
+            "POST",
+            "/app/installations/501/access_tokens",
+            &[("Authorization", &jwt)],
+            None,
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        let token = "token ghs_acme_first";
+
+        let create = |body: &[u8]| {
+            api.request(
+                "POST",
+                "/orgs/acme/repos",
+                &[("Authorization", token)],
+                Some(body),
+            )
+        };
+        let r = create(br#"{"name":"fresh","private":true,"description":"a mirror"}"#);
+        assert_eq!(r.status, 201, "{r:?}");
+        assert_eq!(r.body["full_name"], "acme/fresh");
+        assert_eq!(r.body["private"], true);
+        let clone_url = r.body["clone_url"].as_str().expect("clone_url").to_string();
+        assert_eq!(clone_url, format!("{base}/acme/fresh.git"));
+        let bare = w.root().join("github/acme/fresh.git");
+        assert_eq!(
+            w.git(&bare, &["rev-parse", "--is-bare-repository"]).trim(),
+            "true"
+        );
+        // Taken: 422 as GitHub answers it; a body the description does not allow: 400.
+        let r = create(br#"{"name":"fresh"}"#);
+        assert_eq!(
+            (r.status, &r.body["errors"][0]["field"]),
+            (422, &json!("name")),
+            "{r:?}"
+        );
+        let r = create(br#"{"private":"yes"}"#);
+        assert_eq!(r.status, 400, "{r:?}");
+
+        // Push two branches through nginx with the token, then make develop the HEAD.
+        let work = w.fixture("mirror.sh").join("upstream");
+        let url = clone_url.replacen("http://", "http://x-access-token:ghs_acme_first@", 1);
+        let out = w.try_git(
+            &work,
+            &[
+                "push",
+                "-q",
+                &url,
+                "refs/heads/main:refs/heads/main",
+                "refs/heads/develop:refs/heads/develop",
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        let patch = |body: &[u8]| {
+            api.request(
+                "PATCH",
+                "/repos/acme/fresh",
+                &[("Authorization", token)],
+                Some(body),
+            )
+        };
+        let r = patch(br#"{"default_branch":"develop"}"#);
+        assert_eq!(
+            (r.status, &r.body["default_branch"]),
+            (200, &json!("develop")),
+            "{r:?}"
+        );
+        assert_eq!(
+            w.git(&bare, &["symbolic-ref", "HEAD"]).trim(),
+            "refs/heads/develop"
+        );
+        let r = patch(br#"{"default_branch":"no-such-branch"}"#);
+        assert_eq!(r.status, 422, "{r:?}");
+        assert_eq!(
+            w.git(&bare, &["symbolic-ref", "HEAD"]).trim(),
+            "refs/heads/develop"
+        );
+        let r = api.get("/repos/acme/fresh", Some(token));
+        assert_eq!(r.body["default_branch"], "develop");
+
+        // A token without `administration: write` may not.
+        let r = api.request(
+            "POST",
+            "/app/installations/501/access_tokens",
+            &[("Authorization", &jwt)],
+            Some(br#"{"permissions":{"contents":"write"}}"#),
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        let weak = "token ghs_acme_second";
+        let r = api.request(
+            "PATCH",
+            "/repos/acme/fresh",
+            &[("Authorization", weak)],
+            Some(br#"{"default_branch":"main"}"#),
+        );
+        assert_eq!(
+            (r.status, &r.body["message"]),
+            (403, &json!("Resource not accessible by integration")),
+            "{r:?}"
+        );
+        let violations = api.violations();
+        assert_eq!(violations.len(), 1, "{violations:#?}");
+        assert!(
+            violations[0].violations[0].contains("must have required property 'name'"),
+            "{violations:#?}"
+        );
+    }
+
+    #[test]
+    fn serves_the_api_beside_the_git_data_over_tls_like_enterprise_server() {
+        let w = World::new();
+        let key = app_key(&w, "app");
+        let api = GithubApi::start(&w, &scenario(&key, 4));
+        api.behind_nginx(&w);
+        let nginx = Nginx::start(&w);
+        let jwt = bearer(&app_jwt(&key.pkcs8, 1001));
+        let r = https_request(
+            nginx.tls_port,
+            &nginx.ca,
+            "GET",
+            "/api/v3/orgs/acme/installation",
+            &[("Authorization", &jwt)],
+        );
+        assert_eq!((r.status, &r.body["id"]), (200, &json!(501)), "{r:?}");
+        let tokens = format!(
+            "https://127.0.0.1:{}/api/v3/app/installations/501/access_tokens",
+            nginx.tls_port
+        );
+        assert_eq!(r.body["access_tokens_url"], json!(tokens));
+        let r = http_request(
+            nginx.port,
+            "POST",
+            "/api/v3/app/installations/501/access_tokens",
+            &[("Authorization", &jwt)],
+            None,
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        let r = https_request(
+            nginx.tls_port,
+            &nginx.ca,
+            "GET",
+            "/api/v3/orgs/acme/repos?per_page=2",
+            &[("Authorization", "token ghs_acme_first")],
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        let base = format!(
+            "https://127.0.0.1:{}/api/v3/orgs/acme/repos?per_page=2",
+            nginx.tls_port
+        );
+        assert_eq!(
+            r.header("link"),
+            Some(format!("<{base}&page=2>; rel=\"next\", <{base}&page=2>; rel=\"last\"").as_str())
+        );
+        let requests = api.requests();
+        assert_eq!(requests.len(), 3);
+        assert!(
+            requests.iter().all(|r| r.prefix == "/api/v3"),
+            "{requests:#?}"
+        );
+        api.assert_no_violations();
+    }
+
+    #[test]
+    fn an_answer_outside_the_description_is_a_violation_too() {
+        let w = World::new();
+        let key = app_key(&w, "app");
+        let mut s = scenario(&key, 1);
+        // A custom property value is a string, a list of strings or null: not a number.
+        s["repositories"][0]["properties"] = json!({ "mirror-source": 42 });
+        let api = GithubApi::start(&w, &s);
+        let r = api.get("/repos/globex/open/properties/values", None);
+        assert_eq!(r.status, 200, "{r:?}");
+        api.assert_no_violations();
+        s["repositories"][1]["properties"] = json!({ "mirror-source": 42 });
+        api.set_scenario(&s);
+        api.get("/repos/globex/open/properties/values", None);
+        let violations = api.violations();
+        assert_eq!(violations.len(), 1, "{violations:#?}");
+        assert!(
+            violations[0].violations[0]
+                .starts_with("the contract server's own answer: response 200 body/0/value"),
+            "{violations:#?}"
         );
     }
 }

@@ -13,6 +13,8 @@
 //! - `/github/OWNER/...`: the repositories under `<root>/github/`, as GitHub serves them to a
 //!   GitHub App: basic auth as `x-access-token` with the token [`Nginx::set_github_token`] set
 //!   for OWNER (refused while none is set), pushes allowed.
+//! - whatever `<root>/nginx/github-api*.conf` holds when nginx starts (the forge tests put a
+//!   proxy to their GitHub API server there: `crate::github_api::GithubApi::behind_nginx`).
 //!
 //! The same locations are served over TLS on [`Nginx::tls_port`], with a certificate from a
 //! CA the harness generates ([`Nginx::ca`]), and on [`Nginx::mtls_port`], which also requires
@@ -238,6 +240,7 @@ impl Nginx {
       auth_basic \"kalandra test github\";
       auth_basic_user_file {d}/github-tokens/$github_owner.htpasswd;
 {auth}    }}
+    include {d}/github-api*.conf;
 ",
             htpasswd = htpasswd.display(),
         );
