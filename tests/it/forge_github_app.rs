@@ -593,3 +593,36 @@ fn a_refused_workflow_change_is_explained() {
     assert!(w.refs(&down).is_empty(), "nothing landed");
     api.assert_no_violations();
 }
+
+#[test]
+fn a_secondary_rate_limit_on_the_token_request_is_waited_out() {
+    let (entry, run, api, _w) = one_failing_mirror(|s| {
+        s["faults"] = json!({ "rate_limit": {
+            "routes": [format!("POST {TOKENS_ROUTE}")], "reset_in": 2, "times": 1, "secondary": true,
+        } })
+    });
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(
+        (&entry["ok"], &entry["attempts"]),
+        (&json!(true), &json!(1)),
+        "{entry}"
+    );
+    let tokens: Vec<u16> = api
+        .requests()
+        .iter()
+        .filter(|r| r.route.as_deref() == Some(TOKENS_ROUTE))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(tokens, [403, 201]);
+}
+
+#[test]
+fn a_server_error_on_the_token_request_is_unavailable() {
+    let (entry, run, _api, _w) = one_failing_mirror(
+        |s| s["faults"] = json!({ "errors": [{ "route": format!("POST {TOKENS_ROUTE}"), "status": 502, "times": 1 }] }),
+    );
+    assert_ne!(run.code, 0, "{run}");
+    assert_eq!(entry["error_kind"], "unavailable", "{entry}");
+    let error = entry["error"].as_str().expect("an error");
+    assert!(error.contains("answered HTTP 502"), "{error}");
+}
