@@ -14,6 +14,7 @@
 //! of the installation can share it; it has the permissions the
 //! installation grants the app.
 
+use std::sync::PoisonError;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -234,7 +235,13 @@ pub struct AppTokens {
     installations: Slots<(String, Issuer, String), u64>,
     /// (API, app, installation id) → token.
     tokens: Slots<(String, Issuer, u64), InstallationToken>,
+    /// (API, app) → when its rate limit resets, while it is used up: the
+    /// mirrors that come after the first to hit it fail at once instead of
+    /// each spending a request on being refused.
+    limited: RateLimits,
 }
+
+type RateLimits = std::sync::Mutex<std::collections::HashMap<(String, Issuer), SystemTime>>;
 
 impl Default for AppTokens {
     fn default() -> Self {
@@ -254,6 +261,7 @@ impl AppTokens {
             clock,
             installations: Slots::default(),
             tokens: Slots::default(),
+            limited: RateLimits::default(),
         }
     }
 
@@ -273,6 +281,7 @@ impl AppTokens {
             app,
             clock: &*self.clock,
             connect_timeout,
+            limited: &self.limited,
         };
         let installation = self
             .installations
@@ -310,6 +319,7 @@ struct Call<'a> {
     app: &'a App,
     clock: &'a dyn Clock,
     connect_timeout: Duration,
+    limited: &'a RateLimits,
 }
 
 impl Call<'_> {
@@ -416,8 +426,26 @@ impl Call<'_> {
         } else {
             "GET"
         };
+        let limit_key = (self.app.api_url.to_string(), app.clone());
         let mut waited = false;
         loop {
+            let reset = self
+                .limited
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&limit_key)
+                .copied();
+            let now = self.clock.now();
+            if let Some(wait) = reset.and_then(|reset| reset.duration_since(now).ok()) {
+                if wait > MAX_RATE_LIMIT_WAIT {
+                    return Err(Error::RateLimited {
+                        app: app.clone(),
+                        url: url.to_string(),
+                        reset: humantime::format_rfc3339_seconds(now + wait).to_string(),
+                        retry_after: wait,
+                    });
+                }
+            }
             let (jwt, key_source) = self.jwt()?;
             let response = client
                 .request(method.clone(), url.clone())
@@ -454,7 +482,12 @@ impl Call<'_> {
                     waited = true;
                     continue;
                 }
-                let reset = humantime::format_rfc3339_seconds(self.clock.now() + limit.wait);
+                let reset_at = self.clock.now() + limit.wait;
+                self.limited
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(limit_key, reset_at);
+                let reset = humantime::format_rfc3339_seconds(reset_at);
                 return Err(Error::RateLimited {
                     app: app.clone(),
                     url,

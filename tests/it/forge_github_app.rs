@@ -626,3 +626,45 @@ fn a_server_error_on_the_token_request_is_unavailable() {
     let error = entry["error"].as_str().expect("an error");
     assert!(error.contains("answered HTTP 502"), "{error}");
 }
+
+#[test]
+fn mirrors_after_the_first_to_hit_a_rate_limit_fail_without_asking_again() {
+    let w = World::new();
+    let key = app_key(&w, "acme");
+    let scenario = json!({
+        "apps": [app(1001, &key, 501, "acme", &["ghs_acme_token"])],
+        "faults": { "rate_limit": { "routes": [INSTALLATION_ROUTE], "reset_in": 3600 } },
+    });
+    let api = GithubApi::start(&w, &scenario);
+    let nginx = Nginx::start(&w);
+    let base = github_git(&nginx, &scenario);
+    let up = fixture_upstream(&w);
+    let mut config = app_table(
+        1001,
+        &format!("key_file = {}", quoted(&key.pkcs1.display().to_string())),
+        &["acme"],
+        &api,
+        &base,
+    );
+    for name in ["a", "b", "c"] {
+        github_repo(&w, "acme", name);
+        config.push_str(&mirror(
+            name,
+            &up.display().to_string(),
+            &format!("{base}/acme/{name}.git"),
+        ));
+    }
+    let run = sync_config(&w, &write_config(&w, &config), &[]);
+    assert_ne!(run.code, 0, "{run}");
+    let doc = report(&run);
+    for name in ["a", "b", "c"] {
+        assert_eq!(entry(&doc, name)["error_kind"], "unavailable", "{doc}");
+    }
+    assert_eq!(
+        api.count("GET", INSTALLATION_ROUTE),
+        1,
+        "{:#?}",
+        api.requests()
+    );
+    api.assert_no_violations();
+}
