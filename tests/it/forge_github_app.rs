@@ -668,3 +668,36 @@ fn mirrors_after_the_first_to_hit_a_rate_limit_fail_without_asking_again() {
     );
     api.assert_no_violations();
 }
+
+#[test]
+fn an_enterprise_server_app_by_client_id_uses_its_api_url() {
+    let w = World::new();
+    let key = app_key(&w, "ghes");
+    let scenario = json!({ "apps": [app(1001, &key, 501, "acme", &["ghs_ghes_token"])] });
+    let api = GithubApi::start(&w, &scenario);
+    let nginx = Nginx::start(&w);
+    let base = github_git(&nginx, &scenario);
+    let up = fixture_upstream(&w);
+    let down = github_repo(&w, "acme", "widget");
+    let config = format!(
+        "[[github_app]]\nclient_id = \"Iv1.0000000000001001\"\nkey_file = {}\nowners = [\"acme/widget\"]\napi_url = {}\ngit_host = {}\n\n{}",
+        quoted(&key.pkcs1.display().to_string()),
+        quoted(&api.enterprise_url()),
+        quoted(base.strip_prefix("http://").expect("http")),
+        mirror("ghes", &up.display().to_string(), &format!("{base}/acme/widget.git")),
+    );
+    let run = sync_config(&w, &write_config(&w, &config), &[]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_in_sync(&w, &up, &down);
+    let requests = api.requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    for r in &requests {
+        assert_eq!(
+            (r.prefix.as_str(), r.auth.as_str(), r.app_id),
+            ("/api/v3", "jwt", Some(1001)),
+            "{:?}",
+            r.raw
+        );
+    }
+    api.assert_no_violations();
+}
