@@ -701,3 +701,43 @@ fn an_enterprise_server_app_by_client_id_uses_its_api_url() {
     }
     api.assert_no_violations();
 }
+
+/// GitHub Enterprise Server's shape: the API at `https://HOST/api/v3` beside the git data,
+/// both behind nginx's TLS with a private CA that only git's `GIT_SSL_CAINFO` trusts. The
+/// API client takes git's TLS settings for `api_url`, so the one setting serves both.
+#[test]
+fn an_enterprise_server_over_tls_is_trusted_through_gits_ca_setting() {
+    let w = World::new();
+    let key = app_key(&w, "ghes");
+    let scenario = json!({ "apps": [app(1001, &key, 501, "acme", &["ghs_ghes_tls_token"])] });
+    let api = GithubApi::start(&w, &scenario);
+    api.behind_nginx(&w);
+    let nginx = Nginx::start(&w);
+    github_git(&nginx, &scenario);
+    let host = format!("127.0.0.1:{}", nginx.tls_port);
+    let up = fixture_upstream(&w);
+    let down = github_repo(&w, "acme", "widget");
+    let config = format!(
+        "[[github_app]]\napp_id = 1001\nkey_file = {}\nowners = [\"acme\"]\napi_url = \"https://{host}/api/v3\"\ngit_host = \"{host}/github\"\n\n{}",
+        quoted(&key.pkcs8.display().to_string()),
+        mirror("ghes", &up.display().to_string(), &format!("https://{host}/github/acme/widget.git")),
+    );
+    let config = write_config(&w, &config);
+    // Without the CA the API's certificate is not trusted: no request reaches the API.
+    let untrusted = sync_config(&w, &config, &[]);
+    assert_ne!(untrusted.code, 0, "{untrusted}");
+    let doc = report(&untrusted);
+    assert_eq!(entry(&doc, "ghes")["error_kind"], "host-key", "{doc}");
+    assert!(api.requests().is_empty());
+
+    let ca = nginx.ca.display().to_string();
+    let run = sync_config(&w, &config, &[("GIT_SSL_CAINFO", &ca)]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_in_sync(&w, &up, &down);
+    let requests = api.requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    assert!(requests
+        .iter()
+        .all(|r| r.prefix == "/api/v3" && r.auth == "jwt"));
+    api.assert_no_violations();
+}
