@@ -17,6 +17,7 @@ use std::error::Error as StdError;
 use std::io;
 use std::time::Duration;
 
+use crate::forge::github_app;
 use crate::limits;
 use crate::pkt_io;
 use crate::plan;
@@ -130,6 +131,38 @@ pub fn classify(error: &relay::Error) -> Classified {
         E::Unpack { .. } => ErrorKind::Rejected.into(),
         E::Verify { .. } => ErrorKind::VerifyMismatch.into(),
         E::Unsupported { .. } => ErrorKind::Unsupported.into(),
+    }
+}
+
+/// Classifies a failure to get a GitHub App's installation token.
+pub fn classify_github_app(error: &github_app::Error) -> Classified {
+    use github_app::Error as E;
+    match error {
+        // Not installed, or the key or app id is refused: trying again
+        // changes nothing until someone fixes the app or the config.
+        E::NotInstalled { .. } | E::Unauthorized { .. } | E::Forbidden { .. } => {
+            ErrorKind::Auth.into()
+        }
+        E::KeySecret { .. } | E::Key { .. } => ErrorKind::Usage.into(),
+        E::Client { source, .. } => classify_http(source),
+        E::Request { source, .. } => classify_reqwest(source).into(),
+        E::RateLimited { retry_after, .. } => Classified {
+            kind: ErrorKind::Unavailable,
+            retry_after: Some(*retry_after),
+        },
+        E::Status {
+            status,
+            retry_after,
+            ..
+        } => Classified {
+            kind: match status {
+                408 => ErrorKind::Timeout,
+                429 | 500..=599 => ErrorKind::Unavailable,
+                _ => ErrorKind::Other,
+            },
+            retry_after: *retry_after,
+        },
+        E::Response { .. } => ErrorKind::Protocol.into(),
     }
 }
 
@@ -812,5 +845,60 @@ mod tests {
             kind(connect(transport::Error::NotFound { path: "/x".into() })),
             ErrorKind::NotFound
         );
+    }
+
+    #[test]
+    fn error_kind_of_github_app_failures() {
+        use crate::forge::jwt::Issuer;
+        use github_app::Error as E;
+        let app = || Issuer::AppId(12345);
+        let not_installed = E::NotInstalled {
+            app: app(),
+            owner: "acme".into(),
+            repo: "api".into(),
+            url: "https://api.github.com/repos/acme/api/installation".into(),
+        };
+        assert_eq!(classify_github_app(&not_installed).kind, ErrorKind::Auth);
+        assert!(not_installed
+            .to_string()
+            .contains("the GitHub App 12345 is not installed on acme"));
+        let revoked = E::Unauthorized {
+            app: app(),
+            key_source: "/run/app.pem".into(),
+            url: "u".into(),
+            detail: String::new(),
+        };
+        assert_eq!(classify_github_app(&revoked).kind, ErrorKind::Auth);
+        assert!(revoked.to_string().contains("/run/app.pem"));
+        let limited = E::RateLimited {
+            app: app(),
+            url: "u".into(),
+            reset: "r".into(),
+            retry_after: Duration::from_secs(900),
+        };
+        assert_eq!(
+            classify_github_app(&limited),
+            Classified {
+                kind: ErrorKind::Unavailable,
+                retry_after: Some(Duration::from_secs(900))
+            }
+        );
+        let status = |status| E::Status {
+            url: "u".into(),
+            status,
+            detail: String::new(),
+            retry_after: None,
+        };
+        assert_eq!(
+            classify_github_app(&status(502)).kind,
+            ErrorKind::Unavailable
+        );
+        assert!(classify_github_app(&status(503)).kind.is_transient());
+        assert_eq!(classify_github_app(&status(422)).kind, ErrorKind::Other);
+        let response = E::Response {
+            url: "u".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(classify_github_app(&response).kind, ErrorKind::Protocol);
     }
 }

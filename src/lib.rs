@@ -35,6 +35,7 @@ pub mod commit_graph;
 pub mod config;
 pub mod error_kind;
 pub mod fleet;
+pub mod forge;
 pub mod git_config;
 pub mod head;
 pub mod helper;

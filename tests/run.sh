@@ -22,6 +22,8 @@ declare -A NEEDED=(
   [ssh-add]=openssh-client
   [script]=bsdutils
   [groff]=groff-base
+  [node]=nodejs
+  [npm]=npm
 )
 
 have() {
@@ -54,6 +56,15 @@ for component in rustfmt clippy; do
     exit 1
   }
 done
+
+# The forge contract tests' GitHub API server (tests/forge): its npm packages, exactly as
+# package-lock.json pins them, installed again whenever the lock file changed.
+forge=tests/forge
+if ! cmp -s "$forge/package-lock.json" "$forge/node_modules/.kalandra-installed-lock"; then
+  echo "== npm ci (tests/forge)"
+  (cd "$forge" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$forge/package-lock.json" "$forge/node_modules/.kalandra-installed-lock"
+fi
 
 # Regenerate fixtures from their scripts rather than from any archive lying around.
 export GIX_TEST_IGNORE_ARCHIVES=1

@@ -149,6 +149,14 @@ fn options(mirror: &Mirror) -> String {
             None => {}
         }
     }
+    for (app, side) in [
+        (&mirror.upstream_app, "upstream"),
+        (&mirror.downstream_app, "downstream"),
+    ] {
+        if let Some(app) = app {
+            options.push(format!("{side}_github_app={}", app.issuer));
+        }
+    }
     if mirror.retries != DEFAULT_RETRIES {
         options.push(format!("retries={}", mirror.retries));
     }
@@ -203,6 +211,8 @@ fn json(fleet: &Fleet) -> serde_json::Value {
                 "low_speed_limit": m.low_speed_limit,
                 "upstream_token": token(&m.upstream_token),
                 "downstream_token": token(&m.downstream_token),
+                "upstream_github_app": m.upstream_app.as_ref().map(|a| a.issuer.to_string()),
+                "downstream_github_app": m.downstream_app.as_ref().map(|a| a.issuer.to_string()),
                 "create_missing": m.create_missing,
                 "retries": m.retries,
                 "interval": humantime::format_duration(m.interval).to_string(),

@@ -65,6 +65,7 @@ pub fn run(args: &FleetArgs) -> u8 {
         dry_run: args.dry_run,
         no_verify: args.no_verify,
         transport: args.transport.clone(),
+        app_tokens: Default::default(),
     };
     let runs = runtime.block_on(async {
         let ticker = tokio::spawn(Arc::clone(&display).tick());

@@ -90,6 +90,7 @@ pub fn run(args: &WatchArgs) -> ExitCode {
         dry_run: false,
         no_verify: false,
         transport,
+        app_tokens: Default::default(),
     };
     ExitCode::from(runtime.block_on(serve(args, fleet, options)))
 }

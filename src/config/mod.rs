@@ -16,6 +16,7 @@
 
 mod duration;
 mod expand;
+mod github_app;
 mod keys;
 mod secret;
 mod settings;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use crate::forge::App;
 use crate::git_config::GitConfig;
 use crate::plan::Divergence;
 use crate::url::RepoUrl;
@@ -44,6 +46,8 @@ pub use secret::{resolve_secret, resolve_secret_with, SecretError};
 pub struct Fleet {
     pub path: PathBuf,
     pub mirrors: Vec<Mirror>,
+    /// The `[[github_app]]`s, in file order.
+    pub github_apps: Vec<App>,
 }
 
 /// One upstream/downstream pair and how to sync it.
@@ -69,6 +73,12 @@ pub struct Mirror {
     pub max_duration: Option<Duration>,
     pub upstream_token: Option<SecretRef>,
     pub downstream_token: Option<SecretRef>,
+    /// The GitHub App whose installation token is upstream's http
+    /// password: the first `[[github_app]]` that serves upstream's URL,
+    /// unless the mirror (or its template) names a token of its own.
+    pub upstream_app: Option<App>,
+    /// The same for downstream.
+    pub downstream_app: Option<App>,
     /// Create a missing local downstream with `git init --bare`.
     pub create_missing: bool,
     /// How many times a transient failure is retried (`retries`).
@@ -175,12 +185,13 @@ pub fn parse_rewritten(
         names: HashMap::new(),
         diagnostics: Vec::new(),
     };
-    let mirrors = checker.fleet();
+    let (mirrors, github_apps) = checker.fleet();
     let mut diagnostics = checker.diagnostics;
     if diagnostics.is_empty() {
         return Ok(Fleet {
             path: path.to_owned(),
             mirrors,
+            github_apps,
         });
     }
     // The config file's own problems first, in file order, then those of
@@ -259,17 +270,17 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn fleet(&mut self) -> Vec<Mirror> {
+    fn fleet(&mut self) -> (Vec<Mirror>, Vec<App>) {
         let text = self.text;
         let (document, syntax) = DeTable::parse_recoverable(text);
         if !syntax.is_empty() {
             for e in syntax {
                 self.error(e.span().map_or(0, |span| span.start), e.message());
             }
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         let mut defaults = Settings::default();
-        let (mut mirrors, mut templates) = (Vec::new(), Vec::new());
+        let (mut mirrors, mut templates, mut apps) = (Vec::new(), Vec::new(), Vec::new());
         for (key, value) in in_file_order(document.get_ref()) {
             match &**key.get_ref() {
                 "defaults" => match value.get_ref() {
@@ -281,6 +292,7 @@ impl Checker<'_> {
                 },
                 "mirror" => mirrors = self.tables(value, Table::Mirror),
                 "template" => templates = self.tables(value, Table::Template),
+                "github_app" => apps = self.github_apps(value),
                 other if keys::MIRROR.contains(&other) => self.error(
                     key.span().start,
                     format!("`{other}` is a per-mirror key: set it in [defaults], a [[mirror]] or a [[template]]"),
@@ -290,12 +302,16 @@ impl Checker<'_> {
         }
         let mut fleet = Vec::with_capacity(mirrors.len());
         for (header, own) in mirrors {
-            fleet.extend(self.mirror(header, &own.over(&defaults)));
+            let tokens = own_tokens(&own);
+            let mirror = self.mirror(header, &own.over(&defaults));
+            fleet.extend(mirror.map(|m| with_apps(m, tokens, &apps)));
         }
         for (index, (header, own)) in templates.into_iter().enumerate() {
-            fleet.extend(self.template(index, header, &own.over(&defaults)));
+            let tokens = own_tokens(&own);
+            let expanded = self.template(index, header, &own.over(&defaults));
+            fleet.extend(expanded.into_iter().map(|m| with_apps(m, tokens, &apps)));
         }
-        fleet
+        (fleet, apps)
     }
 
     /// The tables of `[[mirror]]` or `[[template]]`, each with the offset
@@ -382,6 +398,36 @@ impl Checker<'_> {
             joined
         }
     }
+}
+
+/// Whether a table names upstream's and downstream's tokens itself
+/// (not through `[defaults]`).
+fn own_tokens(own: &Settings) -> [bool; 2] {
+    [own.upstream_token.is_some(), own.downstream_token.is_some()]
+}
+
+/// `mirror` with the GitHub App of each side that one serves: the first
+/// app in file order whose git host and owners match the side's URL. A
+/// token the mirror names itself wins over the app; the app wins over a
+/// `[defaults]` token, which then does not apply to that side.
+fn with_apps(mut mirror: Mirror, own_tokens: [bool; 2], apps: &[App]) -> Mirror {
+    let app_for = |url: &RepoUrl| match url {
+        RepoUrl::Http { url } => apps.iter().find(|app| app.serves(url).is_some()).cloned(),
+        _ => None,
+    };
+    if !own_tokens[0] {
+        mirror.upstream_app = app_for(&mirror.upstream);
+        if mirror.upstream_app.is_some() {
+            mirror.upstream_token = None;
+        }
+    }
+    if !own_tokens[1] {
+        mirror.downstream_app = app_for(&mirror.downstream);
+        if mirror.downstream_app.is_some() {
+            mirror.downstream_token = None;
+        }
+    }
+    mirror
 }
 
 #[cfg(test)]

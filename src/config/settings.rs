@@ -115,6 +115,8 @@ impl Settings {
             max_duration: self.max_duration,
             upstream_token: self.upstream_token.clone(),
             downstream_token: self.downstream_token.clone(),
+            upstream_app: None,
+            downstream_app: None,
             create_missing: self.create_missing.unwrap_or(false),
             retries: self.retries.unwrap_or(DEFAULT_RETRIES),
             interval: self.interval.unwrap_or(DEFAULT_INTERVAL),
@@ -251,7 +253,7 @@ impl Checker<'_> {
         );
     }
 
-    fn string(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<String> {
+    pub(super) fn string(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<String> {
         match value.get_ref() {
             DeValue::String(text) => Some(text.to_string()),
             _ => {
@@ -271,7 +273,7 @@ impl Checker<'_> {
         }
     }
 
-    fn integer(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<u64> {
+    pub(super) fn integer(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<u64> {
         let DeValue::Integer(integer) = value.get_ref() else {
             self.wrong_type(key, value, "an integer");
             return None;
@@ -311,7 +313,11 @@ impl Checker<'_> {
     }
 
     /// An array of strings, each reported where it stands.
-    fn strings(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<Vec<At<String>>> {
+    pub(super) fn strings(
+        &mut self,
+        key: &str,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<Vec<At<String>>> {
         let DeValue::Array(array) = value.get_ref() else {
             self.wrong_type(key, value, "an array of strings");
             return None;

@@ -82,6 +82,8 @@ fn config_mirror_takes_the_documented_defaults() {
             max_duration: None,
             upstream_token: None,
             downstream_token: None,
+            upstream_app: None,
+            downstream_app: None,
             create_missing: false,
             retries: DEFAULT_RETRIES,
             interval: DEFAULT_INTERVAL,

@@ -21,7 +21,8 @@ use futures_util::FutureExt;
 use tokio::task::JoinSet;
 
 use crate::config::{Mirror, SecretRef};
-use crate::error_kind::{classify, ErrorKind};
+use crate::error_kind::{classify, classify_github_app, ErrorKind};
+use crate::forge::{App, AppTokens};
 use crate::plan::{PlanOptions, Scope};
 use crate::progress::Progress;
 use crate::relay::{self, Outcome, PushOptions, RefStatus, SyncOptions, SyncReport};
@@ -43,6 +44,9 @@ pub struct RunOptions {
     pub no_verify: bool,
     /// The settings of mirrors that do not set their own.
     pub transport: TransportSettings,
+    /// GitHub Apps' installation tokens, shared by every mirror of the
+    /// process (a `watch` keeps them across reloads).
+    pub app_tokens: Arc<AppTokens>,
 }
 
 /// Why a mirror did not end in sync.
@@ -303,7 +307,17 @@ async fn try_attempt(
     options: &RunOptions,
     progress: &Progress,
 ) -> Result<End, Failure> {
-    let settings = settings_for(mirror, &options.transport)?;
+    let mut settings = settings_for(mirror, &options.transport)?;
+    // Taken from the cache (or fetched) right before connecting, so that a
+    // sync never starts with a token about to expire.
+    if let Some(app) = &mirror.upstream_app {
+        settings.upstream_token =
+            Some(app_token(app, &mirror.upstream, &options.app_tokens, &settings).await?);
+    }
+    if let Some(app) = &mirror.downstream_app {
+        settings.downstream_token =
+            Some(app_token(app, &mirror.downstream, &options.app_tokens, &settings).await?);
+    }
     let created = if mirror.create_missing && !options.dry_run {
         create_missing(&mirror.upstream, &mirror.downstream, &settings).await?
     } else {
@@ -425,6 +439,15 @@ fn rejected_message(report: &SyncReport) -> String {
     if more > 0 {
         message.push_str(&format!(" and {more} more"));
     }
+    let hint = report
+        .result
+        .refs
+        .iter()
+        .filter_map(|r| r.reason.as_deref())
+        .find_map(crate::forge::github_app::workflow_refusal_hint);
+    if let Some(hint) = hint {
+        message.push_str(&format!(" (hint: {hint})"));
+    }
     message
 }
 
@@ -453,6 +476,40 @@ fn settings_for(mirror: &Mirror, base: &TransportSettings) -> Result<TransportSe
         settings.downstream_token = Some(read_secret(secret)?);
     }
     Ok(settings)
+}
+
+/// The installation token of `app` for the repository at `url`, as the
+/// side's http password (user `x-access-token`).
+async fn app_token(
+    app: &App,
+    url: &RepoUrl,
+    tokens: &AppTokens,
+    settings: &TransportSettings,
+) -> Result<Token, Failure> {
+    let served = match url {
+        RepoUrl::Http { url } => app.serves(url),
+        _ => None,
+    };
+    // The config gives a side only an app that serves it; a library
+    // caller may not have.
+    let Some((owner, repo)) = served else {
+        return Err(Failure {
+            kind: ErrorKind::Usage,
+            message: format!("GitHub App {} does not serve {url}", app.issuer),
+            retry_after: None,
+        });
+    };
+    tokens
+        .token(app, &owner, &repo, settings.connect_timeout)
+        .await
+        .map_err(|error| {
+            let classified = classify_github_app(&error);
+            Failure {
+                kind: classified.kind,
+                message: mask_credentials(&relay::chain(&error)),
+                retry_after: classified.retry_after,
+            }
+        })
 }
 
 fn read_secret(secret: &SecretRef) -> Result<Token, Failure> {

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// For [`crate::forge`]'s API calls.
+pub(crate) use http::api_client;
 /// For [`crate::error_kind`], which classifies [`Error::Http`].
 pub(crate) use http::Error as HttpError;
 pub use idle::{Activity, LowSpeed};

@@ -131,6 +131,8 @@ fn config_list_json_shows_every_resolved_key_and_no_secret() {
             "max_duration": null,
             "upstream_token": {"env": "KALANDRA_TEST_UP_TOKEN"},
             "downstream_token": null,
+            "upstream_github_app": null,
+            "downstream_github_app": null,
             "create_missing": false,
             "retries": 3,
             "interval": "5m",

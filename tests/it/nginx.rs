@@ -10,6 +10,11 @@
 //!   [`HEADER_VALUE`] (for `http.extraHeader`);
 //! - `/cookie/...`: like `/v2/`, but 403 unless the cookie `kalandra_session` is
 //!   [`COOKIE_VALUE`] (for `http.cookieFile`).
+//! - `/github/OWNER/...`: the repositories under `<root>/github/`, as GitHub serves them to a
+//!   GitHub App: basic auth as `x-access-token` with the token [`Nginx::set_github_token`] set
+//!   for OWNER (refused while none is set), pushes allowed.
+//! - whatever `<root>/nginx/github-api*.conf` holds when nginx starts (the forge tests put a
+//!   proxy to their GitHub API server there: `crate::github_api::GithubApi::behind_nginx`).
 //!
 //! The same locations are served over TLS on [`Nginx::tls_port`], with a certificate from a
 //! CA the harness generates ([`Nginx::ca`]), and on [`Nginx::mtls_port`], which also requires
@@ -231,6 +236,11 @@ impl Nginx {
     location ~ ^/cookie(/.*)$ {{
       if ($cookie_kalandra_session != \"{COOKIE_VALUE}\") {{ return 403; }}
 {v2}    }}
+    location ~ ^(/github/(?<github_owner>[^/]+)/.*)$ {{
+      auth_basic \"kalandra test github\";
+      auth_basic_user_file {d}/github-tokens/$github_owner.htpasswd;
+{auth}    }}
+    include {d}/github-api*.conf;
 ",
             htpasswd = htpasswd.display(),
         );
@@ -438,6 +448,24 @@ http {{
             "openssl x509 (client)",
         );
         (cert, key)
+    }
+
+    /// Lets `x-access-token` with `token` (and no other password) fetch and push
+    /// `/github/<owner>/...`, as a GitHub App's installation token for `owner` may; replaces
+    /// the token set before. nginx reads the file on each request: no reload needed.
+    pub fn set_github_token(&self, owner: &str, token: &str) {
+        assert!(
+            !owner.is_empty() && !owner.contains(['/', '.']),
+            "not an owner name: {owner:?}"
+        );
+        let dir = self.dir.join("github-tokens");
+        std::fs::create_dir_all(&dir).expect("can create the github token directory");
+        // nginx's own `{PLAIN}` scheme: the test's tokens are no secret, and no hash to make.
+        std::fs::write(
+            dir.join(format!("{owner}.htpasswd")),
+            format!("x-access-token:{{PLAIN}}{token}\n"),
+        )
+        .expect("can write the github token file");
     }
 
     /// Replaces the global git config http-backend's git processes read (hooks such as

@@ -114,6 +114,40 @@ pub(super) async fn connect(
     Ok((connection, low_speed))
 }
 
+/// A client for a forge's REST API at `url` (GitHub App tokens): the TLS
+/// and proxy settings git would use for that URL (`http.<url>.sslCAInfo`,
+/// `sslVerify`, `sslCert`, `proxy`), but not git's extra headers or
+/// cookies, which are meant for git's requests.
+pub(crate) async fn api_client(url: &Url, connect_timeout: Duration) -> Result<Client, Error> {
+    let config = config::HttpConfig::load(url).await?;
+    let tls = tls::client_config(
+        config.ca_info.as_deref(),
+        config.no_verify,
+        config.client_cert().as_ref(),
+        false,
+    )?;
+    let mut builder = Client::builder()
+        .user_agent(concat!("kalandra/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(connect_timeout)
+        .timeout(API_TIMEOUT)
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .http1_only();
+    if let Some(proxy) = &config.proxy {
+        let proxy = reqwest::Proxy::all(proxy.as_str())
+            .map_err(|source| Error::Proxy {
+                proxy: proxy.clone(),
+                source,
+            })?
+            .no_proxy(reqwest::NoProxy::from_env());
+        builder = builder.proxy(proxy);
+    }
+    builder.build().map_err(Error::Client)
+}
+
+/// A whole API call's limit: its answers are small JSON documents.
+const API_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One repository on one server, shared by a connection's reader and
 /// writer.
 struct Remote {
