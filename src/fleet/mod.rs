@@ -370,7 +370,18 @@ async fn try_attempt(
             result = sync_once(mirror, &sync_options, progress).await;
         }
     }
-    let report = result?;
+    let report = match result {
+        Ok(report) => report,
+        // A repository created in this attempt stays created; say so.
+        Err(failure) => {
+            return Ok(End {
+                report: None,
+                created,
+                default_branch_set: None,
+                failure: Some(failure),
+            })
+        }
+    };
     let mut failure = report_failure(&report);
     let mut default_branch_set = None;
     let head = report.upstream_head.as_deref();
