@@ -323,8 +323,10 @@ async fn try_attempt(
             Some(app_token(app, &mirror.upstream, &options.app_tokens, &settings).await?);
     }
     if let Some(app) = &mirror.downstream_app {
-        settings.downstream_token =
-            Some(app_token(app, &mirror.downstream, &options.app_tokens, &settings).await?);
+        settings.downstream_token = Some(
+            downstream_app_token(app, mirror, options.dry_run, &options.app_tokens, &settings)
+                .await?,
+        );
     }
     let created = if mirror.create_missing && !options.dry_run {
         create_missing(&mirror.upstream, &mirror.downstream, &settings).await?
@@ -585,6 +587,38 @@ async fn app_token(
                 retry_after: classified.retry_after,
             }
         })
+}
+
+/// Downstream's installation token. With `create_missing`, a repository
+/// GitHub does not know (yet) has no installation of its own: the
+/// organisation's is asked for instead, and the sync then finds the
+/// repository missing and creates it.
+async fn downstream_app_token(
+    app: &App,
+    mirror: &Mirror,
+    dry_run: bool,
+    tokens: &AppTokens,
+    settings: &TransportSettings,
+) -> Result<Token, Failure> {
+    let token = app_token(app, &mirror.downstream, tokens, settings).await;
+    let repository_unknown = matches!(&token, Err(f) if f.kind == ErrorKind::Auth);
+    if !(mirror.create_missing && !dry_run && repository_unknown) {
+        return token;
+    }
+    let RepoUrl::Http { url } = &mirror.downstream else {
+        return token;
+    };
+    let Some((owner, repo)) = app.serves(url) else {
+        return token;
+    };
+    match tokens
+        .org_token(app, &owner, &repo, settings.connect_timeout)
+        .await
+    {
+        Ok(org_token) => Ok(org_token),
+        // The repository lookup's error says more (uninstalled, refused key).
+        Err(_) => token,
+    }
 }
 
 fn read_secret(secret: &SecretRef) -> Result<Token, Failure> {

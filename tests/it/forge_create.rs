@@ -269,9 +269,80 @@ fn creating_without_administration_write_is_an_auth_error_and_creates_nothing() 
     );
     assert!(!error.contains(TOKEN), "{error}");
     assert!(!w.root().join("github/acme/widget.git").exists());
+    assert_eq!(
+        api.get("/repos/acme/widget", Some(&format!("token {TOKEN}")))
+            .status,
+        404
+    );
     assert_eq!(api.count("POST", CREATE_ROUTE), 1);
     assert_eq!(api.count("PATCH", REPO_ROUTE), 0);
     assert!(!run.stdout.contains(TOKEN) && !run.stderr.contains(TOKEN));
+    api.assert_no_violations();
+}
+
+#[test]
+fn an_installation_on_chosen_repositories_finds_its_token_through_the_org_and_creates() {
+    let w = World::new();
+    let key = app_key(&w, "acme");
+    let up = w.fixture("mirror.sh").join("upstream-bare.git");
+    let nginx = Nginx::start(&w);
+    let mut scenario = scenario(&key, admin(), json!([]));
+    scenario["apps"][0]["installations"][0]["repositories"] = json!(["other"]);
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    let api = GithubApi::start(&w, &scenario);
+    let run = sync(
+        &w,
+        &config(&w, &up, &key, &api, &base, "create_missing = true"),
+    );
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(widget(&run)["created"], true);
+    assert_in_sync(&w, &up, &w.root().join("github/acme/widget.git"));
+    // GitHub answers 404 for the installation of a repository that does not exist; the
+    // organisation's installation is asked for instead.
+    assert_eq!(api.count("GET", "/repos/{owner}/{repo}/installation"), 1);
+    assert_eq!(api.count("GET", "/orgs/{org}/installation"), 1);
+    assert_eq!(api.count("POST", CREATE_ROUTE), 1);
+    api.assert_no_violations();
+}
+
+#[test]
+fn a_name_taken_by_a_repository_the_installation_cannot_see_is_refused_with_the_reason() {
+    let w = World::new();
+    let key = app_key(&w, "acme");
+    let up = w.fixture("mirror.sh").join("upstream-bare.git");
+    let nginx = Nginx::start(&w);
+    // widget exists, private, but the installation covers only `other`.
+    let mut scenario = scenario(
+        &key,
+        admin(),
+        json!([{ "owner": "acme", "name": "widget", "private": true }]),
+    );
+    scenario["apps"][0]["installations"][0]["repositories"] = json!(["other"]);
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    let api = GithubApi::start(&w, &scenario);
+    let run = sync(
+        &w,
+        &config(&w, &up, &key, &api, &base, "create_missing = true"),
+    );
+    assert_ne!(run.code, 0, "{run}");
+    let entry = widget(&run);
+    assert_eq!(
+        (&entry["error_kind"], &entry["created"]),
+        (&json!("rejected"), &json!(false)),
+        "{entry}"
+    );
+    let error = entry["error"].as_str().expect("an error");
+    assert!(
+        error.contains("name already exists") && error.contains("cannot see it"),
+        "{error}"
+    );
+    let creates: Vec<u16> = api
+        .requests()
+        .iter()
+        .filter(|r| r.route.as_deref() == Some(CREATE_ROUTE))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(creates, [422]);
     api.assert_no_violations();
 }
 
