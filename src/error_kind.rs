@@ -17,7 +17,7 @@ use std::error::Error as StdError;
 use std::io;
 use std::time::Duration;
 
-use crate::forge::github_app;
+use crate::forge::{github_app, github_repo};
 use crate::limits;
 use crate::pkt_io;
 use crate::plan;
@@ -162,6 +162,34 @@ pub fn classify_github_app(error: &github_app::Error) -> Classified {
             },
             retry_after: *retry_after,
         },
+        E::Response { .. } => ErrorKind::Protocol.into(),
+    }
+}
+
+/// The kind of a failed API call about a downstream GitHub repository
+/// (`create_missing`, `follow_head`).
+pub fn classify_github_repo(error: &github_repo::Error) -> Classified {
+    use github_repo::Error as E;
+    match error {
+        // The installation lacks the permission: nothing changes until
+        // someone grants it.
+        E::Forbidden { .. } => ErrorKind::Auth.into(),
+        // GitHub refused the creation (a name taken, a visibility the
+        // organisation forbids): permanent, like a refused ref.
+        E::Unprocessable { .. } => ErrorKind::Rejected.into(),
+        E::Client { source, .. } => classify_http(source),
+        E::Request { source, .. } => classify_reqwest(source).into(),
+        E::RateLimited { retry_after, .. } => Classified {
+            kind: ErrorKind::Unavailable,
+            retry_after: Some(*retry_after),
+        },
+        E::Status { status, .. } => match status {
+            404 => ErrorKind::NotFound,
+            408 => ErrorKind::Timeout,
+            429 | 500..=599 => ErrorKind::Unavailable,
+            _ => ErrorKind::Other,
+        }
+        .into(),
         E::Response { .. } => ErrorKind::Protocol.into(),
     }
 }

@@ -6,7 +6,9 @@
 //! often `master`). When upstream's default branch is `main`, clones of
 //! the mirror then check out nothing ("remote HEAD refers to nonexistent
 //! ref"). Kalandra says so, and for a downstream on this machine
-//! `--set-head` fixes it. Forges set HEAD through their API (not here).
+//! `--set-head` fixes it (and a fleet's `follow_head`). A GitHub
+//! downstream's default branch is set through its API
+//! (`forge::github_repo`).
 
 use std::path::Path;
 

@@ -122,6 +122,7 @@ fn options(mirror: &Mirror) -> String {
         (mirror.atomic, "atomic"),
         (mirror.allow_mass_delete, "allow_mass_delete"),
         (mirror.create_missing, "create_missing"),
+        (mirror.follow_head, "follow_head"),
     ] {
         if set {
             options.push(key.to_owned());
@@ -214,6 +215,8 @@ fn json(fleet: &Fleet) -> serde_json::Value {
                 "upstream_github_app": m.upstream_app.as_ref().map(|a| a.issuer.to_string()),
                 "downstream_github_app": m.downstream_app.as_ref().map(|a| a.issuer.to_string()),
                 "create_missing": m.create_missing,
+                "create_visibility": m.create_visibility.as_str(),
+                "follow_head": m.follow_head,
                 "retries": m.retries,
                 "interval": humantime::format_duration(m.interval).to_string(),
                 "webhook_secret": token(&m.webhook_secret),

@@ -164,6 +164,10 @@ fn print_table(runs: &[MirrorRun], dry_run: bool, elapsed: Duration) {
                 (None, false) if run.created => "created".to_owned(),
                 (None, false) => "ok".to_owned(),
             };
+            if let Some(head) = &run.default_branch_set {
+                let branch = head.strip_prefix("refs/heads/").unwrap_or(head);
+                result.push_str(&format!(", HEAD -> {}", escape(branch)));
+            }
             if run.attempts > 1 {
                 result.push_str(&format!(", {} tries", run.attempts));
             }

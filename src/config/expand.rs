@@ -50,18 +50,25 @@ impl Checker<'_> {
         Some(s.mirror(name?, upstream?, downstream, origin))
     }
 
-    /// `create_missing` runs `git init --bare`, which only makes sense for
-    /// a local downstream; a remote one is refused where it is written
-    /// rather than failing on every sync.
+    /// `create_missing` creates a local downstream with `git init --bare`
+    /// and a GitHub one through the `[[github_app]]` that serves it; any
+    /// other is refused where it is written rather than failing on every
+    /// sync.
     fn create_missing_fits(&mut self, header: usize, s: &Settings, downstream: &RepoUrl) -> bool {
         if s.create_missing != Some(true) || downstream.local_path().is_some() {
             return true;
         }
+        if let RepoUrl::Http { url } = downstream {
+            if self.apps.iter().any(|app| app.serves(url).is_some()) {
+                return true;
+            }
+        }
         self.error(
             header,
             format!(
-                "`create_missing = true` only creates local repositories, and downstream {} is \
-                 remote: create it on its server first (or drop create_missing)",
+                "`create_missing = true` creates local repositories, and GitHub repositories \
+                 through a [[github_app]] that serves them; downstream {} is neither: create \
+                 it on its server first (or drop create_missing)",
                 mask_credentials(&downstream.to_string())
             ),
         );

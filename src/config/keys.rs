@@ -22,6 +22,8 @@ pub(super) const MIRROR: &[&str] = &[
     "downstream_token_env",
     "downstream_token_file",
     "create_missing",
+    "create_visibility",
+    "follow_head",
     "retries",
     "interval",
     "webhook_secret_env",

@@ -30,6 +30,7 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use crate::forge::github_repo::Visibility;
 use crate::forge::App;
 use crate::git_config::GitConfig;
 use crate::plan::Divergence;
@@ -79,8 +80,14 @@ pub struct Mirror {
     pub upstream_app: Option<App>,
     /// The same for downstream.
     pub downstream_app: Option<App>,
-    /// Create a missing local downstream with `git init --bare`.
+    /// Create a missing downstream: a local one with `git init --bare`, a
+    /// GitHub one through its app (`POST /orgs/{org}/repos`).
     pub create_missing: bool,
+    /// Who may see a GitHub repository `create_missing` creates.
+    pub create_visibility: Visibility,
+    /// Point downstream's HEAD (a GitHub repository's default branch) at
+    /// upstream's after each sync.
+    pub follow_head: bool,
     /// How many times a transient failure is retried (`retries`).
     pub retries: u32,
     /// `kalandra watch`: how often the mirror syncs without a webhook.
@@ -183,6 +190,7 @@ pub fn parse_rewritten(
         read,
         rewrites,
         names: HashMap::new(),
+        apps: Vec::new(),
         diagnostics: Vec::new(),
     };
     let (mirrors, github_apps) = checker.fleet();
@@ -266,6 +274,9 @@ struct Checker<'a> {
     rewrites: &'a Rewrites,
     /// Each mirror name taken so far, and where.
     names: HashMap<String, Place>,
+    /// The `[[github_app]]`s, once read: what `create_missing` may create
+    /// a remote downstream with.
+    apps: Vec<App>,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -300,6 +311,7 @@ impl Checker<'_> {
                 other => self.unknown_key(other, key.span().start, keys::TOP_LEVEL),
             }
         }
+        self.apps.clone_from(&apps);
         let mut fleet = Vec::with_capacity(mirrors.len());
         for (header, own) in mirrors {
             let tokens = own_tokens(&own);

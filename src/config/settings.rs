@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::keys::{self, Table};
 use super::secret::resolve_secret_with;
 use super::{Checker, Mirror, Origin, SecretRef, DEFAULT_INTERVAL, DEFAULT_RETRIES};
+use crate::forge::github_repo::Visibility;
 use crate::plan::{Divergence, Glob};
 
 /// A value and the byte offset where it stands in the config file.
@@ -40,6 +41,8 @@ pub(super) struct Settings {
     pub upstream_token: Option<SecretRef>,
     pub downstream_token: Option<SecretRef>,
     pub create_missing: Option<bool>,
+    pub create_visibility: Option<Visibility>,
+    pub follow_head: Option<bool>,
     pub retries: Option<u32>,
     pub interval: Option<Duration>,
     pub webhook_secret: Option<SecretRef>,
@@ -81,6 +84,8 @@ impl Settings {
             upstream_token,
             downstream_token,
             create_missing,
+            create_visibility,
+            follow_head,
             retries,
             interval,
             webhook_secret,
@@ -118,6 +123,8 @@ impl Settings {
             upstream_app: None,
             downstream_app: None,
             create_missing: self.create_missing.unwrap_or(false),
+            create_visibility: self.create_visibility.unwrap_or_default(),
+            follow_head: self.follow_head.unwrap_or(false),
             retries: self.retries.unwrap_or(DEFAULT_RETRIES),
             interval: self.interval.unwrap_or(DEFAULT_INTERVAL),
             webhook_secret: self.webhook_secret.clone(),
@@ -211,6 +218,8 @@ impl Checker<'_> {
                 "downstream_token_env" => downstream_token.env = string(self),
                 "downstream_token_file" => downstream_token.file = string(self),
                 "create_missing" => s.create_missing = self.boolean(name, value),
+                "create_visibility" => s.create_visibility = self.visibility(name, value),
+                "follow_head" => s.follow_head = self.boolean(name, value),
                 "interval" => s.interval = self.duration(name, value),
                 "webhook_secret_env" => webhook_secret.env = string(self),
                 "webhook_secret_file" => webhook_secret.file = string(self),
@@ -263,7 +272,22 @@ impl Checker<'_> {
         }
     }
 
-    fn boolean(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<bool> {
+    fn visibility(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<Visibility> {
+        let text = self.string(key, value)?;
+        let parsed = Visibility::parse(&text);
+        if parsed.is_none() {
+            self.error(
+                value.span().start,
+                format!(
+                    "`{key}` must be \"private\", \"internal\" or \"public\", not {:?}",
+                    crate::terminal::escape(&text)
+                ),
+            );
+        }
+        parsed
+    }
+
+    pub(super) fn boolean(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<bool> {
         match value.get_ref() {
             DeValue::Boolean(b) => Some(*b),
             _ => {

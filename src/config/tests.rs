@@ -12,6 +12,9 @@ fn env(name: &str) -> Option<String> {
     match name {
         "UP_TOKEN" => Some("s3cret-up".into()),
         "EMPTY" => Some(String::new()),
+        "APP_KEY" => {
+            Some(include_str!("../../tests/fixtures/github-app-test-key.pkcs1.pem").into())
+        }
         _ => None,
     }
 }
@@ -85,6 +88,8 @@ fn config_mirror_takes_the_documented_defaults() {
             upstream_app: None,
             downstream_app: None,
             create_missing: false,
+            create_visibility: Visibility::Private,
+            follow_head: false,
             retries: DEFAULT_RETRIES,
             interval: DEFAULT_INTERVAL,
             webhook_secret: None,
@@ -715,12 +720,14 @@ create_missing = true
     assert_eq!(
         errors(text),
         [
-            "conf/mirrors.toml:2:1: `create_missing = true` only creates local repositories, \
-             and downstream ssh://git@backup.example/a.git is remote: create it on its server \
-             first (or drop create_missing)",
-            "conf/mirrors.toml:8:1: `create_missing = true` only creates local repositories, \
-             and downstream https://forge.example/x.git is remote: create it on its server \
-             first (or drop create_missing)",
+            "conf/mirrors.toml:2:1: `create_missing = true` creates local repositories, and \
+             GitHub repositories through a [[github_app]] that serves them; downstream \
+             ssh://git@backup.example/a.git is neither: create it on its server first (or drop \
+             create_missing)",
+            "conf/mirrors.toml:8:1: `create_missing = true` creates local repositories, and \
+             GitHub repositories through a [[github_app]] that serves them; downstream \
+             https://forge.example/x.git is neither: create it on its server first (or drop \
+             create_missing)",
         ]
     );
 }
@@ -764,5 +771,61 @@ webhook_secret_env = "NOPE"
     assert_eq!(
         b.webhook_secret,
         Some(SecretRef::File(PathBuf::from("conf/token")))
+    );
+}
+
+#[test]
+fn config_create_missing_on_a_github_app_host_with_visibility_and_follow_head() {
+    let text = r#"
+[[github_app]]
+app_id = 7
+key_env = "APP_KEY"
+owners = ["acme-mirror"]
+
+[defaults]
+follow_head = true
+
+[[mirror]]
+name = "api"
+upstream = "/srv/api.git"
+downstream = "https://github.com/acme-mirror/api.git"
+create_missing = true
+create_visibility = "internal"
+
+[[mirror]]
+name = "web"
+upstream = "/srv/web.git"
+downstream = "https://github.com/acme-mirror/web.git"
+create_missing = true
+
+[[mirror]]
+name = "other"
+upstream = "/srv/a.git"
+downstream = "https://github.com/someone-else/a.git"
+create_missing = true
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "conf/mirrors.toml:23:1: `create_missing = true` creates local repositories, and \
+          GitHub repositories through a [[github_app]] that serves them; downstream \
+          https://github.com/someone-else/a.git is neither: create it on its server first (or \
+          drop create_missing)"
+        ]
+    );
+    let fleet = fleet(&text.replace("someone-else", "acme-mirror"));
+    let [api, web, other] = &fleet.mirrors[..] else {
+        panic!("three mirrors")
+    };
+    assert!(api.create_missing && api.follow_head && web.follow_head && other.follow_head);
+    assert_eq!(api.create_visibility, Visibility::Internal);
+    assert_eq!(web.create_visibility, Visibility::Private);
+    assert!(api.downstream_app.is_some());
+    assert_eq!(
+        errors("[defaults]\ncreate_visibility = \"secret\"\n"),
+        [
+            "conf/mirrors.toml:2:21: `create_visibility` must be \"private\", \"internal\" or \
+          \"public\", not \"secret\""
+        ]
     );
 }

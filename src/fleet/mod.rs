@@ -8,6 +8,7 @@
 //! order it was given.
 
 pub mod backoff;
+mod github_downstream;
 pub(crate) mod hosts;
 pub mod select;
 
@@ -75,6 +76,10 @@ pub struct MirrorRun {
     pub elapsed_ms: u64,
     /// Downstream was created (`create_missing`).
     pub created: bool,
+    /// The branch downstream's HEAD (a GitHub repository's default
+    /// branch) was moved to (`follow_head`), as a full ref name; `None`
+    /// when it was not moved.
+    pub default_branch_set: Option<String>,
     pub error_kind: Option<ErrorKind>,
     pub error: Option<String>,
     /// The last attempt's report, when it got as far as one.
@@ -131,6 +136,7 @@ struct Attempt {
 pub(crate) struct End {
     pub(crate) report: Option<SyncReport>,
     pub(crate) created: bool,
+    pub(crate) default_branch_set: Option<String>,
     pub(crate) failure: Option<Failure>,
 }
 
@@ -139,6 +145,7 @@ impl From<Failure> for End {
         Self {
             report: None,
             created: false,
+            default_branch_set: None,
             failure: Some(failure),
         }
     }
@@ -279,6 +286,7 @@ pub(crate) fn finish(mirror: &Mirror, attempts: u32, elapsed: Duration, end: End
         attempts,
         elapsed_ms: elapsed.as_millis() as u64,
         created: end.created,
+        default_branch_set: end.default_branch_set,
         error_kind: end.failure.as_ref().map(|f| f.kind),
         error: end.failure.map(|f| f.message),
         report: end.report,
@@ -315,8 +323,10 @@ async fn try_attempt(
             Some(app_token(app, &mirror.upstream, &options.app_tokens, &settings).await?);
     }
     if let Some(app) = &mirror.downstream_app {
-        settings.downstream_token =
-            Some(app_token(app, &mirror.downstream, &options.app_tokens, &settings).await?);
+        settings.downstream_token = Some(
+            downstream_app_token(app, mirror, options.dry_run, &options.app_tokens, &settings)
+                .await?,
+        );
     }
     let created = if mirror.create_missing && !options.dry_run {
         create_missing(&mirror.upstream, &mirror.downstream, &settings).await?
@@ -345,12 +355,85 @@ async fn try_attempt(
         no_verify: options.no_verify,
         transport: settings,
     };
-    let sync = relay::sync(
-        &mirror.upstream,
-        &mirror.downstream,
-        &sync_options,
-        progress,
-    );
+    let mut result = sync_once(mirror, &sync_options, progress).await;
+    // A GitHub downstream is created when the sync finds it missing: the
+    // API then says whether it was downstream (or upstream) that is not
+    // there. Asking before every sync would spend a request per mirror
+    // and run for nothing.
+    let github = github_downstream::Downstream::of(mirror, &sync_options.transport);
+    let mut created = created;
+    if let (Err(failure), Some(github)) = (&result, &github) {
+        if failure.kind == ErrorKind::NotFound
+            && mirror.create_missing
+            && !options.dry_run
+            && github.create_if_missing(mirror).await?
+        {
+            created = true;
+            result = sync_once(mirror, &sync_options, progress).await;
+        }
+    }
+    let report = match result {
+        Ok(report) => report,
+        // A repository created in this attempt stays created; say so.
+        Err(failure) => {
+            return Ok(End {
+                report: None,
+                created,
+                default_branch_set: None,
+                failure: Some(failure),
+            })
+        }
+    };
+    let mut failure = report_failure(&report);
+    let mut default_branch_set = None;
+    let head = report.upstream_head.as_deref();
+    // Only after a sync that landed everything, and only to a branch in
+    // scope: then downstream has it.
+    let follow = mirror.follow_head
+        && !report.dry_run
+        && failure.is_none()
+        && head.is_some_and(|h| sync_options.plan.scope.contains(h));
+    if follow {
+        let moved = match (&github, mirror.downstream.local_path()) {
+            (Some(github), _) => github
+                .follow_head(head)
+                .await
+                .map(|b| b.map(|b| format!("refs/heads/{b}"))),
+            (None, Some(path)) => follow_local_head(path, head).await,
+            (None, None) => Ok(None),
+        };
+        match moved {
+            Ok(moved) => default_branch_set = moved,
+            Err(error) => failure = Some(error),
+        }
+    }
+    Ok(End {
+        report: Some(report),
+        created,
+        default_branch_set,
+        failure,
+    })
+}
+
+/// `follow_head` for a downstream on this machine: what `--set-head` does.
+async fn follow_local_head(path: &Path, head: Option<&str>) -> Result<Option<String>, Failure> {
+    let report = crate::head::check_local(path, head, true)
+        .await
+        .map_err(|error| Failure {
+            kind: ErrorKind::Other,
+            message: format!("follow_head: {}", relay::chain(&error)),
+            retry_after: None,
+        })?;
+    Ok(if report.set { report.downstream } else { None })
+}
+
+/// One run of the relay, cut off past `max_duration`.
+async fn sync_once(
+    mirror: &Mirror,
+    sync_options: &SyncOptions,
+    progress: &Progress,
+) -> Result<SyncReport, Failure> {
+    let sync = relay::sync(&mirror.upstream, &mirror.downstream, sync_options, progress);
     let result = match sync_options.transport.max_duration {
         // Each connection gives up at the deadline itself; this catches a
         // sync stuck outside them (a credential helper, say).
@@ -371,7 +454,7 @@ async fn try_attempt(
         },
         None => sync.await,
     };
-    let report = result.map_err(|error| {
+    result.map_err(|error| {
         let classified = classify(&error);
         let mut message = mask_credentials(&relay::chain(&error));
         if let Some(hint) = error.hint() {
@@ -382,12 +465,6 @@ async fn try_attempt(
             message,
             retry_after: classified.retry_after,
         }
-    })?;
-    let failure = report_failure(&report);
-    Ok(End {
-        report: Some(report),
-        created,
-        failure,
     })
 }
 
@@ -510,6 +587,38 @@ async fn app_token(
                 retry_after: classified.retry_after,
             }
         })
+}
+
+/// Downstream's installation token. With `create_missing`, a repository
+/// GitHub does not know (yet) has no installation of its own: the
+/// organisation's is asked for instead, and the sync then finds the
+/// repository missing and creates it.
+async fn downstream_app_token(
+    app: &App,
+    mirror: &Mirror,
+    dry_run: bool,
+    tokens: &AppTokens,
+    settings: &TransportSettings,
+) -> Result<Token, Failure> {
+    let token = app_token(app, &mirror.downstream, tokens, settings).await;
+    let repository_unknown = matches!(&token, Err(f) if f.kind == ErrorKind::Auth);
+    if !(mirror.create_missing && !dry_run && repository_unknown) {
+        return token;
+    }
+    let RepoUrl::Http { url } = &mirror.downstream else {
+        return token;
+    };
+    let Some((owner, repo)) = app.serves(url) else {
+        return token;
+    };
+    match tokens
+        .org_token(app, &owner, &repo, settings.connect_timeout)
+        .await
+    {
+        Ok(org_token) => Ok(org_token),
+        // The repository lookup's error says more (uninstalled, refused key).
+        Err(_) => token,
+    }
 }
 
 fn read_secret(secret: &SecretRef) -> Result<Token, Failure> {

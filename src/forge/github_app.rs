@@ -275,6 +275,33 @@ impl AppTokens {
         repo: &str,
         connect_timeout: Duration,
     ) -> Result<Token, Error> {
+        self.token_via(app, owner, repo, connect_timeout, Lookup::Repository)
+            .await
+    }
+
+    /// The same, with the installation found on the organisation `owner`
+    /// (`GET /orgs/{org}/installation`): for a repository that does not
+    /// exist yet (`create_missing`), which GitHub's repository lookup
+    /// answers 404.
+    pub async fn org_token(
+        &self,
+        app: &App,
+        owner: &str,
+        repo: &str,
+        connect_timeout: Duration,
+    ) -> Result<Token, Error> {
+        self.token_via(app, owner, repo, connect_timeout, Lookup::Organisation)
+            .await
+    }
+
+    async fn token_via(
+        &self,
+        app: &App,
+        owner: &str,
+        repo: &str,
+        connect_timeout: Duration,
+        lookup: Lookup,
+    ) -> Result<Token, Error> {
         let api = app.api_url.as_str().to_owned();
         let owner_key = (api.clone(), app.issuer.clone(), owner.to_ascii_lowercase());
         let call = Call {
@@ -285,7 +312,11 @@ impl AppTokens {
         };
         let installation = self
             .installations
-            .get(&owner_key, |_| true, || call.installation(owner, repo))
+            .get(
+                &owner_key,
+                |_| true,
+                || call.installation(owner, repo, lookup),
+            )
             .await?;
         let token_key = (api, app.issuer.clone(), installation);
         let now = || self.clock.now();
@@ -312,6 +343,16 @@ impl AppTokens {
             source: format!("{}'s installation token for {owner}", app.name()),
         })
     }
+}
+
+/// How an owner's installation is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// `GET /repos/{owner}/{repo}/installation`: the repository must exist
+    /// and be covered.
+    Repository,
+    /// `GET /orgs/{org}/installation`.
+    Organisation,
 }
 
 /// The API calls for one token request.
@@ -349,12 +390,15 @@ impl Call<'_> {
         Ok((jwt, pem.source))
     }
 
-    async fn installation(&self, owner: &str, repo: &str) -> Result<u64, Error> {
+    async fn installation(&self, owner: &str, repo: &str, lookup: Lookup) -> Result<u64, Error> {
         #[derive(serde::Deserialize)]
         struct Installation {
             id: u64,
         }
-        let url = self.endpoint(&format!("repos/{owner}/{repo}/installation"));
+        let url = match lookup {
+            Lookup::Repository => self.endpoint(&format!("repos/{owner}/{repo}/installation")),
+            Lookup::Organisation => self.endpoint(&format!("orgs/{owner}/installation")),
+        };
         let body = self.send(reqwest::Method::GET, &url, owner, repo).await?;
         let installation: Installation = parse(&url, &body)?;
         tracing::debug!(

@@ -1,12 +1,16 @@
 //! Forges' APIs, above the relay: credentials for `transport/http` and,
 //! later, mirrors for `fleet/` (issue 13).
 //!
+//! - [`github_repo`]: a downstream repository through the API: created
+//!   when missing (`create_missing`), its default branch kept on
+//!   upstream's (`follow_head`).
 //! - [`github_app`]: installation tokens of GitHub Apps, cached per
 //!   installation for the whole process, sent as the http password.
 //!   [`jwt`] signs the app's JWT, [`owners`] says which repositories an
 //!   app serves, [`token_cache`] keeps the tokens.
 
 pub mod github_app;
+pub mod github_repo;
 pub mod jwt;
 pub mod owners;
 pub mod token_cache;

@@ -134,6 +134,8 @@ fn config_list_json_shows_every_resolved_key_and_no_secret() {
             "upstream_github_app": null,
             "downstream_github_app": null,
             "create_missing": false,
+            "create_visibility": "private",
+            "follow_head": false,
             "retries": 3,
             "interval": "5m",
             "webhook_secret": null,

@@ -504,6 +504,7 @@ fn run(name: &str, refs: Vec<RefOutcome>, error: Option<ErrorKind>) -> MirrorRun
         attempts: 1,
         elapsed_ms: 5,
         created: false,
+        default_branch_set: None,
         error_kind: error,
         error: error.map(|kind| kind.to_string()),
         report: Some(report),
