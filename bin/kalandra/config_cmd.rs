@@ -75,7 +75,7 @@ fn table(fleet: &Fleet) -> String {
         .chain(fleet.mirrors.iter().map(|m| {
             [
                 m.name.clone(),
-                m.upstream.to_string(),
+                m.upstream_shown(),
                 m.downstream.to_string(),
                 options(m),
             ]
@@ -199,7 +199,7 @@ fn json(fleet: &Fleet) -> serde_json::Value {
             };
             let mut value = serde_json::json!({
                 "name": m.name,
-                "upstream": m.upstream.to_string(),
+                "upstream": m.upstream_shown(),
                 "downstream": m.downstream.to_string(),
                 "include": include,
                 "exclude": m.exclude,

@@ -55,8 +55,14 @@ pub struct Fleet {
 pub struct Mirror {
     /// Unique within the file.
     pub name: String,
+    /// With `upstream_property`, a stand-in (the downstream URL) until the
+    /// property is read before each sync.
     pub upstream: RepoUrl,
     pub downstream: RepoUrl,
+    /// `upstream = "target-prop:NAME"`: the custom property of the
+    /// downstream GitHub repository that holds the upstream URL
+    /// ([`crate::forge::target_prop`]), read through `downstream_app`.
+    pub upstream_property: Option<String>,
     /// Empty means the default scope (branches and tags).
     pub include: Vec<String>,
     pub exclude: Vec<String>,
@@ -89,6 +95,17 @@ pub struct Mirror {
     pub webhook_secret: Option<SecretRef>,
     /// Where the mirror was defined, for messages.
     pub origin: Origin,
+}
+
+impl Mirror {
+    /// Upstream as messages and listings show it: `target-prop:NAME` until
+    /// the property is read.
+    pub fn upstream_shown(&self) -> String {
+        match &self.upstream_property {
+            Some(name) => format!("{}{name}", crate::forge::target_prop::PREFIX),
+            None => self.upstream.to_string(),
+        }
+    }
 }
 
 /// The default of `retries`.
@@ -311,7 +328,34 @@ impl Checker<'_> {
             let expanded = self.template(index, header, &own.over(&defaults));
             fleet.extend(expanded.into_iter().map(|m| with_apps(m, tokens, &apps)));
         }
+        for mirror in &fleet {
+            self.check_target_prop(mirror);
+        }
         (fleet, apps)
+    }
+
+    /// A `target-prop:` upstream is read through the API with the
+    /// downstream's GitHub App, so downstream must be one an app serves.
+    fn check_target_prop(&mut self, mirror: &Mirror) {
+        let Some(property) = &mirror.upstream_property else {
+            return;
+        };
+        if mirror.downstream_app.is_some() {
+            return;
+        }
+        let place = Place {
+            file: self.file.to_owned(),
+            line: mirror.origin.line,
+            column: 1,
+        };
+        self.error_at(
+            &place,
+            format!(
+                "mirror {}: `upstream = \"target-prop:{property}\"` reads the property of downstream {} through the GitHub API, so a [[github_app]] must serve downstream (and downstream must not name its own token)",
+                mirror.name,
+                crate::url::mask_credentials(&mirror.downstream.to_string()),
+            ),
+        );
     }
 
     /// The tables of `[[mirror]]` or `[[template]]`, each with the offset

@@ -5,10 +5,13 @@
 //!   installation for the whole process, sent as the http password.
 //!   [`jwt`] signs the app's JWT, [`owners`] says which repositories an
 //!   app serves, [`token_cache`] keeps the tokens.
+//! - [`target_prop`]: a mirror's upstream read from a custom property of
+//!   its downstream GitHub repository (`upstream = "target-prop:NAME"`).
 
 pub mod github_app;
 pub mod jwt;
 pub mod owners;
+pub mod target_prop;
 pub mod token_cache;
 
 pub use github_app::{App, AppTokens};

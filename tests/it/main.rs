@@ -16,6 +16,7 @@ mod fault_proxy;
 mod faults;
 mod flaky;
 mod fleet;
+mod forge_discovery;
 mod forge_github_app;
 mod git_config;
 mod git_daemon;

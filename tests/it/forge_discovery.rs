@@ -1,0 +1,239 @@
+//! Sync targets from GitHub: `upstream = "target-prop:NAME"` (the upstream URL read from a
+//! custom property of the downstream GitHub repository) and `[[github_org]]` discovery,
+//! end to end against the contract-test GitHub API (`tests/forge/server.js`, every request
+//! checked against GitHub's OpenAPI description) and the real nginx + http-backend, whose
+//! `/github/OWNER/` location takes only OWNER's installation token. Upstreams are served
+//! anonymously by nginx's `/v2/` location.
+//!
+//! Every mirror that succeeds is checked end to end (refs equal, `git fsck`), and every test
+//! ends with zero contract violations.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::forge_github_app::{
+    app, app_table, assert_in_sync, assert_no_secrets, entry, fixture_upstream, mirror, quoted,
+    report, sync_config, write_config,
+};
+use crate::github_api::{app_key, github_repo, with_github_git, GithubApi};
+use crate::harness::World;
+use crate::nginx::Nginx;
+
+const PROPERTIES_ROUTE: &str = "/repos/{owner}/{repo}/properties/values";
+const TOKEN: &str = "ghs_acme_mirror_token_00000000000000000000";
+
+/// `http://127.0.0.1:PORT`, nginx's origin.
+fn origin(nginx: &Nginx) -> String {
+    format!("http://127.0.0.1:{}", nginx.port)
+}
+
+/// The path of `repo` under nginx's anonymous `/v2/` location.
+fn v2_path(w: &World, repo: &Path) -> String {
+    let relative = repo
+        .strip_prefix(w.root())
+        .expect("the repository is in the world");
+    format!("v2/{}", relative.display())
+}
+
+/// A private repository of `acme-mirror` with `properties`.
+fn repository(name: &str, properties: Value) -> Value {
+    json!({ "owner": "acme-mirror", "name": name, "private": true, "properties": properties })
+}
+
+#[test]
+fn target_prop_whole_and_split_forms_sync_end_to_end() {
+    let w = World::new();
+    let key = app_key(&w, "acme-mirror");
+    let up = fixture_upstream(&w);
+    let nginx = Nginx::start(&w);
+    let whole = format!("{}/{}", origin(&nginx), v2_path(&w, &up));
+    let mut scenario = json!({
+        "apps": [app(1001, &key, 501, "acme-mirror", &[TOKEN])],
+        "repositories": [
+            repository("widget", json!({ "mirror-source": whole })),
+            repository("gadget", json!({
+                "mirror-source-host": origin(&nginx),
+                "mirror-source": format!("/{}", v2_path(&w, &up)),
+            })),
+        ],
+    });
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    let api = GithubApi::start(&w, &scenario);
+    let widget = github_repo(&w, "acme-mirror", "widget");
+    let gadget = github_repo(&w, "acme-mirror", "gadget");
+    let config = format!(
+        "{}{}{}",
+        app_table(
+            1001,
+            &format!("key_file = {}", quoted(&key.pkcs1.display().to_string())),
+            &["acme-mirror"],
+            &api,
+            &base
+        ),
+        mirror(
+            "widget",
+            "target-prop:mirror-source",
+            &format!("{base}/acme-mirror/widget.git")
+        ),
+        mirror(
+            "gadget",
+            "target-prop:mirror-source",
+            &format!("{base}/acme-mirror/gadget.git")
+        ),
+    );
+    let run = sync_config(&w, &write_config(&w, &config), &[]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_in_sync(&w, &up, &widget);
+    assert_in_sync(&w, &up, &gadget);
+    assert_eq!(
+        entry(&report(&run), "widget")["upstream"],
+        "target-prop:mirror-source"
+    );
+    // Each repository's properties were read with the installation token.
+    let reads: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.route.as_deref() == Some(PROPERTIES_ROUTE))
+        .collect();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert!(
+        reads.iter().all(|r| r.installation_id == Some(501)),
+        "{reads:?}"
+    );
+    assert_no_secrets(&run, &[TOKEN]);
+    api.assert_no_violations();
+}
+
+#[test]
+fn target_prop_is_read_again_before_each_sync() {
+    let w = World::new();
+    let key = app_key(&w, "acme-mirror");
+    let up = fixture_upstream(&w);
+    // A second upstream: the first's history and one more branch.
+    let other = w.root().join("other.git");
+    w.git(
+        w.root(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            up.to_str().expect("UTF-8"),
+            "other.git",
+        ],
+    );
+    let head = w.git(&other, &["rev-parse", "HEAD"]);
+    w.git(
+        &other,
+        &["update-ref", "refs/heads/moved-source", head.trim()],
+    );
+    let nginx = Nginx::start(&w);
+    let source = |repo: &Path| format!("{}/{}", origin(&nginx), v2_path(&w, repo));
+    let mut scenario = json!({
+        "apps": [app(1001, &key, 501, "acme-mirror", &[TOKEN])],
+        "repositories": [repository("widget", json!({ "mirror-source": source(&up) }))],
+    });
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    let api = GithubApi::start(&w, &scenario);
+    let widget = github_repo(&w, "acme-mirror", "widget");
+    let config = write_config(
+        &w,
+        &format!(
+            "{}{}",
+            app_table(
+                1001,
+                &format!("key_file = {}", quoted(&key.pkcs1.display().to_string())),
+                &["acme-mirror"],
+                &api,
+                &base
+            ),
+            mirror(
+                "widget",
+                "target-prop:mirror-source",
+                &format!("{base}/acme-mirror/widget.git")
+            ),
+        ),
+    );
+    let run = sync_config(&w, &config, &[]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_in_sync(&w, &up, &widget);
+    scenario["repositories"][0]["properties"]["mirror-source"] = json!(source(&other));
+    api.set_scenario(&scenario);
+    let again = sync_config(&w, &config, &[]);
+    assert_eq!(again.code, 0, "{again}");
+    assert_in_sync(&w, &other, &widget);
+    api.assert_no_violations();
+}
+
+#[test]
+fn target_prop_missing_property_is_not_found_and_a_bad_url_is_usage() {
+    let w = World::new();
+    let key = app_key(&w, "acme-mirror");
+    let nginx = Nginx::start(&w);
+    let mut scenario = json!({
+        "apps": [app(1001, &key, 501, "acme-mirror", &[TOKEN])],
+        "repositories": [
+            repository("unset", json!({ "team": "platform" })),
+            repository("local", json!({ "mirror-source": "/etc/shadow" })),
+            repository("secret", json!({ "mirror-source": "https://me:hunter2@gitlab.example/x.git" })),
+        ],
+    });
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    let api = GithubApi::start(&w, &scenario);
+    let mut config = app_table(
+        1001,
+        &format!("key_file = {}", quoted(&key.pkcs1.display().to_string())),
+        &["acme-mirror"],
+        &api,
+        &base,
+    );
+    for name in ["unset", "local", "secret"] {
+        github_repo(&w, "acme-mirror", name);
+        config.push_str(&mirror(
+            name,
+            "target-prop:mirror-source",
+            &format!("{base}/acme-mirror/{name}.git"),
+        ));
+    }
+    let run = sync_config(&w, &write_config(&w, &config), &[]);
+    assert_ne!(run.code, 0, "{run}");
+    let report = report(&run);
+    let unset = entry(&report, "unset");
+    assert_eq!(unset["error_kind"], "not-found", "{unset}");
+    let message = unset["error"].as_str().expect("a message");
+    assert!(
+        message.contains("acme-mirror/unset has no custom property `mirror-source`"),
+        "{message}"
+    );
+    for name in ["local", "secret"] {
+        let e = entry(&report, name);
+        assert_eq!(e["error_kind"], "usage", "{e}");
+        let message = e["error"].as_str().expect("a message");
+        assert!(
+            message.contains(&format!("`mirror-source` of acme-mirror/{name}")),
+            "{message}"
+        );
+    }
+    assert_no_secrets(&run, &[TOKEN, "hunter2"]);
+    api.assert_no_violations();
+}
+
+#[test]
+fn target_prop_without_an_app_for_downstream_is_a_config_error() {
+    let w = World::new();
+    let config = write_config(
+        &w,
+        &mirror(
+            "widget",
+            "target-prop:mirror-source",
+            "https://github.com/acme-mirror/widget.git",
+        ),
+    );
+    let run = sync_config(&w, &config, &[]);
+    assert_ne!(run.code, 0, "{run}");
+    assert!(
+        run.stderr
+            .contains("a [[github_app]] must serve downstream"),
+        "{run}"
+    );
+}
