@@ -37,13 +37,39 @@ pub fn run(command: &ConfigCommand) -> ExitCode {
     let file = match command {
         ConfigCommand::Check { file } | ConfigCommand::List { file, .. } => file,
     };
-    let fleet = match config::load(file) {
+    let mut fleet = match config::load(file) {
         Ok(fleet) => fleet,
         Err(errors) => {
             print_errors(&errors);
             return ExitCode::from(exit::USAGE);
         }
     };
+    // `config check` only checks the file; `config list` shows the
+    // mirrors discovery adds.
+    if matches!(command, ConfigCommand::List { .. }) && !fleet.github_orgs.is_empty() {
+        let Some(runtime) = crate::runtime(Some(1)) else {
+            return ExitCode::from(exit::OTHER);
+        };
+        let settings = match kalandra::transport::TransportSettings::try_from_env() {
+            Ok(settings) => settings,
+            Err(error) => {
+                err!("kalandra: error: invalid environment: {error}");
+                return ExitCode::from(exit::USAGE);
+            }
+        };
+        let tokens = kalandra::forge::AppTokens::default();
+        if let Err(error) = runtime.block_on(kalandra::forge::github_org::discover(
+            &mut fleet,
+            &tokens,
+            settings.connect_timeout,
+        )) {
+            err!(
+                "kalandra: error: {}",
+                escape(&format!("{:#}", anyhow::Error::new(error)))
+            );
+            return ExitCode::from(exit::OTHER);
+        }
+    }
     match command {
         ConfigCommand::Check { .. } => {
             let count = fleet.mirrors.len();

@@ -17,6 +17,7 @@
 mod duration;
 mod expand;
 mod github_app;
+mod github_org;
 mod keys;
 mod secret;
 mod settings;
@@ -38,6 +39,7 @@ use crate::url_rewrite::Rewrites;
 use keys::Table;
 use settings::{a_type, in_file_order, Settings};
 
+pub use github_org::GithubOrg;
 pub use secret::{resolve_secret, resolve_secret_with, SecretError};
 
 /// Every mirror of a config file, templates expanded, in file order
@@ -48,6 +50,9 @@ pub struct Fleet {
     pub mirrors: Vec<Mirror>,
     /// The `[[github_app]]`s, in file order.
     pub github_apps: Vec<App>,
+    /// The `[[github_org]]`s, in file order: their mirrors are added to
+    /// `mirrors` by [`crate::forge::github_org::discover`].
+    pub github_orgs: Vec<GithubOrg>,
 }
 
 /// One upstream/downstream pair and how to sync it.
@@ -202,13 +207,14 @@ pub fn parse_rewritten(
         names: HashMap::new(),
         diagnostics: Vec::new(),
     };
-    let (mirrors, github_apps) = checker.fleet();
+    let (mirrors, github_apps, github_orgs) = checker.fleet();
     let mut diagnostics = checker.diagnostics;
     if diagnostics.is_empty() {
         return Ok(Fleet {
             path: path.to_owned(),
             mirrors,
             github_apps,
+            github_orgs,
         });
     }
     // The config file's own problems first, in file order, then those of
@@ -287,17 +293,18 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn fleet(&mut self) -> (Vec<Mirror>, Vec<App>) {
+    fn fleet(&mut self) -> (Vec<Mirror>, Vec<App>, Vec<GithubOrg>) {
         let text = self.text;
         let (document, syntax) = DeTable::parse_recoverable(text);
         if !syntax.is_empty() {
             for e in syntax {
                 self.error(e.span().map_or(0, |span| span.start), e.message());
             }
-            return (Vec::new(), Vec::new());
+            return (Vec::new(), Vec::new(), Vec::new());
         }
         let mut defaults = Settings::default();
         let (mut mirrors, mut templates, mut apps) = (Vec::new(), Vec::new(), Vec::new());
+        let mut org_tables = Vec::new();
         for (key, value) in in_file_order(document.get_ref()) {
             match &**key.get_ref() {
                 "defaults" => match value.get_ref() {
@@ -310,6 +317,7 @@ impl Checker<'_> {
                 "mirror" => mirrors = self.tables(value, Table::Mirror),
                 "template" => templates = self.tables(value, Table::Template),
                 "github_app" => apps = self.github_apps(value),
+                "github_org" => org_tables = self.github_org_tables(value),
                 other if keys::MIRROR.contains(&other) => self.error(
                     key.span().start,
                     format!("`{other}` is a per-mirror key: set it in [defaults], a [[mirror]] or a [[template]]"),
@@ -331,7 +339,14 @@ impl Checker<'_> {
         for mirror in &fleet {
             self.check_target_prop(mirror);
         }
-        (fleet, apps)
+        let orgs = org_tables
+            .into_iter()
+            .filter_map(|t| {
+                let settings = t.settings.over(&defaults);
+                self.github_org(t.header, t.org, t.property, &settings, &apps)
+            })
+            .collect();
+        (fleet, apps, orgs)
     }
 
     /// A `target-prop:` upstream is read through the API with the

@@ -265,7 +265,8 @@ impl AppTokens {
         }
     }
 
-    /// The http password for `owner/repo` through `app`: a cached
+    /// The http password for `owner/repo` through `app` (an empty `repo`:
+    /// for the organisation `owner` itself): a cached
     /// installation token while it is fresh, else a new one (one request
     /// per installation however many mirrors ask at once).
     pub async fn token(
@@ -354,7 +355,12 @@ impl Call<'_> {
         struct Installation {
             id: u64,
         }
-        let url = self.endpoint(&format!("repos/{owner}/{repo}/installation"));
+        // No repository: an organisation's own installation (discovery).
+        let url = if repo.is_empty() {
+            self.endpoint(&format!("orgs/{owner}/installation"))
+        } else {
+            self.endpoint(&format!("repos/{owner}/{repo}/installation"))
+        };
         let body = self.send(reqwest::Method::GET, &url, owner, repo).await?;
         let installation: Installation = parse(&url, &body)?;
         tracing::debug!(

@@ -237,3 +237,137 @@ fn target_prop_without_an_app_for_downstream_is_a_config_error() {
         "{run}"
     );
 }
+
+const ORG_PROPERTIES_ROUTE: &str = "/orgs/{org}/properties/values";
+
+/// An app installed on `acme-mirror` that may read the org's custom properties.
+fn org_app(key: &crate::github_api::AppKey) -> Value {
+    json!({
+        "id": 1001,
+        "public_key_pem": key.public_pem,
+        "installations": [{
+            "id": 501, "account": "acme-mirror", "tokens": [TOKEN],
+            "permissions": {
+                "metadata": "read", "contents": "write",
+                "organization_custom_properties": "read",
+            },
+        }],
+    })
+}
+
+#[test]
+fn github_org_discovers_repositories_with_the_property_over_three_pages() {
+    let w = World::new();
+    let key = app_key(&w, "acme-mirror");
+    let up = fixture_upstream(&w);
+    let nginx = Nginx::start(&w);
+    let source = format!("{}/{}", origin(&nginx), v2_path(&w, &up));
+    // 250 repositories: three pages of 100; one with the property on each page, one with it
+    // empty, the rest without.
+    let with_property = ["r005", "r150", "r240"];
+    let repositories: Vec<Value> = (0..250)
+        .map(|i| {
+            let name = format!("r{i:03}");
+            let properties = if with_property.contains(&name.as_str()) {
+                json!({ "mirror-source": source })
+            } else if i == 7 {
+                json!({ "mirror-source": "" })
+            } else {
+                json!({ "team": "platform" })
+            };
+            repository(&name, properties)
+        })
+        .collect();
+    let mut scenario = json!({
+        "apps": [org_app(&key)],
+        "orgs": [{ "login": "acme-mirror", "id": 4242 }],
+        "repositories": repositories,
+    });
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    let api = GithubApi::start(&w, &scenario);
+    let downs: Vec<_> = with_property
+        .iter()
+        .map(|name| github_repo(&w, "acme-mirror", name))
+        .collect();
+    let config = format!(
+        "{}[[github_org]]\norg = \"acme-mirror\"\nproperty = \"mirror-source\"\nname = \"mirror-{{name}}\"\nretries = 0\n",
+        app_table(
+            1001,
+            &format!("key_file = {}", quoted(&key.pkcs1.display().to_string())),
+            &["acme-mirror"],
+            &api,
+            &base
+        ),
+    );
+    let config = write_config(&w, &config);
+    let run = sync_config(&w, &config, &[]);
+    assert_eq!(run.code, 0, "{run}");
+    let report = report(&run);
+    let names: Vec<&str> = report["mirrors"]
+        .as_array()
+        .expect("mirrors")
+        .iter()
+        .map(|m| m["name"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(names.len(), 3, "{report}");
+    for (name, down) in with_property.iter().zip(&downs) {
+        let e = entry(&report, &format!("mirror-{name}"));
+        assert_eq!(
+            e["downstream"],
+            format!("{base}/acme-mirror/{name}.git"),
+            "{e}"
+        );
+        assert_in_sync(&w, &up, down);
+    }
+    // Every page once, with the installation's token, following `next`.
+    let pages: Vec<Value> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.route.as_deref() == Some(ORG_PROPERTIES_ROUTE))
+        .map(|r| {
+            assert_eq!(r.installation_id, Some(501), "{r:?}");
+            r.query
+        })
+        .collect();
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    let page = |q: &Value| q["page"].as_str().map(str::to_owned);
+    assert_eq!(
+        pages.iter().map(page).collect::<Vec<_>>(),
+        [None, Some("2".into()), Some("3".into())],
+        "{pages:?}"
+    );
+    assert!(pages.iter().all(|q| q["per_page"] == "100"), "{pages:?}");
+    assert_eq!(api.count("GET", "/orgs/{org}/installation"), 1);
+    assert_no_secrets(&run, &[TOKEN]);
+    api.assert_no_violations();
+}
+
+#[test]
+fn github_org_without_the_org_permission_fails_discovery_with_a_hint() {
+    let w = World::new();
+    let key = app_key(&w, "acme-mirror");
+    let nginx = Nginx::start(&w);
+    let mut scenario = json!({
+        "apps": [app(1001, &key, 501, "acme-mirror", &[TOKEN])],
+        "orgs": [{ "login": "acme-mirror", "id": 4242 }],
+        "repositories": [repository("widget", json!({ "mirror-source": "https://x.example/a.git" }))],
+    });
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    let api = GithubApi::start(&w, &scenario);
+    let config = format!(
+        "{}[[github_org]]\norg = \"acme-mirror\"\nproperty = \"mirror-source\"\n",
+        app_table(
+            1001,
+            &format!("key_file = {}", quoted(&key.pkcs1.display().to_string())),
+            &["acme-mirror"],
+            &api,
+            &base
+        ),
+    );
+    let run = sync_config(&w, &write_config(&w, &config), &[]);
+    assert_ne!(run.code, 0, "{run}");
+    assert!(run.stderr.contains("HTTP 403"), "{run}");
+    assert!(run.stderr.contains("Custom properties: read"), "{run}");
+    assert_no_secrets(&run, &[TOKEN]);
+    api.assert_no_violations();
+}
