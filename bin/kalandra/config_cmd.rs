@@ -46,7 +46,7 @@ pub fn run(command: &ConfigCommand) -> ExitCode {
     };
     // `config check` only checks the file; `config list` shows the
     // mirrors discovery adds.
-    if matches!(command, ConfigCommand::List { .. }) && !fleet.github_orgs.is_empty() {
+    if matches!(command, ConfigCommand::List { .. }) && fleet.discovers() {
         let Some(runtime) = crate::runtime(Some(1)) else {
             return ExitCode::from(exit::OTHER);
         };

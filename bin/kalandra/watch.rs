@@ -121,7 +121,7 @@ async fn serve(args: &WatchArgs, fleet: config::Fleet, options: RunOptions) -> u
     let mirrors = fleet.mirrors.len();
     let tokens = Arc::clone(&options.app_tokens);
     let connect_timeout = options.transport.connect_timeout;
-    let has_orgs = !fleet.github_orgs.is_empty();
+    let has_orgs = fleet.discovers();
     let scheduler = Arc::new(Scheduler::new(
         fleet,
         options,
@@ -232,7 +232,7 @@ async fn reload(reloader: &mut Reloader, scheduler: &Scheduler, metrics: &Metric
                 tracing::error!("discovery failed; still running the previous mirrors");
                 return;
             }
-            reloader.discovers = !fleet.github_orgs.is_empty();
+            reloader.discovers = fleet.discovers();
             tracing::info!(
                 "reloaded {}: {} mirror(s)",
                 path.display(),

@@ -18,6 +18,7 @@ mod duration;
 mod expand;
 mod github_app;
 mod github_org;
+mod github_source;
 mod keys;
 mod secret;
 mod settings;
@@ -40,6 +41,7 @@ use keys::Table;
 use settings::{a_type, in_file_order, Settings};
 
 pub use github_org::GithubOrg;
+pub use github_source::{Filters, GithubSource, Listed, Visibility};
 pub use secret::{resolve_secret, resolve_secret_with, SecretError};
 
 /// Every mirror of a config file, templates expanded, in file order
@@ -53,6 +55,16 @@ pub struct Fleet {
     /// The `[[github_org]]`s, in file order: their mirrors are added to
     /// `mirrors` by [`crate::forge::github_org::discover`].
     pub github_orgs: Vec<GithubOrg>,
+    /// The `[[github_source]]`s, in file order: their mirrors are added
+    /// by the same step.
+    pub github_sources: Vec<GithubSource>,
+}
+
+impl Fleet {
+    /// Whether loading this config lists repositories through an API.
+    pub fn discovers(&self) -> bool {
+        !self.github_orgs.is_empty() || !self.github_sources.is_empty()
+    }
 }
 
 /// One upstream/downstream pair and how to sync it.
@@ -207,7 +219,7 @@ pub fn parse_rewritten(
         names: HashMap::new(),
         diagnostics: Vec::new(),
     };
-    let (mirrors, github_apps, github_orgs) = checker.fleet();
+    let (mirrors, github_apps, (github_orgs, github_sources)) = checker.fleet();
     let mut diagnostics = checker.diagnostics;
     if diagnostics.is_empty() {
         return Ok(Fleet {
@@ -215,6 +227,7 @@ pub fn parse_rewritten(
             mirrors,
             github_apps,
             github_orgs,
+            github_sources,
         });
     }
     // The config file's own problems first, in file order, then those of
@@ -293,18 +306,18 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn fleet(&mut self) -> (Vec<Mirror>, Vec<App>, Vec<GithubOrg>) {
+    fn fleet(&mut self) -> (Vec<Mirror>, Vec<App>, Discovery) {
         let text = self.text;
         let (document, syntax) = DeTable::parse_recoverable(text);
         if !syntax.is_empty() {
             for e in syntax {
                 self.error(e.span().map_or(0, |span| span.start), e.message());
             }
-            return (Vec::new(), Vec::new(), Vec::new());
+            return (Vec::new(), Vec::new(), (Vec::new(), Vec::new()));
         }
         let mut defaults = Settings::default();
         let (mut mirrors, mut templates, mut apps) = (Vec::new(), Vec::new(), Vec::new());
-        let mut org_tables = Vec::new();
+        let (mut org_tables, mut source_tables) = (Vec::new(), Vec::new());
         for (key, value) in in_file_order(document.get_ref()) {
             match &**key.get_ref() {
                 "defaults" => match value.get_ref() {
@@ -318,6 +331,7 @@ impl Checker<'_> {
                 "template" => templates = self.tables(value, Table::Template),
                 "github_app" => apps = self.github_apps(value),
                 "github_org" => org_tables = self.github_org_tables(value),
+                "github_source" => source_tables = self.github_source_tables(value),
                 other if keys::MIRROR.contains(&other) => self.error(
                     key.span().start,
                     format!("`{other}` is a per-mirror key: set it in [defaults], a [[mirror]] or a [[template]]"),
@@ -346,7 +360,11 @@ impl Checker<'_> {
                 self.github_org(t.header, t.org, t.property, &settings, &apps)
             })
             .collect();
-        (fleet, apps, orgs)
+        let sources = source_tables
+            .into_iter()
+            .filter_map(|t| self.github_source(t, &defaults, &apps))
+            .collect();
+        (fleet, apps, (orgs, sources))
     }
 
     /// A `target-prop:` upstream is read through the API with the
@@ -458,6 +476,9 @@ impl Checker<'_> {
         }
     }
 }
+
+/// The `[[github_org]]`s and `[[github_source]]`s of a file.
+type Discovery = (Vec<GithubOrg>, Vec<GithubSource>);
 
 /// Whether a table names upstream's and downstream's tokens itself
 /// (not through `[defaults]`).

@@ -264,7 +264,7 @@ impl Checker<'_> {
         }
     }
 
-    fn boolean(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<bool> {
+    pub(super) fn boolean(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<bool> {
         match value.get_ref() {
             DeValue::Boolean(b) => Some(*b),
             _ => {

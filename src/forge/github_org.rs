@@ -14,7 +14,7 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, AUTHORIZATION, LINK};
 
 use super::github_app::{self, AppTokens};
-use crate::config::{Fleet, GithubOrg};
+use crate::config::{Fleet, GithubOrg, GithubSource, Listed};
 
 /// How often `watch` lists the orgs again, besides each reload: new
 /// repositories appear within ten minutes, and 100 repositories a page
@@ -118,7 +118,8 @@ pub fn repositories_with(body: &[u8], property: &str) -> Result<Vec<String>, Str
         .collect())
 }
 
-/// Adds the mirrors of every `[[github_org]]` of `fleet` to its mirrors.
+/// Adds the mirrors of every `[[github_org]]` and `[[github_source]]` of
+/// `fleet` to its mirrors.
 /// A discovered name already taken (by a `[[mirror]]`, a template or an
 /// earlier org) is skipped with a warning: the first one wins. A
 /// repository whose downstream cannot be made is skipped with a warning.
@@ -151,6 +152,32 @@ pub async fn discover(
             }
         }
     }
+    for source in fleet.github_sources.clone() {
+        let repos = list_source(&source, tokens, connect_timeout).await?;
+        tracing::info!(
+            "[[github_source]] {}: {} repositories kept by the filters",
+            source.org,
+            repos.len()
+        );
+        for repo in repos {
+            match source.mirror_for(&repo) {
+                Ok(mirror) if taken.insert(mirror.name.clone()) => fleet.mirrors.push(mirror),
+                Ok(mirror) => tracing::warn!(
+                    "[[github_source]] {}: mirror name {} is taken; {} is left out",
+                    source.org,
+                    mirror.name,
+                    repo.name
+                ),
+                Err(reason) => {
+                    tracing::warn!(
+                        "[[github_source]] {}: {} left out: {reason}",
+                        source.org,
+                        repo.name
+                    )
+                }
+            }
+        }
+    }
     Ok(())
 }
 
@@ -160,22 +187,49 @@ async fn list(
     tokens: &AppTokens,
     connect_timeout: Duration,
 ) -> Result<Vec<String>, Error> {
-    let name = org.org.clone();
     let token = tokens
         .token(&org.app, &org.org, "", connect_timeout)
         .await
         .map_err(|source| Error::Token {
-            org: name.clone(),
+            org: org.org.clone(),
             source,
         })?;
-    let mut url = org.app.api_url.clone();
-    let path = format!(
-        "{}/orgs/{}/properties/values",
-        url.path().trim_end_matches('/'),
-        org.org
+    let url = endpoint(
+        &org.app.api_url,
+        &format!("orgs/{}/properties/values", org.org),
+        "",
     );
-    url.set_path(&path);
-    url.set_query(Some(&format!("per_page={PER_PAGE}")));
+    let mut names = Vec::new();
+    for (url, body) in pages(&org.org, url, Some(&token.secret), connect_timeout).await? {
+        names.extend(repositories_with(&body, &org.property).map_err(|reason| {
+            Error::Response {
+                org: org.org.clone(),
+                url,
+                reason,
+            }
+        })?);
+    }
+    Ok(names)
+}
+
+/// `{api_url}/{path}?per_page=100{query}`.
+fn endpoint(api_url: &url::Url, path: &str, query: &str) -> url::Url {
+    let mut url = api_url.clone();
+    let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
+    url.set_path(&joined);
+    url.set_query(Some(&format!("per_page={PER_PAGE}{query}")));
+    url
+}
+
+/// Every page from `url` on, following `Link: rel="next"`: each page's
+/// URL and body.
+async fn pages(
+    org: &str,
+    url: url::Url,
+    token: Option<&str>,
+    connect_timeout: Duration,
+) -> Result<Vec<(String, bytes::Bytes)>, Error> {
+    let name = org.to_owned();
     let client = crate::transport::api_client(&url, connect_timeout)
         .await
         .map_err(|source| Error::Client {
@@ -183,12 +237,10 @@ async fn list(
             url: url.to_string(),
             source,
         })?;
-    let mut names = Vec::new();
+    let mut bodies = Vec::new();
     let mut next = Some(url);
-    let mut pages = 0;
     while let Some(url) = next.take() {
-        pages += 1;
-        if pages > MAX_PAGES {
+        if bodies.len() >= MAX_PAGES {
             return Err(Error::TooManyPages { org: name });
         }
         let shown = url.to_string();
@@ -197,14 +249,14 @@ async fn list(
             url: shown.clone(),
             source,
         };
-        let response = client
+        let mut request = client
             .get(url.clone())
-            .header(AUTHORIZATION, format!("token {}", token.secret))
             .header(ACCEPT, "application/vnd.github+json")
-            .header("X-GitHub-Api-Version", github_app::API_VERSION)
-            .send()
-            .await
-            .map_err(request_failed)?;
+            .header("X-GitHub-Api-Version", github_app::API_VERSION);
+        if let Some(token) = token {
+            request = request.header(AUTHORIZATION, format!("token {token}"));
+        }
+        let response = request.send().await.map_err(request_failed)?;
         let status = response.status();
         let link = response
             .headers()
@@ -218,20 +270,13 @@ async fn list(
                 url: shown.clone(),
                 status: status.as_u16(),
                 detail: github_app::detail(&body),
-                hint: if status.as_u16() == 403 {
+                hint: if status.as_u16() == 403 && shown.contains("/properties/values") {
                     " (the app needs the organisation permission Custom properties: read)"
                 } else {
                     ""
                 },
             });
         }
-        names.extend(repositories_with(&body, &org.property).map_err(|reason| {
-            Error::Response {
-                org: name.clone(),
-                url: shown.clone(),
-                reason,
-            }
-        })?);
         // Followed as given, but only on the API's own origin: a `Link`
         // elsewhere would carry the token there.
         next = match link.map(|l| url.join(&l)) {
@@ -245,8 +290,69 @@ async fn list(
             }
             None => None,
         };
+        bodies.push((shown, body));
     }
-    Ok(names)
+    Ok(bodies)
+}
+
+/// The repositories in one page of `GET /orgs/{org}/repos`.
+pub fn listed(body: &[u8]) -> Result<Vec<Listed>, String> {
+    #[derive(serde::Deserialize)]
+    struct Repository {
+        name: String,
+        clone_url: String,
+        private: bool,
+        #[serde(default)]
+        archived: bool,
+        fork: bool,
+    }
+    let page: Vec<Repository> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(page
+        .into_iter()
+        .map(|r| Listed {
+            name: r.name,
+            clone_url: r.clone_url,
+            private: r.private,
+            archived: r.archived,
+            fork: r.fork,
+        })
+        .collect())
+}
+
+/// The repositories of a `[[github_source]]`'s org that its filters keep.
+async fn list_source(
+    source: &GithubSource,
+    tokens: &AppTokens,
+    connect_timeout: Duration,
+) -> Result<Vec<Listed>, Error> {
+    let token = match &source.app {
+        Some(app) => Some(
+            tokens
+                .token(app, &source.org, "", connect_timeout)
+                .await
+                .map_err(|e| Error::Token {
+                    org: source.org.clone(),
+                    source: e,
+                })?,
+        ),
+        None => None,
+    };
+    let url = endpoint(
+        &source.api_url,
+        &format!("orgs/{}/repos", source.org),
+        "&type=all",
+    );
+    let secret = token.as_ref().map(|t| t.secret.as_str());
+    let mut repos = Vec::new();
+    for (url, body) in pages(&source.org, url, secret, connect_timeout).await? {
+        repos.extend(listed(&body).map_err(|reason| Error::Response {
+            org: source.org.clone(),
+            url,
+            reason,
+        })?);
+    }
+    repos.retain(|r| source.filters.keep(r));
+    Ok(repos)
 }
 
 #[cfg(test)]

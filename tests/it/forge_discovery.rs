@@ -371,3 +371,140 @@ fn github_org_without_the_org_permission_fails_discovery_with_a_hint() {
     assert_no_secrets(&run, &[TOKEN]);
     api.assert_no_violations();
 }
+
+/// `acme`'s repositories for `[[github_source]]`: name, private, archived, fork.
+const SOURCES: &[(&str, bool, bool, bool)] = &[
+    ("api", false, false, false),
+    ("web", true, false, false),
+    ("old", false, true, false),
+    ("copy", false, false, true),
+    ("api-tools", true, false, false),
+];
+
+const ACME_TOKEN: &str = "ghs_acme_source_token_000000000000000000";
+
+/// An app on `acme`, a scenario with [`SOURCES`] (each a copy of the fixture upstream,
+/// served by nginx), and the `[[github_app]]` table.
+fn source_world(w: &World) -> (Nginx, GithubApi, String) {
+    let key = app_key(w, "acme");
+    let up = fixture_upstream(w);
+    let nginx = Nginx::start(w);
+    let repositories: Vec<Value> = SOURCES
+        .iter()
+        .map(|(name, private, archived, fork)| {
+            json!({ "owner": "acme", "name": name, "private": private, "archived": archived, "fork": fork })
+        })
+        .collect();
+    let mut scenario = json!({
+        "apps": [app(1001, &key, 501, "acme", &[ACME_TOKEN])],
+        "orgs": [{ "login": "acme", "id": 4243 }],
+        "repositories": repositories,
+    });
+    let base = with_github_git(w, &nginx, &mut scenario);
+    let api = GithubApi::start(w, &scenario);
+    for (name, ..) in SOURCES {
+        let path = github_repo(w, "acme", name);
+        std::fs::remove_dir_all(&path).expect("can replace the empty repository");
+        w.git(
+            w.root(),
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                up.to_str().expect("UTF-8"),
+                path.to_str().expect("UTF-8"),
+            ],
+        );
+    }
+    let table = app_table(
+        1001,
+        &format!("key_file = {}", quoted(&key.pkcs1.display().to_string())),
+        &["acme"],
+        &api,
+        &base,
+    );
+    (nginx, api, table)
+}
+
+/// A `[[github_source]]` of acme into `<root>/backup/{name}.git`, with `extra` keys.
+fn source_table(w: &World, extra: &str) -> String {
+    format!(
+        "[[github_source]]\norg = \"acme\"\ndownstream = {}\ncreate_missing = true\nretries = 0\n{extra}\n",
+        quoted(&format!("{}/backup/{{name}}.git", w.root().display()))
+    )
+}
+
+/// The mirror names `config list --json` gives for `config`.
+fn listed_names(w: &World, config: &Path) -> Vec<String> {
+    let run = w.kalandra_env(
+        w.root(),
+        &["config", "list", config.to_str().expect("UTF-8"), "--json"],
+        &w.global_config(),
+        &[("KALANDRA_LOG", None)],
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let mut names: Vec<String> = report(&run)["mirrors"]
+        .as_array()
+        .expect("mirrors")
+        .iter()
+        .map(|m| m["name"].as_str().expect("a name").to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn github_source_mirrors_every_kept_repository_end_to_end() {
+    let w = World::new();
+    let (_nginx, api, app) = source_world(&w);
+    std::fs::create_dir_all(w.root().join("backup")).expect("can create backup/");
+    let config = write_config(&w, &format!("{app}{}", source_table(&w, "")));
+    let run = sync_config(&w, &config, &[]);
+    assert_eq!(run.code, 0, "{run}");
+    let report = report(&run);
+    // Archived and forked repositories are left out by default.
+    for name in ["api", "web", "api-tools"] {
+        let e = entry(&report, name);
+        assert_eq!(e["created"], true, "{e}");
+        assert_in_sync(
+            &w,
+            &w.root().join(format!("github/acme/{name}.git")),
+            &w.root().join(format!("backup/{name}.git")),
+        );
+    }
+    assert_eq!(
+        report["mirrors"].as_array().expect("mirrors").len(),
+        3,
+        "{report}"
+    );
+    assert!(api.count("GET", "/orgs/{org}/repos") >= 1);
+    assert_no_secrets(&run, &[ACME_TOKEN]);
+    api.assert_no_violations();
+}
+
+#[test]
+fn github_source_filters_archived_forks_visibility_and_name() {
+    let w = World::new();
+    let (_nginx, api, app) = source_world(&w);
+    let names = |extra: &str| {
+        let config = write_config(&w, &format!("{app}{}", source_table(&w, extra)));
+        listed_names(&w, &config)
+    };
+    assert_eq!(names(""), ["api", "api-tools", "web"]);
+    assert_eq!(names("archived = true"), ["api", "api-tools", "old", "web"]);
+    assert_eq!(names("forks = true"), ["api", "api-tools", "copy", "web"]);
+    assert_eq!(names("visibility = \"public\""), ["api"]);
+    assert_eq!(names("visibility = \"private\""), ["api-tools", "web"]);
+    assert_eq!(names("match = \"API*\""), ["api", "api-tools"]);
+    assert_eq!(
+        names("archived = true\nforks = true\nname = \"acme-{name}\""),
+        [
+            "acme-api",
+            "acme-api-tools",
+            "acme-copy",
+            "acme-old",
+            "acme-web"
+        ]
+    );
+    api.assert_no_violations();
+}
