@@ -508,3 +508,86 @@ fn github_source_filters_archived_forks_visibility_and_name() {
     );
     api.assert_no_violations();
 }
+
+#[test]
+fn a_watch_syncs_discovered_mirrors_and_finds_new_ones_at_a_reload() {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use crate::forge_github_app::{wait_for, Watching};
+    use crate::harness::{kalandra_bin, Scope};
+
+    let w = World::new();
+    let key = app_key(&w, "acme-mirror");
+    let up = fixture_upstream(&w);
+    let nginx = Nginx::start(&w);
+    let source = format!("{}/{}", origin(&nginx), v2_path(&w, &up));
+    let mut scenario = json!({
+        "apps": [org_app(&key)],
+        "orgs": [{ "login": "acme-mirror", "id": 4242 }],
+        "repositories": [
+            repository("first", json!({ "mirror-source": source })),
+            repository("second", json!({})),
+        ],
+    });
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    let api = GithubApi::start(&w, &scenario);
+    let first = github_repo(&w, "acme-mirror", "first");
+    let second = github_repo(&w, "acme-mirror", "second");
+    let config = write_config(
+        &w,
+        &format!(
+            "{}[[github_org]]\norg = \"acme-mirror\"\nproperty = \"mirror-source\"\ninterval = \"1s\"\n",
+            app_table(
+                1001,
+                &format!("key_file = {}", quoted(&key.pkcs1.display().to_string())),
+                &["acme-mirror"],
+                &api,
+                &base
+            ),
+        ),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let log = w.root().join("watch.log");
+    let mut cmd = Command::new(kalandra_bin());
+    cmd.args(["watch", "--config"])
+        .arg(&config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(w.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("can create the log"));
+    w.isolate(&mut cmd, &w.global_config());
+    let watch = Watching(cmd.spawn().expect("can start kalandra watch"));
+    let in_sync = |down: &Path| {
+        let scope = Scope::new(&[], &[]);
+        scope.filter(&w.refs(down)) == scope.filter(&w.refs(&up))
+    };
+    wait_for("the first sync", Duration::from_secs(60), || {
+        in_sync(&first)
+    });
+    w.assert_fsck(&first);
+    assert!(w.refs(&second).is_empty(), "second has no property yet");
+
+    // The property is set on `second`; a reload lists the org again.
+    scenario["repositories"][1]["properties"]["mirror-source"] = json!(source);
+    api.set_scenario(&scenario);
+    let hup = Command::new("kill")
+        .args(["-HUP", &watch.0.id().to_string()])
+        .status()
+        .expect("can run kill");
+    assert!(hup.success());
+    wait_for(
+        "the discovered mirror's sync",
+        Duration::from_secs(60),
+        || in_sync(&second),
+    );
+    w.assert_fsck(&second);
+    assert!(api.count("GET", ORG_PROPERTIES_ROUTE) >= 2);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains(TOKEN), "a token in the log:\n{text}");
+    api.assert_no_violations();
+}

@@ -270,7 +270,7 @@ fn twenty_mirrors_of_one_org_make_one_token_request() {
 }
 
 /// A running `kalandra watch`, killed on drop.
-struct Watching(Child);
+pub(crate) struct Watching(pub(crate) Child);
 
 impl Drop for Watching {
     fn drop(&mut self) {
@@ -279,7 +279,7 @@ impl Drop for Watching {
     }
 }
 
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(
