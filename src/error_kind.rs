@@ -184,6 +184,10 @@ pub fn classify_target_prop(error: &target_prop::Error) -> Classified {
             _ => ErrorKind::Other,
         }
         .into(),
+        E::RateLimited { retry_after, .. } => Classified {
+            kind: ErrorKind::Unavailable,
+            retry_after: Some(*retry_after),
+        },
         E::Response { .. } => ErrorKind::Protocol.into(),
     }
 }

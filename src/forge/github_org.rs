@@ -30,27 +30,27 @@ const MAX_PAGES: usize = 1000;
 /// Listing an org failed. No variant holds a token.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("[[github_org]] {org}: cannot get the installation token")]
+    #[error("discovery of {org}: cannot get the installation token")]
     Token {
         org: String,
         #[source]
         source: github_app::Error,
     },
-    #[error("[[github_org]] {org}: cannot set up a client for {url}")]
+    #[error("discovery of {org}: cannot set up a client for {url}")]
     Client {
         org: String,
         url: String,
         #[source]
         source: crate::transport::HttpError,
     },
-    #[error("[[github_org]] {org}: GET {url} failed")]
+    #[error("discovery of {org}: GET {url} failed")]
     Request {
         org: String,
         url: String,
         #[source]
         source: reqwest::Error,
     },
-    #[error("[[github_org]] {org}: {url} answered HTTP {status}{detail}{hint}")]
+    #[error("discovery of {org}: {url} answered HTTP {status}{detail}{hint}")]
     Status {
         org: String,
         url: String,
@@ -58,16 +58,20 @@ pub enum Error {
         detail: String,
         hint: &'static str,
     },
-    #[error("[[github_org]] {org}: {url} answered with JSON Kalandra cannot read: {reason}")]
+    #[error("discovery of {org}: {url} answered with JSON Kalandra cannot read: {reason}")]
     Response {
         org: String,
         url: String,
         reason: String,
     },
-    #[error(
-        "[[github_org]] {org}: more than {MAX_PAGES} pages; the server's `next` links may loop"
-    )]
+    #[error("discovery of {org}: more than {MAX_PAGES} pages; the server's `next` links may loop")]
     TooManyPages { org: String },
+    #[error("discovery of {org}: {url}: GitHub's rate limit is used up for {} s more", retry_after.as_secs())]
+    RateLimited {
+        org: String,
+        url: String,
+        retry_after: Duration,
+    },
 }
 
 /// The URL of the next page in a `Link` header (RFC 8288), as GitHub
@@ -263,7 +267,19 @@ async fn pages(
             .get(LINK)
             .and_then(|v| v.to_str().ok())
             .and_then(next_link);
+        let limit = github_app::rate_limit(
+            status.as_u16(),
+            response.headers(),
+            std::time::SystemTime::now(),
+        );
         let body = response.bytes().await.map_err(request_failed)?;
+        if let Some(limit) = limit {
+            return Err(Error::RateLimited {
+                org: name.clone(),
+                url: shown.clone(),
+                retry_after: limit.wait,
+            });
+        }
         if !status.is_success() {
             return Err(Error::Status {
                 org: name.clone(),

@@ -65,6 +65,8 @@ pub enum Error {
         status: u16,
         detail: String,
     },
+    #[error("{url}: GitHub's rate limit is used up for {} s more", retry_after.as_secs())]
+    RateLimited { url: String, retry_after: Duration },
     #[error("{url} answered with JSON Kalandra cannot read: {reason}")]
     Response { url: String, reason: String },
     #[error("{repository} has no custom property `{property}` (or it is empty), so its upstream (target-prop:{property}) is unknown: set the property on {repository}")]
@@ -209,10 +211,21 @@ pub async fn read(
             source,
         })?;
     let status = response.status();
+    let limit = super::github_app::rate_limit(
+        status.as_u16(),
+        response.headers(),
+        std::time::SystemTime::now(),
+    );
     let body = response.bytes().await.map_err(|source| Error::Request {
         url: shown.clone(),
         source,
     })?;
+    if let Some(limit) = limit {
+        return Err(Error::RateLimited {
+            url: shown,
+            retry_after: limit.wait,
+        });
+    }
     if !status.is_success() {
         return Err(Error::Status {
             url: shown,

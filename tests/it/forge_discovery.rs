@@ -591,3 +591,45 @@ fn a_watch_syncs_discovered_mirrors_and_finds_new_ones_at_a_reload() {
     assert!(!text.contains(TOKEN), "a token in the log:\n{text}");
     api.assert_no_violations();
 }
+
+#[test]
+fn target_prop_read_under_a_rate_limit_is_unavailable() {
+    let w = World::new();
+    let key = app_key(&w, "acme-mirror");
+    let nginx = Nginx::start(&w);
+    let mut scenario = json!({
+        "apps": [app(1001, &key, 501, "acme-mirror", &[TOKEN])],
+        "repositories": [repository("widget", json!({ "mirror-source": "https://x.example/a.git" }))],
+        "faults": { "rate_limit": { "routes": [PROPERTIES_ROUTE], "reset_in": 3600 } },
+    });
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    let api = GithubApi::start(&w, &scenario);
+    github_repo(&w, "acme-mirror", "widget");
+    let config = format!(
+        "{}{}",
+        app_table(
+            1001,
+            &format!("key_file = {}", quoted(&key.pkcs1.display().to_string())),
+            &["acme-mirror"],
+            &api,
+            &base
+        ),
+        mirror(
+            "widget",
+            "target-prop:mirror-source",
+            &format!("{base}/acme-mirror/widget.git")
+        ),
+    );
+    let run = sync_config(&w, &write_config(&w, &config), &[]);
+    assert_ne!(run.code, 0, "{run}");
+    let e = entry(&report(&run), "widget").clone();
+    assert_eq!(e["error_kind"], "unavailable", "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .expect("a message")
+            .contains("rate limit"),
+        "{e}"
+    );
+    api.assert_no_violations();
+}
