@@ -17,7 +17,7 @@ use std::error::Error as StdError;
 use std::io;
 use std::time::Duration;
 
-use crate::forge::{github_app, github_repo};
+use crate::forge::{github_app, github_repo, target_prop};
 use crate::limits;
 use crate::pkt_io;
 use crate::plan;
@@ -190,6 +190,32 @@ pub fn classify_github_repo(error: &github_repo::Error) -> Classified {
             _ => ErrorKind::Other,
         }
         .into(),
+        E::Response { .. } => ErrorKind::Protocol.into(),
+    }
+}
+
+/// The kind of a failure to read a `target-prop:` upstream: a missing
+/// property is `not-found` (someone has to set it), a value that is no
+/// URL is `usage`.
+pub fn classify_target_prop(error: &target_prop::Error) -> Classified {
+    use target_prop::Error as E;
+    match error {
+        E::Missing { .. } => ErrorKind::NotFound.into(),
+        E::Invalid { .. } => ErrorKind::Usage.into(),
+        E::Client { source, .. } => classify_http(source),
+        E::Request { source, .. } => classify_reqwest(source).into(),
+        E::Status { status, .. } => match status {
+            401 | 403 => ErrorKind::Auth,
+            404 => ErrorKind::NotFound,
+            408 => ErrorKind::Timeout,
+            429 | 500..=599 => ErrorKind::Unavailable,
+            _ => ErrorKind::Other,
+        }
+        .into(),
+        E::RateLimited { retry_after, .. } => Classified {
+            kind: ErrorKind::Unavailable,
+            retry_after: Some(*retry_after),
+        },
         E::Response { .. } => ErrorKind::Protocol.into(),
     }
 }

@@ -80,7 +80,7 @@ impl Glob {
     }
 }
 
-fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
+pub(crate) fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
     // Iterative matcher with backtracking to the last `*`: linear for the
     // patterns people write, never exponential.
     let (mut p, mut t) = (0, 0);

@@ -37,13 +37,39 @@ pub fn run(command: &ConfigCommand) -> ExitCode {
     let file = match command {
         ConfigCommand::Check { file } | ConfigCommand::List { file, .. } => file,
     };
-    let fleet = match config::load(file) {
+    let mut fleet = match config::load(file) {
         Ok(fleet) => fleet,
         Err(errors) => {
             print_errors(&errors);
             return ExitCode::from(exit::USAGE);
         }
     };
+    // `config check` only checks the file; `config list` shows the
+    // mirrors discovery adds.
+    if matches!(command, ConfigCommand::List { .. }) && fleet.discovers() {
+        let Some(runtime) = crate::runtime(Some(1)) else {
+            return ExitCode::from(exit::OTHER);
+        };
+        let settings = match kalandra::transport::TransportSettings::try_from_env() {
+            Ok(settings) => settings,
+            Err(error) => {
+                err!("kalandra: error: invalid environment: {error}");
+                return ExitCode::from(exit::USAGE);
+            }
+        };
+        let tokens = kalandra::forge::AppTokens::default();
+        if let Err(error) = runtime.block_on(kalandra::forge::github_org::discover(
+            &mut fleet,
+            &tokens,
+            settings.connect_timeout,
+        )) {
+            err!(
+                "kalandra: error: {}",
+                escape(&format!("{:#}", anyhow::Error::new(error)))
+            );
+            return ExitCode::from(exit::OTHER);
+        }
+    }
     match command {
         ConfigCommand::Check { .. } => {
             let count = fleet.mirrors.len();
@@ -75,7 +101,7 @@ fn table(fleet: &Fleet) -> String {
         .chain(fleet.mirrors.iter().map(|m| {
             [
                 m.name.clone(),
-                m.upstream.to_string(),
+                m.upstream_shown(),
                 m.downstream.to_string(),
                 options(m),
             ]
@@ -200,7 +226,7 @@ fn json(fleet: &Fleet) -> serde_json::Value {
             };
             let mut value = serde_json::json!({
                 "name": m.name,
-                "upstream": m.upstream.to_string(),
+                "upstream": m.upstream_shown(),
                 "downstream": m.downstream.to_string(),
                 "include": include,
                 "exclude": m.exclude,

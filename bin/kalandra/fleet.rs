@@ -45,16 +45,30 @@ pub fn run(args: &FleetArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    let jobs = args.jobs;
+    let Some(runtime) = crate::runtime(Some(jobs)) else {
+        return exit::OTHER;
+    };
+    let app_tokens: Arc<kalandra::forge::AppTokens> = Default::default();
+    let mut fleet = fleet;
+    if let Err(error) = runtime.block_on(kalandra::forge::github_org::discover(
+        &mut fleet,
+        &app_tokens,
+        args.transport.connect_timeout,
+    )) {
+        err!(
+            "kalandra: error: {}",
+            escape(&format!("{:#}", anyhow::Error::new(error)))
+        );
+        err!("kalandra: error: discovery failed; nothing was synced");
+        return exit::OTHER;
+    }
     let selected: Vec<Mirror> = match fleet::select(&fleet.mirrors, args.only, args.shard) {
         Ok(selected) => selected.into_iter().cloned().collect(),
         Err(error) => {
             err!("kalandra: error: {}: {error}", args.config.display());
             return exit::USAGE;
         }
-    };
-    let jobs = args.jobs;
-    let Some(runtime) = crate::runtime(Some(jobs)) else {
-        return exit::OTHER;
     };
     let started = Instant::now();
     let total = selected.len();
@@ -65,7 +79,7 @@ pub fn run(args: &FleetArgs) -> u8 {
         dry_run: args.dry_run,
         no_verify: args.no_verify,
         transport: args.transport.clone(),
-        app_tokens: Default::default(),
+        app_tokens,
     };
     let runs = runtime.block_on(async {
         let ticker = tokio::spawn(Arc::clone(&display).tick());

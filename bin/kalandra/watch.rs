@@ -4,7 +4,7 @@
 //! SIGTERM/SIGINT stop it gracefully.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,13 +84,27 @@ pub fn run(args: &WatchArgs) -> ExitCode {
     let Some(runtime) = crate::runtime(Some(jobs)) else {
         return ExitCode::from(exit::OTHER);
     };
+    let app_tokens: Arc<kalandra::forge::AppTokens> = Default::default();
+    let mut fleet = fleet;
+    if let Err(error) = runtime.block_on(kalandra::forge::github_org::discover(
+        &mut fleet,
+        &app_tokens,
+        transport.connect_timeout,
+    )) {
+        err!(
+            "kalandra: error: {}",
+            escape(&format!("{:#}", anyhow::Error::new(error)))
+        );
+        err!("kalandra: error: discovery failed; not started");
+        return ExitCode::from(exit::OTHER);
+    }
     let options = RunOptions {
         jobs,
         per_host: args.per_host as usize,
         dry_run: false,
         no_verify: false,
         transport,
-        app_tokens: Default::default(),
+        app_tokens,
     };
     ExitCode::from(runtime.block_on(serve(args, fleet, options)))
 }
@@ -105,6 +119,9 @@ async fn serve(args: &WatchArgs, fleet: config::Fleet, options: RunOptions) -> u
     };
     let metrics = Arc::new(Metrics::new());
     let mirrors = fleet.mirrors.len();
+    let tokens = Arc::clone(&options.app_tokens);
+    let connect_timeout = options.transport.connect_timeout;
+    let has_orgs = fleet.discovers();
     let scheduler = Arc::new(Scheduler::new(
         fleet,
         options,
@@ -139,7 +156,12 @@ async fn serve(args: &WatchArgs, fleet: config::Fleet, options: RunOptions) -> u
     };
     let signals = tokio::spawn(handle_signals(
         [hup, term, int],
-        args.config.clone(),
+        Reloader {
+            path: args.config.clone(),
+            tokens: Arc::clone(&tokens),
+            connect_timeout,
+            discovers: has_orgs,
+        },
         Arc::clone(&scheduler),
         Arc::clone(&metrics),
         stop_tx,
@@ -157,18 +179,36 @@ async fn serve(args: &WatchArgs, fleet: config::Fleet, options: RunOptions) -> u
     exit::OK
 }
 
+/// What a reload needs: the config file, and for `[[github_org]]`
+/// discovery the process's app tokens.
+struct Reloader {
+    path: PathBuf,
+    tokens: Arc<kalandra::forge::AppTokens>,
+    connect_timeout: Duration,
+    /// Whether the running config has `[[github_org]]`s, which are listed
+    /// again every `REDISCOVER_EVERY`.
+    discovers: bool,
+}
+
 /// SIGHUP reloads the config (a broken one is logged and the old one kept);
-/// SIGTERM and SIGINT stop the service.
+/// SIGTERM and SIGINT stop the service. With `[[github_org]]`s, the config
+/// is also reloaded (and the orgs listed again) every
+/// [`kalandra::forge::github_org::REDISCOVER_EVERY`].
 async fn handle_signals(
     [mut hup, mut term, mut int]: [tokio::signal::unix::Signal; 3],
-    config_path: PathBuf,
+    mut reloader: Reloader,
     scheduler: Arc<Scheduler>,
     metrics: Arc<Metrics>,
     stop: tokio::sync::watch::Sender<bool>,
 ) {
+    let every = kalandra::forge::github_org::REDISCOVER_EVERY;
+    let mut rediscover = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&config_path, &scheduler, &metrics),
+            _ = hup.recv() => reload(&mut reloader, &scheduler, &metrics).await,
+            _ = rediscover.tick(), if reloader.discovers => {
+                reload(&mut reloader, &scheduler, &metrics).await
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -177,9 +217,22 @@ async fn handle_signals(
     let _ = stop.send(true);
 }
 
-fn reload(path: &Path, scheduler: &Scheduler, metrics: &Metrics) {
+async fn reload(reloader: &mut Reloader, scheduler: &Scheduler, metrics: &Metrics) {
+    let path = &reloader.path;
     match config::load(path) {
-        Ok(fleet) => {
+        Ok(mut fleet) => {
+            if let Err(error) = kalandra::forge::github_org::discover(
+                &mut fleet,
+                &reloader.tokens,
+                reloader.connect_timeout,
+            )
+            .await
+            {
+                tracing::error!("{}", escape(&format!("{:#}", anyhow::Error::new(error))));
+                tracing::error!("discovery failed; still running the previous mirrors");
+                return;
+            }
+            reloader.discovers = fleet.discovers();
             tracing::info!(
                 "reloaded {}: {} mirror(s)",
                 path.display(),

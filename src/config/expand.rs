@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::settings::{At, Settings};
 use super::{Checker, Mirror, Origin, Place};
+use crate::forge::target_prop;
 use crate::url::{mask_credentials, RepoUrl};
 use crate::url_rewrite::Direction;
 
@@ -29,8 +30,13 @@ impl Checker<'_> {
                 None
             }
         };
+        let property = s
+            .upstream
+            .as_ref()
+            .and_then(|u| self.target_prop(&u.value, u.at));
         let [upstream, downstream] = [("upstream", &s.upstream), ("downstream", &s.downstream)]
             .map(|(key, url)| match url {
+                Some(_) if key == "upstream" && property.is_some() => None,
                 Some(url) => self.url(key, &url.value, url.at),
                 None => {
                     if !s.written.contains(&key) {
@@ -47,7 +53,31 @@ impl Checker<'_> {
         if !self.create_missing_fits(header, s, &downstream) {
             return None;
         }
-        Some(s.mirror(name?, upstream?, downstream, origin))
+        let Some(property) = property else {
+            return Some(s.mirror(name?, upstream?, downstream, origin));
+        };
+        let mut mirror = s.mirror(name?, downstream.clone(), downstream, origin);
+        mirror.upstream_property = property;
+        Some(mirror)
+    }
+
+    /// `Some(Some(NAME))` when `upstream` is `target-prop:NAME` with a
+    /// valid name, `Some(None)` when it is one with a bad name (reported),
+    /// `None` when it is a URL.
+    fn target_prop(&mut self, upstream: &str, at: usize) -> Option<Option<String>> {
+        let name = target_prop::property_name(upstream)?;
+        if target_prop::valid_name(name) {
+            return Some(Some(name.to_owned()));
+        }
+        self.error(
+            at,
+            format!(
+                "`upstream = \"{}{}\"`: a custom property's name is 1 to 75 letters, digits, `_`, `-`, `$` or `#`",
+                target_prop::PREFIX,
+                crate::terminal::escape(name)
+            ),
+        );
+        Some(None)
     }
 
     /// `create_missing` creates a local downstream with `git init --bare`
@@ -104,9 +134,23 @@ impl Checker<'_> {
             // A side that fails for one name fails alike for the others
             // (names cannot change a URL's shape): it is reported once,
             // then left out.
+            let mut property = None;
             let [upstream, downstream] = sides.each_mut().map(|(key, url)| {
                 let pattern = (*url)?;
-                let parsed = self.url(key, &pattern.value.replace(PLACEHOLDER, &raw), pattern.at);
+                let value = pattern.value.replace(PLACEHOLDER, &raw);
+                if *key == "upstream" {
+                    if let Some(name) = self.target_prop(&value, pattern.at) {
+                        property = Some(name);
+                        // Stands for downstream below; a bad name is said once.
+                        if property == Some(None) {
+                            *url = None;
+                        }
+                        return Some(RepoUrl::Local {
+                            path: Default::default(),
+                        });
+                    }
+                }
+                let parsed = self.url(key, &value, pattern.at);
                 if parsed.is_none() {
                     *url = None;
                 }
@@ -118,7 +162,16 @@ impl Checker<'_> {
                     sides[1].1 = None;
                     continue;
                 }
-                mirrors.push(s.mirror(name, upstream, downstream, origin.clone()));
+                let mirror = match property {
+                    Some(Some(property)) => {
+                        let mut m = s.mirror(name, downstream.clone(), downstream, origin.clone());
+                        m.upstream_property = Some(property);
+                        m
+                    }
+                    Some(None) => continue,
+                    None => s.mirror(name, upstream, downstream, origin.clone()),
+                };
+                mirrors.push(mirror);
             }
         }
         mirrors

@@ -17,6 +17,8 @@
 mod duration;
 mod expand;
 mod github_app;
+mod github_org;
+mod github_source;
 mod keys;
 mod secret;
 mod settings;
@@ -39,6 +41,8 @@ use crate::url_rewrite::Rewrites;
 use keys::Table;
 use settings::{a_type, in_file_order, Settings};
 
+pub use github_org::GithubOrg;
+pub use github_source::{Filters, GithubSource, Listed, Visibility as SourceVisibility};
 pub use secret::{resolve_secret, resolve_secret_with, SecretError};
 
 /// Every mirror of a config file, templates expanded, in file order
@@ -49,6 +53,19 @@ pub struct Fleet {
     pub mirrors: Vec<Mirror>,
     /// The `[[github_app]]`s, in file order.
     pub github_apps: Vec<App>,
+    /// The `[[github_org]]`s, in file order: their mirrors are added to
+    /// `mirrors` by [`crate::forge::github_org::discover`].
+    pub github_orgs: Vec<GithubOrg>,
+    /// The `[[github_source]]`s, in file order: their mirrors are added
+    /// by the same step.
+    pub github_sources: Vec<GithubSource>,
+}
+
+impl Fleet {
+    /// Whether loading this config lists repositories through an API.
+    pub fn discovers(&self) -> bool {
+        !self.github_orgs.is_empty() || !self.github_sources.is_empty()
+    }
 }
 
 /// One upstream/downstream pair and how to sync it.
@@ -56,8 +73,14 @@ pub struct Fleet {
 pub struct Mirror {
     /// Unique within the file.
     pub name: String,
+    /// With `upstream_property`, a stand-in (the downstream URL) until the
+    /// property is read before each sync.
     pub upstream: RepoUrl,
     pub downstream: RepoUrl,
+    /// `upstream = "target-prop:NAME"`: the custom property of the
+    /// downstream GitHub repository that holds the upstream URL
+    /// ([`crate::forge::target_prop`]), read through `downstream_app`.
+    pub upstream_property: Option<String>,
     /// Empty means the default scope (branches and tags).
     pub include: Vec<String>,
     pub exclude: Vec<String>,
@@ -96,6 +119,17 @@ pub struct Mirror {
     pub webhook_secret: Option<SecretRef>,
     /// Where the mirror was defined, for messages.
     pub origin: Origin,
+}
+
+impl Mirror {
+    /// Upstream as messages and listings show it: `target-prop:NAME` until
+    /// the property is read.
+    pub fn upstream_shown(&self) -> String {
+        match &self.upstream_property {
+            Some(name) => format!("{}{name}", crate::forge::target_prop::PREFIX),
+            None => self.upstream.to_string(),
+        }
+    }
 }
 
 /// The default of `retries`.
@@ -193,13 +227,15 @@ pub fn parse_rewritten(
         apps: Vec::new(),
         diagnostics: Vec::new(),
     };
-    let (mirrors, github_apps) = checker.fleet();
+    let (mirrors, github_apps, (github_orgs, github_sources)) = checker.fleet();
     let mut diagnostics = checker.diagnostics;
     if diagnostics.is_empty() {
         return Ok(Fleet {
             path: path.to_owned(),
             mirrors,
             github_apps,
+            github_orgs,
+            github_sources,
         });
     }
     // The config file's own problems first, in file order, then those of
@@ -281,17 +317,18 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn fleet(&mut self) -> (Vec<Mirror>, Vec<App>) {
+    fn fleet(&mut self) -> (Vec<Mirror>, Vec<App>, Discovery) {
         let text = self.text;
         let (document, syntax) = DeTable::parse_recoverable(text);
         if !syntax.is_empty() {
             for e in syntax {
                 self.error(e.span().map_or(0, |span| span.start), e.message());
             }
-            return (Vec::new(), Vec::new());
+            return (Vec::new(), Vec::new(), (Vec::new(), Vec::new()));
         }
         let mut defaults = Settings::default();
         let (mut mirrors, mut templates, mut apps) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut org_tables, mut source_tables) = (Vec::new(), Vec::new());
         for (key, value) in in_file_order(document.get_ref()) {
             match &**key.get_ref() {
                 "defaults" => match value.get_ref() {
@@ -304,6 +341,8 @@ impl Checker<'_> {
                 "mirror" => mirrors = self.tables(value, Table::Mirror),
                 "template" => templates = self.tables(value, Table::Template),
                 "github_app" => apps = self.github_apps(value),
+                "github_org" => org_tables = self.github_org_tables(value),
+                "github_source" => source_tables = self.github_source_tables(value),
                 other if keys::MIRROR.contains(&other) => self.error(
                     key.span().start,
                     format!("`{other}` is a per-mirror key: set it in [defaults], a [[mirror]] or a [[template]]"),
@@ -323,7 +362,45 @@ impl Checker<'_> {
             let expanded = self.template(index, header, &own.over(&defaults));
             fleet.extend(expanded.into_iter().map(|m| with_apps(m, tokens, &apps)));
         }
-        (fleet, apps)
+        for mirror in &fleet {
+            self.check_target_prop(mirror);
+        }
+        let orgs = org_tables
+            .into_iter()
+            .filter_map(|t| {
+                let settings = t.settings.over(&defaults);
+                self.github_org(t.header, t.org, t.property, &settings, &apps)
+            })
+            .collect();
+        let sources = source_tables
+            .into_iter()
+            .filter_map(|t| self.github_source(t, &defaults, &apps))
+            .collect();
+        (fleet, apps, (orgs, sources))
+    }
+
+    /// A `target-prop:` upstream is read through the API with the
+    /// downstream's GitHub App, so downstream must be one an app serves.
+    fn check_target_prop(&mut self, mirror: &Mirror) {
+        let Some(property) = &mirror.upstream_property else {
+            return;
+        };
+        if mirror.downstream_app.is_some() {
+            return;
+        }
+        let place = Place {
+            file: self.file.to_owned(),
+            line: mirror.origin.line,
+            column: 1,
+        };
+        self.error_at(
+            &place,
+            format!(
+                "mirror {}: `upstream = \"target-prop:{property}\"` reads the property of downstream {} through the GitHub API, so a [[github_app]] must serve downstream (and downstream must not name its own token)",
+                mirror.name,
+                crate::url::mask_credentials(&mirror.downstream.to_string()),
+            ),
+        );
     }
 
     /// The tables of `[[mirror]]` or `[[template]]`, each with the offset
@@ -411,6 +488,9 @@ impl Checker<'_> {
         }
     }
 }
+
+/// The `[[github_org]]`s and `[[github_source]]`s of a file.
+type Discovery = (Vec<GithubOrg>, Vec<GithubSource>);
 
 /// Whether a table names upstream's and downstream's tokens itself
 /// (not through `[defaults]`).

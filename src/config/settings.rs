@@ -106,6 +106,7 @@ impl Settings {
             name,
             upstream,
             downstream,
+            upstream_property: None,
             include: self.include.clone().unwrap_or_default(),
             exclude: self.exclude.clone().unwrap_or_default(),
             prune: self.prune.unwrap_or(true),

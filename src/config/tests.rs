@@ -71,6 +71,7 @@ fn config_mirror_takes_the_documented_defaults() {
             name: "git".into(),
             upstream: RepoUrl::parse("https://github.com/git/git.git").expect("valid"),
             downstream: RepoUrl::parse("ssh://git@backup.example/git.git").expect("valid"),
+            upstream_property: None,
             include: vec![],
             exclude: vec![],
             prune: true,

@@ -22,8 +22,8 @@ use futures_util::FutureExt;
 use tokio::task::JoinSet;
 
 use crate::config::{Mirror, SecretRef};
-use crate::error_kind::{classify, classify_github_app, ErrorKind};
-use crate::forge::{App, AppTokens};
+use crate::error_kind::{classify, classify_github_app, classify_target_prop, ErrorKind};
+use crate::forge::{target_prop, App, AppTokens};
 use crate::plan::{PlanOptions, Scope};
 use crate::progress::Progress;
 use crate::relay::{self, Outcome, PushOptions, RefStatus, SyncOptions, SyncReport};
@@ -280,7 +280,7 @@ async fn sleep_until(when: Option<Instant>) {
 pub(crate) fn finish(mirror: &Mirror, attempts: u32, elapsed: Duration, end: End) -> MirrorRun {
     MirrorRun {
         name: mirror.name.clone(),
-        upstream: mirror.upstream.to_string(),
+        upstream: mirror.upstream_shown(),
         downstream: mirror.downstream.to_string(),
         ok: end.failure.is_none(),
         attempts,
@@ -318,15 +318,24 @@ async fn try_attempt(
     let mut settings = settings_for(mirror, &options.transport)?;
     // Taken from the cache (or fetched) right before connecting, so that a
     // sync never starts with a token about to expire.
-    if let Some(app) = &mirror.upstream_app {
-        settings.upstream_token =
-            Some(app_token(app, &mirror.upstream, &options.app_tokens, &settings).await?);
-    }
     if let Some(app) = &mirror.downstream_app {
         settings.downstream_token = Some(
             downstream_app_token(app, mirror, options.dry_run, &options.app_tokens, &settings)
                 .await?,
         );
+    }
+    // Read before each attempt, so that a changed property takes effect.
+    let resolved;
+    let mirror = match &mirror.upstream_property {
+        Some(property) => {
+            resolved = with_property_upstream(mirror, property, &settings).await?;
+            &resolved
+        }
+        None => mirror,
+    };
+    if let Some(app) = &mirror.upstream_app {
+        settings.upstream_token =
+            Some(app_token(app, &mirror.upstream, &options.app_tokens, &settings).await?);
     }
     let created = if mirror.create_missing && !options.dry_run {
         create_missing(&mirror.upstream, &mirror.downstream, &settings).await?
@@ -619,6 +628,59 @@ async fn downstream_app_token(
         // The repository lookup's error says more (uninstalled, refused key).
         Err(_) => token,
     }
+}
+
+/// `mirror` with its upstream read from the custom property `property` of
+/// its downstream GitHub repository, with downstream's installation token
+/// (in `settings`). The upstream gets the mirror's own upstream token, if
+/// it names one; a GitHub App is not looked up for it.
+async fn with_property_upstream(
+    mirror: &Mirror,
+    property: &str,
+    settings: &TransportSettings,
+) -> Result<Mirror, Failure> {
+    let usage = |message: String| Failure {
+        kind: ErrorKind::Usage,
+        message,
+        retry_after: None,
+    };
+    let served = match (&mirror.downstream_app, &mirror.downstream) {
+        (Some(app), RepoUrl::Http { url }) => app.serves(url).map(|repo| (app, repo)),
+        _ => None,
+    };
+    let (Some((app, (owner, repo))), Some(token)) = (served, &settings.downstream_token) else {
+        return Err(usage(format!(
+            "upstream target-prop:{property} needs a GitHub App that serves downstream {}",
+            mask_credentials(&mirror.downstream.to_string())
+        )));
+    };
+    let upstream = target_prop::read(
+        &app.api_url,
+        &owner,
+        &repo,
+        property,
+        &token.secret,
+        settings.connect_timeout,
+    )
+    .await
+    .map_err(|error| {
+        let classified = classify_target_prop(&error);
+        Failure {
+            kind: classified.kind,
+            message: mask_credentials(&relay::chain(&error)),
+            retry_after: classified.retry_after,
+        }
+    })?;
+    tracing::info!(
+        "{}: upstream {} (from the custom property {property} of {owner}/{repo})",
+        mirror.name,
+        mask_credentials(&upstream.to_string())
+    );
+    let mut resolved = mirror.clone();
+    resolved.upstream = upstream;
+    resolved.upstream_property = None;
+    resolved.upstream_app = None;
+    Ok(resolved)
 }
 
 fn read_secret(secret: &SecretRef) -> Result<Token, Failure> {

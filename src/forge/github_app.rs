@@ -39,7 +39,7 @@ pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
 /// The API version this code was written against
 /// (<https://docs.github.com/en/rest/about-the-rest-api/api-versions>).
-const API_VERSION: &str = "2022-11-28";
+pub(crate) const API_VERSION: &str = "2022-11-28";
 
 /// One `[[github_app]]` of the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,7 +206,7 @@ pub fn workflow_refusal_hint(reason: &str) -> Option<&'static str> {
 
 /// GitHub's error body, `{"message": "...", ...}`, as a suffix for a
 /// message: escaped and cut, since it is the server's text.
-fn detail(body: &[u8]) -> String {
+pub(crate) fn detail(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Message {
         message: String,
@@ -265,7 +265,8 @@ impl AppTokens {
         }
     }
 
-    /// The http password for `owner/repo` through `app`: a cached
+    /// The http password for `owner/repo` through `app` (an empty `repo`:
+    /// for the organisation `owner` itself): a cached
     /// installation token while it is fresh, else a new one (one request
     /// per installation however many mirrors ask at once).
     pub async fn token(
@@ -395,6 +396,12 @@ impl Call<'_> {
         struct Installation {
             id: u64,
         }
+        // No repository: an organisation's own installation (discovery).
+        let lookup = if repo.is_empty() {
+            Lookup::Organisation
+        } else {
+            lookup
+        };
         let url = match lookup {
             Lookup::Repository => self.endpoint(&format!("repos/{owner}/{repo}/installation")),
             Lookup::Organisation => self.endpoint(&format!("orgs/{owner}/installation")),

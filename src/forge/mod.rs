@@ -8,11 +8,17 @@
 //!   installation for the whole process, sent as the http password.
 //!   [`jwt`] signs the app's JWT, [`owners`] says which repositories an
 //!   app serves, [`token_cache`] keeps the tokens.
+//! - [`github_org`]: `[[github_org]]` discovery, one mirror per repository
+//!   of an organisation whose property names its upstream.
+//! - [`target_prop`]: a mirror's upstream read from a custom property of
+//!   its downstream GitHub repository (`upstream = "target-prop:NAME"`).
 
 pub mod github_app;
+pub mod github_org;
 pub mod github_repo;
 pub mod jwt;
 pub mod owners;
+pub mod target_prop;
 pub mod token_cache;
 
 pub use github_app::{App, AppTokens};

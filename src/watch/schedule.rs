@@ -402,6 +402,8 @@ impl Control for Shared {
             .entries
             .iter()
             .filter(|e| !e.removed)
+            // A target-prop upstream is unknown until a sync reads it.
+            .filter(|e| e.mirror.upstream_property.is_none())
             .filter(|e| repository_key(&e.mirror.upstream).is_some_and(|k| keys.contains(&k)))
             .map(|e| e.mirror.name.clone())
             .collect()

@@ -21,12 +21,18 @@ const TOKENS_ROUTE: &str = "/app/installations/{installation_id}/access_tokens";
 const INSTALLATION_ROUTE: &str = "/repos/{owner}/{repo}/installation";
 
 /// A TOML basic string.
-fn quoted(text: &str) -> String {
+pub(crate) fn quoted(text: &str) -> String {
     serde_json::to_string(text).expect("strings serialize")
 }
 
 /// An app on one account, with its tokens (the first is what nginx accepts at first).
-fn app(id: u64, key: &AppKey, installation: u64, account: &str, tokens: &[&str]) -> Value {
+pub(crate) fn app(
+    id: u64,
+    key: &AppKey,
+    installation: u64,
+    account: &str,
+    tokens: &[&str],
+) -> Value {
     json!({
         "id": id,
         "public_key_pem": key.public_pem,
@@ -35,7 +41,13 @@ fn app(id: u64, key: &AppKey, installation: u64, account: &str, tokens: &[&str])
 }
 
 /// A `[[github_app]]` table for the contract server and nginx's `/github/` location.
-fn app_table(id: u64, key: &str, owners: &[&str], api: &GithubApi, git_base: &str) -> String {
+pub(crate) fn app_table(
+    id: u64,
+    key: &str,
+    owners: &[&str],
+    api: &GithubApi,
+    git_base: &str,
+) -> String {
     let git_host = git_base
         .strip_prefix("http://")
         .expect("nginx's base is http://");
@@ -47,7 +59,7 @@ fn app_table(id: u64, key: &str, owners: &[&str], api: &GithubApi, git_base: &st
     )
 }
 
-fn mirror(name: &str, upstream: &str, downstream: &str) -> String {
+pub(crate) fn mirror(name: &str, upstream: &str, downstream: &str) -> String {
     format!(
         "[[mirror]]\nname = {}\nupstream = {}\ndownstream = {}\nretries = 0\n\n",
         quoted(name),
@@ -56,17 +68,17 @@ fn mirror(name: &str, upstream: &str, downstream: &str) -> String {
     )
 }
 
-fn fixture_upstream(w: &World) -> PathBuf {
+pub(crate) fn fixture_upstream(w: &World) -> PathBuf {
     w.fixture("mirror.sh").join("upstream-bare.git")
 }
 
-fn write_config(w: &World, text: &str) -> PathBuf {
+pub(crate) fn write_config(w: &World, text: &str) -> PathBuf {
     let path = w.root().join("mirrors.toml");
     std::fs::write(&path, text).expect("can write the config");
     path
 }
 
-fn sync_config(w: &World, config: &Path, env: &[(&str, &str)]) -> Run {
+pub(crate) fn sync_config(w: &World, config: &Path, env: &[(&str, &str)]) -> Run {
     let mut all: Vec<(&str, Option<std::ffi::OsString>)> = vec![
         ("SSH_AUTH_SOCK", None),
         ("KALANDRA_LOG", None),
@@ -89,12 +101,12 @@ fn sync_config(w: &World, config: &Path, env: &[(&str, &str)]) -> Run {
     )
 }
 
-fn report(run: &Run) -> Value {
+pub(crate) fn report(run: &Run) -> Value {
     serde_json::from_str(run.stdout.trim())
         .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {run}"))
 }
 
-fn entry<'a>(report: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn entry<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["mirrors"]
         .as_array()
         .expect("mirrors is an array")
@@ -104,7 +116,7 @@ fn entry<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 #[track_caller]
-fn assert_in_sync(w: &World, up: &Path, down: &Path) {
+pub(crate) fn assert_in_sync(w: &World, up: &Path, down: &Path) {
     let scope = Scope::new(&[], &[]);
     assert_refs_eq(
         &scope.filter(&w.refs(down)),
@@ -116,7 +128,7 @@ fn assert_in_sync(w: &World, up: &Path, down: &Path) {
 
 /// No secret in anything Kalandra printed.
 #[track_caller]
-fn assert_no_secrets(run: &Run, secrets: &[&str]) {
+pub(crate) fn assert_no_secrets(run: &Run, secrets: &[&str]) {
     for secret in secrets.iter().chain(&["BEGIN RSA", "BEGIN PRIVATE", "eyJ"]) {
         assert!(
             !run.stdout.contains(secret) && !run.stderr.contains(secret),
@@ -258,7 +270,7 @@ fn twenty_mirrors_of_one_org_make_one_token_request() {
 }
 
 /// A running `kalandra watch`, killed on drop.
-struct Watching(Child);
+pub(crate) struct Watching(pub(crate) Child);
 
 impl Drop for Watching {
     fn drop(&mut self) {
@@ -267,7 +279,7 @@ impl Drop for Watching {
     }
 }
 
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(

@@ -17,6 +17,7 @@ mod faults;
 mod flaky;
 mod fleet;
 mod forge_create;
+mod forge_discovery;
 mod forge_github_app;
 mod git_config;
 mod git_daemon;
