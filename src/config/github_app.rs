@@ -7,7 +7,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 use url::Url;
 
-use super::settings::{a_type, in_file_order, At};
+use super::settings::{in_file_order, At};
 use super::{Checker, SecretRef};
 use crate::forge::github_app::{App, PUBLIC_API};
 use crate::forge::jwt::{AppKey, Issuer};
@@ -28,27 +28,10 @@ pub(super) const KEYS: &[&str] = &[
 impl Checker<'_> {
     /// Every `[[github_app]]`, in file order.
     pub(super) fn github_apps(&mut self, value: &Spanned<DeValue<'_>>) -> Vec<App> {
-        let DeValue::Array(array) = value.get_ref() else {
-            self.error(
-                value.span().start,
-                format!(
-                    "`github_app` must be an array of tables ([[github_app]]), not {}",
-                    a_type(value.get_ref())
-                ),
-            );
-            return Vec::new();
-        };
-        let mut apps = Vec::with_capacity(array.len());
-        for item in array.iter() {
-            match item.get_ref() {
-                DeValue::Table(table) => apps.extend(self.github_app(item.span().start, table)),
-                other => self.error(
-                    item.span().start,
-                    format!("each [[github_app]] must be a table, not {}", a_type(other)),
-                ),
-            }
-        }
-        apps
+        self.array_of_tables(value, "github_app")
+            .into_iter()
+            .filter_map(|(header, table)| self.github_app(header, table))
+            .collect()
     }
 
     fn github_app(&mut self, header: usize, table: &DeTable<'_>) -> Option<App> {

@@ -7,7 +7,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::keys::Table;
-use super::settings::{a_type, At, Settings};
+use super::settings::{At, Settings};
 use super::{Checker, Mirror, Origin};
 use crate::forge::target_prop;
 use crate::forge::App;
@@ -93,28 +93,8 @@ impl Checker<'_> {
     /// The tables of `[[github_org]]`, each with its header's offset, its
     /// `org` and `property`, and its other keys as settings.
     pub(super) fn github_org_tables(&mut self, value: &Spanned<DeValue<'_>>) -> Vec<OrgTable> {
-        let DeValue::Array(array) = value.get_ref() else {
-            self.error(
-                value.span().start,
-                format!(
-                    "`github_org` must be an array of tables ([[github_org]]), not {}",
-                    a_type(value.get_ref())
-                ),
-            );
-            return Vec::new();
-        };
         let mut tables = Vec::new();
-        for item in array.iter() {
-            let DeValue::Table(table) = item.get_ref() else {
-                self.error(
-                    item.span().start,
-                    format!(
-                        "each [[github_org]] must be a table, not {}",
-                        a_type(item.get_ref())
-                    ),
-                );
-                continue;
-            };
+        for (header, table) in self.array_of_tables(value, "github_org") {
             let mut rest: DeTable<'_> = table.clone();
             let mut take = |this: &mut Self, key: &str| {
                 let (_, value) = rest.remove_entry(key)?;
@@ -132,7 +112,7 @@ impl Checker<'_> {
             }
             let settings = self.settings(&rest, Table::Mirror);
             tables.push(OrgTable {
-                header: item.span().start,
+                header,
                 org,
                 property,
                 settings,

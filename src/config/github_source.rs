@@ -7,7 +7,7 @@ use toml::Spanned;
 
 use super::github_org::substitute;
 use super::keys::Table;
-use super::settings::{a_type, At, Settings};
+use super::settings::{At, Settings};
 use super::{Checker, Mirror, Origin};
 use crate::forge::App;
 use crate::url::RepoUrl;
@@ -118,28 +118,8 @@ impl Checker<'_> {
         &mut self,
         value: &Spanned<DeValue<'_>>,
     ) -> Vec<SourceTable> {
-        let DeValue::Array(array) = value.get_ref() else {
-            self.error(
-                value.span().start,
-                format!(
-                    "`github_source` must be an array of tables ([[github_source]]), not {}",
-                    a_type(value.get_ref())
-                ),
-            );
-            return Vec::new();
-        };
         let mut tables = Vec::new();
-        for item in array.iter() {
-            let DeValue::Table(table) = item.get_ref() else {
-                self.error(
-                    item.span().start,
-                    format!(
-                        "each [[github_source]] must be a table, not {}",
-                        a_type(item.get_ref())
-                    ),
-                );
-                continue;
-            };
+        for (header, table) in self.array_of_tables(value, "github_source") {
             let mut rest: DeTable<'_> = table.clone();
             let mut org = None;
             let mut filters = Filters::default();
@@ -177,7 +157,7 @@ impl Checker<'_> {
             let settings = self.settings(&rest, Table::Mirror);
             let own_tokens = super::own_tokens(&settings);
             tables.push(SourceTable {
-                header: item.span().start,
+                header,
                 org,
                 filters,
                 own_tokens,

@@ -406,13 +406,25 @@ impl Checker<'_> {
     /// The tables of `[[mirror]]` or `[[template]]`, each with the offset
     /// of its header.
     fn tables(&mut self, value: &Spanned<DeValue<'_>>, kind: Table) -> Vec<(usize, Settings)> {
+        let name = kind.header().trim_matches(['[', ']']);
+        self.array_of_tables(value, name)
+            .into_iter()
+            .map(|(header, table)| (header, self.settings(table, kind)))
+            .collect()
+    }
+
+    /// The tables of the array of tables `[[name]]`, each with the offset of
+    /// its header; a value of another shape is reported and left out.
+    pub(super) fn array_of_tables<'a, 'v>(
+        &mut self,
+        value: &'a Spanned<DeValue<'v>>,
+        name: &str,
+    ) -> Vec<(usize, &'a DeTable<'v>)> {
         let DeValue::Array(array) = value.get_ref() else {
-            let header = kind.header();
             self.error(
                 value.span().start,
                 format!(
-                    "`{}` must be an array of tables ({header}), not {}",
-                    header.trim_matches(['[', ']']),
+                    "`{name}` must be an array of tables ([[{name}]]), not {}",
                     a_type(value.get_ref())
                 ),
             );
@@ -421,16 +433,10 @@ impl Checker<'_> {
         let mut tables = Vec::with_capacity(array.len());
         for item in array.iter() {
             match item.get_ref() {
-                DeValue::Table(table) => {
-                    tables.push((item.span().start, self.settings(table, kind)))
-                }
+                DeValue::Table(table) => tables.push((item.span().start, table)),
                 other => self.error(
                     item.span().start,
-                    format!(
-                        "each {} must be a table, not {}",
-                        kind.header(),
-                        a_type(other)
-                    ),
+                    format!("each [[{name}]] must be a table, not {}", a_type(other)),
                 ),
             }
         }
