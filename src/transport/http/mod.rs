@@ -120,19 +120,35 @@ pub(super) async fn connect(
 /// cookies, which are meant for git's requests.
 pub(crate) async fn api_client(url: &Url, connect_timeout: Duration) -> Result<Client, Error> {
     let config = config::HttpConfig::load(url).await?;
+    client_builder(&config, connect_timeout, false)?
+        .timeout(API_TIMEOUT)
+        .build()
+        .map_err(Error::Client)
+}
+
+/// What every client gets from git's settings for its URL: TLS (CA file,
+/// verification, client certificate, HTTP/2 when `http2`), the proxy, the
+/// user agent, the connect timeout, and git's redirect limit.
+fn client_builder(
+    config: &config::HttpConfig,
+    connect_timeout: Duration,
+    http2: bool,
+) -> Result<reqwest::ClientBuilder, Error> {
     let tls = tls::client_config(
         config.ca_info.as_deref(),
         config.no_verify,
         config.client_cert().as_ref(),
-        false,
+        http2,
     )?;
     let mut builder = Client::builder()
         .user_agent(concat!("kalandra/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect_timeout)
-        .timeout(API_TIMEOUT)
         .tls_backend_preconfigured(tls)
-        .redirect(reqwest::redirect::Policy::limited(10))
-        .http1_only();
+        // git follows redirects of the first request (http.followRedirects=initial).
+        .redirect(reqwest::redirect::Policy::limited(10));
+    if !http2 {
+        builder = builder.http1_only();
+    }
     if let Some(proxy) = &config.proxy {
         let proxy = reqwest::Proxy::all(proxy.as_str())
             .map_err(|source| Error::Proxy {
@@ -142,7 +158,7 @@ pub(crate) async fn api_client(url: &Url, connect_timeout: Duration) -> Result<C
             .no_proxy(reqwest::NoProxy::from_env());
         builder = builder.proxy(proxy);
     }
-    builder.build().map_err(Error::Client)
+    Ok(builder)
 }
 
 /// A whole API call's limit: its answers are small JSON documents.
@@ -188,32 +204,8 @@ impl Remote {
                 base
             );
         }
-        let http2 = config.http2();
-        let tls = tls::client_config(
-            config.ca_info.as_deref(),
-            config.no_verify,
-            config.client_cert().as_ref(),
-            http2,
-        )?;
-        let mut builder = Client::builder()
-            .user_agent(concat!("kalandra/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(options.settings.connect_timeout)
-            .tls_backend_preconfigured(tls)
-            // git follows redirects of the first request (http.followRedirects=initial).
-            .redirect(reqwest::redirect::Policy::limited(10))
+        let builder = client_builder(&config, options.settings.connect_timeout, config.http2())?
             .default_headers(extra_headers(&config.extra_headers)?);
-        if !http2 {
-            builder = builder.http1_only();
-        }
-        if let Some(proxy) = &config.proxy {
-            let proxy = reqwest::Proxy::all(proxy.as_str())
-                .map_err(|source| Error::Proxy {
-                    proxy: proxy.clone(),
-                    source,
-                })?
-                .no_proxy(reqwest::NoProxy::from_env());
-            builder = builder.proxy(proxy);
-        }
         let mut given = url.clone();
         let _ = given.set_password(None);
         // curl reads a cookie file it cannot open as an empty one.
