@@ -8,9 +8,8 @@ use crate::config::Mirror;
 use crate::error_kind::{classify_github_repo, ErrorKind};
 use crate::forge::github_repo::{self, default_branch_change, RepoApi};
 use crate::forge::App;
-use crate::relay;
 use crate::transport::{Token, TransportSettings};
-use crate::url::{mask_credentials, RepoUrl};
+use crate::url::RepoUrl;
 
 /// The app, owner and repository of a mirror's downstream on a GitHub
 /// App's host, with the side's token; `None` when downstream is not one.
@@ -104,10 +103,5 @@ impl<'a> Downstream<'a> {
 }
 
 fn failure(error: github_repo::Error) -> Failure {
-    let classified = classify_github_repo(&error);
-    Failure {
-        kind: classified.kind,
-        message: mask_credentials(&relay::chain(&error)),
-        retry_after: classified.retry_after,
-    }
+    Failure::from_error(&error, classify_github_repo(&error))
 }

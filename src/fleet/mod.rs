@@ -22,7 +22,9 @@ use futures_util::FutureExt;
 use tokio::task::JoinSet;
 
 use crate::config::{Mirror, SecretRef};
-use crate::error_kind::{classify, classify_github_app, classify_target_prop, ErrorKind};
+use crate::error_kind::{
+    classify, classify_github_app, classify_target_prop, Classified, ErrorKind,
+};
 use crate::forge::{target_prop, App, AppTokens};
 use crate::plan::{PlanOptions, Scope};
 use crate::progress::Progress;
@@ -59,6 +61,18 @@ pub struct Failure {
     /// How long the server asked us to wait before the next try.
     #[serde(skip)]
     pub retry_after: Option<Duration>,
+}
+
+impl Failure {
+    /// `error` as `classified`: its cause chain on one line, credentials
+    /// masked, and the wait the server asked for.
+    pub(crate) fn from_error(error: &dyn std::error::Error, classified: Classified) -> Self {
+        Self {
+            kind: classified.kind,
+            message: mask_credentials(&relay::chain(error)),
+            retry_after: classified.retry_after,
+        }
+    }
 }
 
 /// How one mirror of the fleet ended.
@@ -464,16 +478,11 @@ async fn sync_once(
         None => sync.await,
     };
     result.map_err(|error| {
-        let classified = classify(&error);
-        let mut message = mask_credentials(&relay::chain(&error));
+        let mut failure = Failure::from_error(&error, classify(&error));
         if let Some(hint) = error.hint() {
-            message.push_str(&format!(" (hint: {hint})"));
+            failure.message.push_str(&format!(" (hint: {hint})"));
         }
-        Failure {
-            kind: classified.kind,
-            message,
-            retry_after: classified.retry_after,
-        }
+        failure
     })
 }
 
@@ -588,14 +597,7 @@ async fn app_token(
     tokens
         .token(app, &owner, &repo, settings.connect_timeout)
         .await
-        .map_err(|error| {
-            let classified = classify_github_app(&error);
-            Failure {
-                kind: classified.kind,
-                message: mask_credentials(&relay::chain(&error)),
-                retry_after: classified.retry_after,
-            }
-        })
+        .map_err(|error| Failure::from_error(&error, classify_github_app(&error)))
 }
 
 /// Downstream's installation token. With `create_missing`, a repository
@@ -663,14 +665,7 @@ async fn with_property_upstream(
         settings.connect_timeout,
     )
     .await
-    .map_err(|error| {
-        let classified = classify_target_prop(&error);
-        Failure {
-            kind: classified.kind,
-            message: mask_credentials(&relay::chain(&error)),
-            retry_after: classified.retry_after,
-        }
-    })?;
+    .map_err(|error| Failure::from_error(&error, classify_target_prop(&error)))?;
     tracing::info!(
         "{}: upstream {} (from the custom property {property} of {owner}/{repo})",
         mirror.name,
@@ -711,14 +706,7 @@ async fn create_missing(
             upload_pack.close().await;
             format
         }
-        Err(error) => {
-            let classified = classify(&error);
-            return Err(Failure {
-                kind: classified.kind,
-                message: mask_credentials(&relay::chain(&error)),
-                retry_after: classified.retry_after,
-            });
-        }
+        Err(error) => return Err(Failure::from_error(&error, classify(&error))),
     };
     init_bare(path, &format.to_string()).await?;
     tracing::info!("created {} ({format})", path.display());
