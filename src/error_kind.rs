@@ -17,7 +17,7 @@ use std::error::Error as StdError;
 use std::io;
 use std::time::Duration;
 
-use crate::forge::{github_app, github_repo, target_prop};
+use crate::forge::{github_app, github_repo, gitlab, target_prop};
 use crate::limits;
 use crate::pkt_io;
 use crate::plan;
@@ -191,6 +191,35 @@ pub fn classify_github_repo(error: &github_repo::Error) -> Classified {
         }
         .into(),
         E::Response { .. } => ErrorKind::Protocol.into(),
+    }
+}
+
+/// The kind of a failed call to GitLab's API (`create_missing`,
+/// `follow_head`, `[[gitlab_source]]`).
+pub fn classify_gitlab(error: &gitlab::Error) -> Classified {
+    use gitlab::Error as E;
+    match error {
+        // A refused token or a missing scope or role: nothing changes
+        // until someone fixes the token.
+        E::Unauthorized { .. } | E::Forbidden { .. } => ErrorKind::Auth.into(),
+        // GitLab refused the creation (a path taken, a visibility the
+        // group forbids): permanent, like a refused ref.
+        E::Refused { .. } => ErrorKind::Rejected.into(),
+        E::Missing { .. } => ErrorKind::NotFound.into(),
+        E::Client { source, .. } => classify_http(source),
+        E::Request { source, .. } => classify_reqwest(source).into(),
+        E::RateLimited { retry_after, .. } => Classified {
+            kind: ErrorKind::Unavailable,
+            retry_after: Some(*retry_after),
+        },
+        E::Status { status, .. } => match status {
+            404 => ErrorKind::NotFound,
+            408 => ErrorKind::Timeout,
+            429 | 500..=599 => ErrorKind::Unavailable,
+            _ => ErrorKind::Other,
+        }
+        .into(),
+        E::Response { .. } | E::TooManyPages { .. } => ErrorKind::Protocol.into(),
     }
 }
 

@@ -58,7 +58,7 @@ pub fn run(command: &ConfigCommand) -> ExitCode {
             }
         };
         let tokens = kalandra::forge::AppTokens::default();
-        if let Err(error) = runtime.block_on(kalandra::forge::github_org::discover(
+        if let Err(error) = runtime.block_on(kalandra::forge::discovery::discover(
             &mut fleet,
             &tokens,
             settings.connect_timeout,

@@ -51,7 +51,7 @@ pub fn run(args: &FleetArgs) -> u8 {
     };
     let app_tokens: Arc<kalandra::forge::AppTokens> = Default::default();
     let mut fleet = fleet;
-    if let Err(error) = runtime.block_on(kalandra::forge::github_org::discover(
+    if let Err(error) = runtime.block_on(kalandra::forge::discovery::discover(
         &mut fleet,
         &app_tokens,
         args.transport.connect_timeout,

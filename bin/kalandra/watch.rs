@@ -86,7 +86,7 @@ pub fn run(args: &WatchArgs) -> ExitCode {
     };
     let app_tokens: Arc<kalandra::forge::AppTokens> = Default::default();
     let mut fleet = fleet;
-    if let Err(error) = runtime.block_on(kalandra::forge::github_org::discover(
+    if let Err(error) = runtime.block_on(kalandra::forge::discovery::discover(
         &mut fleet,
         &app_tokens,
         transport.connect_timeout,
@@ -221,7 +221,7 @@ async fn reload(reloader: &mut Reloader, scheduler: &Scheduler, metrics: &Metric
     let path = &reloader.path;
     match config::load(path) {
         Ok(mut fleet) => {
-            if let Err(error) = kalandra::forge::github_org::discover(
+            if let Err(error) = kalandra::forge::discovery::discover(
                 &mut fleet,
                 &reloader.tokens,
                 reloader.connect_timeout,

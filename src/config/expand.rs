@@ -89,16 +89,19 @@ impl Checker<'_> {
             return true;
         }
         if let RepoUrl::Http { url } = downstream {
-            if self.apps.iter().any(|app| app.serves(url).is_some()) {
+            if self.forges.apps.iter().any(|app| app.serves(url).is_some())
+                || self.forges.gitlab.iter().any(|g| g.serves(url).is_some())
+            {
                 return true;
             }
         }
         self.error(
             header,
             format!(
-                "`create_missing = true` creates local repositories, and GitHub repositories \
-                 through a [[github_app]] that serves them; downstream {} is neither: create \
-                 it on its server first (or drop create_missing)",
+                "`create_missing = true` creates local repositories, GitHub repositories \
+                 through a [[github_app]] that serves them and GitLab projects through a \
+                 [[gitlab]]; downstream {} is none of these: create it on its server first \
+                 (or drop create_missing)",
                 mask_credentials(&downstream.to_string())
             ),
         );

@@ -80,8 +80,8 @@ pub struct GithubSource {
     pub api_url: url::Url,
     /// Every other setting of each mirror.
     pub prototype: Mirror,
-    /// The apps of the file, for each side of each mirror.
-    pub apps: Vec<App>,
+    /// The file's forges, for each side of each mirror.
+    pub forges: super::Forges,
     /// Whether the table names each side's token itself.
     pub own_tokens: [bool; 2],
 }
@@ -97,7 +97,7 @@ impl GithubSource {
         mirror.name = substitute(&self.name, &self.org, &repo.name);
         mirror.upstream = upstream;
         mirror.downstream = downstream;
-        Ok(super::with_apps(mirror, self.own_tokens, &self.apps))
+        Ok(self.forges.apply(mirror, self.own_tokens))
     }
 }
 
@@ -224,7 +224,7 @@ impl Checker<'_> {
             app,
             api_url,
             prototype,
-            apps: apps.to_vec(),
+            forges: self.forges.clone(),
             own_tokens: t.own_tokens,
         })
     }

@@ -37,8 +37,16 @@ pub(super) const OWN: &[&str] = &["name", "upstream", "downstream"];
 pub(super) const TEMPLATE_ONLY: &[&str] = &["names", "names_file"];
 
 /// The tables of the file's top level.
-pub(super) const TOP_LEVEL: &[&str] =
-    &["defaults", "mirror", "template", "github_app", "github_org"];
+pub(super) const TOP_LEVEL: &[&str] = &[
+    "defaults",
+    "mirror",
+    "template",
+    "github_app",
+    "github_org",
+    "github_source",
+    "gitlab",
+    "gitlab_source",
+];
 
 /// Which table a key stands in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,8 @@ mod expand;
 mod github_app;
 mod github_org;
 mod github_source;
+mod gitlab;
+mod gitlab_source;
 mod keys;
 mod secret;
 mod settings;
@@ -33,6 +35,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::forge::github_repo::Visibility;
+use crate::forge::gitlab::Instance;
 use crate::forge::App;
 use crate::git_config::GitConfig;
 use crate::plan::Divergence;
@@ -43,6 +46,7 @@ use settings::{a_type, in_file_order, Settings};
 
 pub use github_org::GithubOrg;
 pub use github_source::{Filters, GithubSource, Listed, Visibility as SourceVisibility};
+pub use gitlab_source::{GitlabFilters, GitlabSource, GitlabVisibility};
 pub use secret::{resolve_secret, resolve_secret_with, SecretError};
 
 /// Every mirror of a config file, templates expanded, in file order
@@ -59,12 +63,19 @@ pub struct Fleet {
     /// The `[[github_source]]`s, in file order: their mirrors are added
     /// by the same step.
     pub github_sources: Vec<GithubSource>,
+    /// The `[[gitlab]]`s, in file order.
+    pub gitlab: Vec<Instance>,
+    /// The `[[gitlab_source]]`s, in file order: their mirrors are added
+    /// by the same step.
+    pub gitlab_sources: Vec<GitlabSource>,
 }
 
 impl Fleet {
     /// Whether loading this config lists repositories through an API.
     pub fn discovers(&self) -> bool {
-        !self.github_orgs.is_empty() || !self.github_sources.is_empty()
+        !self.github_orgs.is_empty()
+            || !self.github_sources.is_empty()
+            || !self.gitlab_sources.is_empty()
     }
 }
 
@@ -103,6 +114,9 @@ pub struct Mirror {
     pub upstream_app: Option<App>,
     /// The same for downstream.
     pub downstream_app: Option<App>,
+    /// The `[[gitlab]]` downstream is a project of, when no GitHub App
+    /// serves it: `create_missing` and `follow_head` go through its API.
+    pub downstream_gitlab: Option<Instance>,
     /// Create a missing downstream: a local one with `git init --bare`, a
     /// GitHub one through its app (`POST /orgs/{org}/repos`).
     pub create_missing: bool,
@@ -224,18 +238,20 @@ pub fn parse_rewritten(
         read,
         rewrites,
         names: HashMap::new(),
-        apps: Vec::new(),
+        forges: Forges::default(),
         diagnostics: Vec::new(),
     };
-    let (mirrors, github_apps, (github_orgs, github_sources)) = checker.fleet();
+    let (mirrors, discovery) = checker.fleet();
     let mut diagnostics = checker.diagnostics;
     if diagnostics.is_empty() {
         return Ok(Fleet {
             path: path.to_owned(),
             mirrors,
-            github_apps,
-            github_orgs,
-            github_sources,
+            github_apps: checker.forges.apps,
+            github_orgs: discovery.github_orgs,
+            github_sources: discovery.github_sources,
+            gitlab: checker.forges.gitlab,
+            gitlab_sources: discovery.gitlab_sources,
         });
     }
     // The config file's own problems first, in file order, then those of
@@ -310,25 +326,27 @@ struct Checker<'a> {
     rewrites: &'a Rewrites,
     /// Each mirror name taken so far, and where.
     names: HashMap<String, Place>,
-    /// The `[[github_app]]`s, once read: what `create_missing` may create
-    /// a remote downstream with.
-    apps: Vec<App>,
+    /// The `[[github_app]]`s and `[[gitlab]]`s, once read: what the
+    /// mirrors authenticate with, and what `create_missing` may create a
+    /// remote downstream with.
+    forges: Forges,
     diagnostics: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
-    fn fleet(&mut self) -> (Vec<Mirror>, Vec<App>, Discovery) {
+    fn fleet(&mut self) -> (Vec<Mirror>, Discovery) {
         let text = self.text;
         let (document, syntax) = DeTable::parse_recoverable(text);
         if !syntax.is_empty() {
             for e in syntax {
                 self.error(e.span().map_or(0, |span| span.start), e.message());
             }
-            return (Vec::new(), Vec::new(), (Vec::new(), Vec::new()));
+            return (Vec::new(), Discovery::default());
         }
         let mut defaults = Settings::default();
         let (mut mirrors, mut templates, mut apps) = (Vec::new(), Vec::new(), Vec::new());
         let (mut org_tables, mut source_tables) = (Vec::new(), Vec::new());
+        let (mut gitlab, mut gitlab_source_tables) = (Vec::new(), Vec::new());
         for (key, value) in in_file_order(document.get_ref()) {
             match &**key.get_ref() {
                 "defaults" => match value.get_ref() {
@@ -343,6 +361,8 @@ impl Checker<'_> {
                 "github_app" => apps = self.github_apps(value),
                 "github_org" => org_tables = self.github_org_tables(value),
                 "github_source" => source_tables = self.github_source_tables(value),
+                "gitlab" => gitlab = self.gitlabs(value),
+                "gitlab_source" => gitlab_source_tables = self.gitlab_source_tables(value),
                 other if keys::MIRROR.contains(&other) => self.error(
                     key.span().start,
                     format!("`{other}` is a per-mirror key: set it in [defaults], a [[mirror]] or a [[template]]"),
@@ -350,18 +370,19 @@ impl Checker<'_> {
                 other => self.unknown_key(other, key.span().start, keys::TOP_LEVEL),
             }
         }
-        self.apps.clone_from(&apps);
+        self.forges = Forges { apps, gitlab };
         let mut fleet = Vec::with_capacity(mirrors.len());
         for (header, own) in mirrors {
             let tokens = own_tokens(&own);
             let mirror = self.mirror(header, &own.over(&defaults));
-            fleet.extend(mirror.map(|m| with_apps(m, tokens, &apps)));
+            fleet.extend(mirror.map(|m| self.forges.apply(m, tokens)));
         }
         for (index, (header, own)) in templates.into_iter().enumerate() {
             let tokens = own_tokens(&own);
             let expanded = self.template(index, header, &own.over(&defaults));
-            fleet.extend(expanded.into_iter().map(|m| with_apps(m, tokens, &apps)));
+            fleet.extend(expanded.into_iter().map(|m| self.forges.apply(m, tokens)));
         }
+        let apps = self.forges.apps.clone();
         for mirror in &fleet {
             self.check_target_prop(mirror);
         }
@@ -372,11 +393,20 @@ impl Checker<'_> {
                 self.github_org(t.header, t.org, t.property, &settings, &apps)
             })
             .collect();
-        let sources = source_tables
+        let github_sources = source_tables
             .into_iter()
             .filter_map(|t| self.github_source(t, &defaults, &apps))
             .collect();
-        (fleet, apps, (orgs, sources))
+        let gitlab_sources = gitlab_source_tables
+            .into_iter()
+            .filter_map(|t| self.gitlab_source(t, &defaults))
+            .collect();
+        let discovery = Discovery {
+            github_orgs: orgs,
+            github_sources,
+            gitlab_sources,
+        };
+        (fleet, discovery)
     }
 
     /// A `target-prop:` upstream is read through the API with the
@@ -495,8 +525,13 @@ impl Checker<'_> {
     }
 }
 
-/// The `[[github_org]]`s and `[[github_source]]`s of a file.
-type Discovery = (Vec<GithubOrg>, Vec<GithubSource>);
+/// The tables of a file that list repositories through an API.
+#[derive(Default)]
+struct Discovery {
+    github_orgs: Vec<GithubOrg>,
+    github_sources: Vec<GithubSource>,
+    gitlab_sources: Vec<GitlabSource>,
+}
 
 /// Whether a table names upstream's and downstream's tokens itself
 /// (not through `[defaults]`).
@@ -504,28 +539,64 @@ fn own_tokens(own: &Settings) -> [bool; 2] {
     [own.upstream_token.is_some(), own.downstream_token.is_some()]
 }
 
-/// `mirror` with the GitHub App of each side that one serves: the first
-/// app in file order whose git host and owners match the side's URL. A
-/// token the mirror names itself wins over the app; the app wins over a
-/// `[defaults]` token, which then does not apply to that side.
-fn with_apps(mut mirror: Mirror, own_tokens: [bool; 2], apps: &[App]) -> Mirror {
-    let app_for = |url: &RepoUrl| match url {
-        RepoUrl::Http { url } => apps.iter().find(|app| app.serves(url).is_some()).cloned(),
-        _ => None,
-    };
-    if !own_tokens[0] {
-        mirror.upstream_app = app_for(&mirror.upstream);
-        if mirror.upstream_app.is_some() {
-            mirror.upstream_token = None;
+/// The forges of a config file: what each mirror's sides authenticate
+/// with.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Forges {
+    /// The `[[github_app]]`s, in file order.
+    pub apps: Vec<App>,
+    /// The `[[gitlab]]`s, in file order.
+    pub gitlab: Vec<Instance>,
+}
+
+impl Forges {
+    /// `mirror` with the forge of each side. A side gets the first GitHub
+    /// App in file order whose git host and owners match its URL, else the
+    /// token of the first `[[gitlab]]` whose URL it is under. A token the
+    /// mirror names itself wins over both; they win over a `[defaults]`
+    /// token, which then does not apply to that side. A downstream on a
+    /// `[[gitlab]]` is remembered for `create_missing` and `follow_head`
+    /// even when the mirror names its own token.
+    pub fn apply(&self, mut mirror: Mirror, own_tokens: [bool; 2]) -> Mirror {
+        let app_for = |url: &RepoUrl| match url {
+            RepoUrl::Http { url } => self
+                .apps
+                .iter()
+                .find(|app| app.serves(url).is_some())
+                .cloned(),
+            _ => None,
+        };
+        let gitlab_for = |url: &RepoUrl| match url {
+            RepoUrl::Http { url } => self
+                .gitlab
+                .iter()
+                .find(|gitlab| gitlab.serves(url).is_some())
+                .cloned(),
+            _ => None,
+        };
+        let upstream_gitlab = gitlab_for(&mirror.upstream);
+        if !own_tokens[0] {
+            mirror.upstream_app = app_for(&mirror.upstream);
+            if mirror.upstream_app.is_some() {
+                mirror.upstream_token = None;
+            } else if let Some(gitlab) = &upstream_gitlab {
+                mirror.upstream_token.clone_from(&gitlab.token);
+            }
         }
-    }
-    if !own_tokens[1] {
-        mirror.downstream_app = app_for(&mirror.downstream);
-        if mirror.downstream_app.is_some() {
-            mirror.downstream_token = None;
+        if !own_tokens[1] {
+            mirror.downstream_app = app_for(&mirror.downstream);
+            if mirror.downstream_app.is_some() {
+                mirror.downstream_token = None;
+            }
         }
+        if mirror.downstream_app.is_none() {
+            mirror.downstream_gitlab = gitlab_for(&mirror.downstream);
+            if let (false, Some(gitlab)) = (own_tokens[1], &mirror.downstream_gitlab) {
+                mirror.downstream_token.clone_from(&gitlab.token);
+            }
+        }
+        mirror
     }
-    mirror
 }
 
 #[cfg(test)]

@@ -123,6 +123,7 @@ impl Settings {
             downstream_token: self.downstream_token.clone(),
             upstream_app: None,
             downstream_app: None,
+            downstream_gitlab: None,
             create_missing: self.create_missing.unwrap_or(false),
             create_visibility: self.create_visibility.unwrap_or_default(),
             follow_head: self.follow_head.unwrap_or(false),
@@ -158,9 +159,9 @@ pub(super) fn a_type(value: &DeValue<'_>) -> String {
 /// The `*_token_env` and `*_token_file` keys of one side, before they are
 /// checked against each other.
 #[derive(Default)]
-struct TokenKeys {
-    env: Option<At<String>>,
-    file: Option<At<String>>,
+pub(super) struct TokenKeys {
+    pub env: Option<At<String>>,
+    pub file: Option<At<String>>,
 }
 
 impl Checker<'_> {
@@ -387,7 +388,7 @@ impl Checker<'_> {
     /// stops the run before anything connects.
     /// A secret named by `{prefix}_env` or `{prefix}_file` (`upstream_token`,
     /// `downstream_token`, `webhook_secret`).
-    fn token(&mut self, prefix: &str, keys: TokenKeys) -> Option<SecretRef> {
+    pub(super) fn token(&mut self, prefix: &str, keys: TokenKeys) -> Option<SecretRef> {
         let (key, raw) = match (keys.env, keys.file) {
             (Some(env), Some(file)) => {
                 self.error(

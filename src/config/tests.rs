@@ -88,6 +88,7 @@ fn config_mirror_takes_the_documented_defaults() {
             downstream_token: None,
             upstream_app: None,
             downstream_app: None,
+            downstream_gitlab: None,
             create_missing: false,
             create_visibility: Visibility::Private,
             follow_head: false,
@@ -721,14 +722,14 @@ create_missing = true
     assert_eq!(
         errors(text),
         [
-            "conf/mirrors.toml:2:1: `create_missing = true` creates local repositories, and \
-             GitHub repositories through a [[github_app]] that serves them; downstream \
-             ssh://git@backup.example/a.git is neither: create it on its server first (or drop \
-             create_missing)",
-            "conf/mirrors.toml:8:1: `create_missing = true` creates local repositories, and \
-             GitHub repositories through a [[github_app]] that serves them; downstream \
-             https://forge.example/x.git is neither: create it on its server first (or drop \
-             create_missing)",
+            "conf/mirrors.toml:2:1: `create_missing = true` creates local repositories, GitHub \
+             repositories through a [[github_app]] that serves them and GitLab projects \
+             through a [[gitlab]]; downstream ssh://git@backup.example/a.git is none of these: create it \
+             on its server first (or drop create_missing)",
+            "conf/mirrors.toml:8:1: `create_missing = true` creates local repositories, GitHub \
+             repositories through a [[github_app]] that serves them and GitLab projects \
+             through a [[gitlab]]; downstream https://forge.example/x.git is none of these: create it \
+             on its server first (or drop create_missing)",
         ]
     );
 }
@@ -808,10 +809,10 @@ create_missing = true
     assert_eq!(
         errors(text),
         [
-            "conf/mirrors.toml:23:1: `create_missing = true` creates local repositories, and \
-          GitHub repositories through a [[github_app]] that serves them; downstream \
-          https://github.com/someone-else/a.git is neither: create it on its server first (or \
-          drop create_missing)"
+            "conf/mirrors.toml:23:1: `create_missing = true` creates local repositories, GitHub \
+             repositories through a [[github_app]] that serves them and GitLab projects \
+             through a [[gitlab]]; downstream https://github.com/someone-else/a.git is none of \
+             these: create it on its server first (or drop create_missing)"
         ]
     );
     let fleet = fleet(&text.replace("someone-else", "acme-mirror"));
@@ -827,6 +828,183 @@ create_missing = true
         [
             "conf/mirrors.toml:2:21: `create_visibility` must be \"private\", \"internal\" or \
           \"public\", not \"secret\""
+        ]
+    );
+}
+
+#[test]
+fn config_gitlab_token_goes_to_each_side_on_the_instance() {
+    let fleet = fleet(
+        r#"
+[defaults]
+downstream_token_env = "UP_TOKEN"
+
+[[gitlab]]
+url = "https://example.com/gitlab/"
+token_file = "token"
+
+[[mirror]]
+name = "from-gitlab"
+upstream = "https://example.com/gitlab/platform/api.git"
+downstream = "https://example.com/gitlab/backup/api.git"
+create_missing = true
+create_visibility = "internal"
+
+[[mirror]]
+name = "own-token"
+upstream = "https://example.com/gitlab/platform/web.git"
+downstream = "https://example.com/gitlab/backup/web.git"
+upstream_token_env = "UP_TOKEN"
+downstream_token_env = "UP_TOKEN"
+
+[[mirror]]
+name = "elsewhere"
+upstream = "https://example.com/other/a.git"
+downstream = "https://gitlab.com/backup/a.git"
+"#,
+    );
+    let [instance] = &fleet.gitlab[..] else {
+        panic!("one [[gitlab]]: {:?}", fleet.gitlab)
+    };
+    assert_eq!(instance.url.as_str(), "https://example.com/gitlab");
+    assert_eq!(
+        instance.api_url.as_str(),
+        "https://example.com/gitlab/api/v4"
+    );
+    let file = Some(SecretRef::File(PathBuf::from("conf/token")));
+    let env = Some(SecretRef::Env("UP_TOKEN".into()));
+    let [from, own, elsewhere] = &fleet.mirrors[..] else {
+        panic!("three mirrors: {:?}", fleet.mirrors)
+    };
+    // The instance's token wins over a [defaults] token on its sides.
+    assert_eq!(
+        (&from.upstream_token, &from.downstream_token),
+        (&file, &file)
+    );
+    assert_eq!(from.downstream_gitlab.as_ref(), Some(instance));
+    // A mirror's own token wins over the instance's, and the API is still
+    // the instance's.
+    assert_eq!((&own.upstream_token, &own.downstream_token), (&env, &env));
+    assert_eq!(own.downstream_gitlab.as_ref(), Some(instance));
+    // Another host (or path) is not the instance's.
+    assert_eq!(
+        (&elsewhere.upstream_token, &elsewhere.downstream_token),
+        (&None, &env)
+    );
+    assert_eq!(elsewhere.downstream_gitlab, None);
+}
+
+#[test]
+fn config_gitlab_tables_report_their_problems() {
+    let text = r#"
+[[gitlab]]
+token_env = "UP_TOKEN"
+
+[[gitlab]]
+url = "ftp://gitlab.example"
+token_env = "UP_TOKEN"
+
+[[gitlab]]
+url = "https://gitlab.example"
+token = "glpat-xxxx"
+
+[[gitlab]]
+url = "https://gitlab.example"
+
+[[gitlab]]
+url = "https://gitlab.example"
+token_env = "NOT_SET"
+
+[[mirror]]
+name = "a"
+upstream = "/srv/a.git"
+downstream = "https://gitlab.other/g/a.git"
+create_missing = true
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "conf/mirrors.toml:2:1: [[gitlab]] has no `url`: where GitLab is, e.g. \"https://gitlab.example\"",
+            "conf/mirrors.toml:6:7: `url` \"ftp://gitlab.example\" is not an http(s) URL",
+            "conf/mirrors.toml:11:1: `token` would put a secret in the config file; name the token with `token_env` or `token_file` instead (the value is not shown)",
+            "conf/mirrors.toml:13:1: [[gitlab]] has no `token_env` or `token_file` (a personal, project or group access token)",
+            "conf/mirrors.toml:18:13: `token_env`: environment variable NOT_SET is not set",
+            "conf/mirrors.toml:20:1: `create_missing = true` creates local repositories, GitHub \
+             repositories through a [[github_app]] that serves them and GitLab projects \
+             through a [[gitlab]]; downstream https://gitlab.other/g/a.git is none of these: \
+             create it on its server first (or drop create_missing)",
+        ]
+    );
+}
+
+#[test]
+fn config_gitlab_source_takes_its_instance_and_patterns() {
+    let fleet = fleet(
+        r#"
+[[gitlab]]
+url = "https://gitlab.example"
+api_url = "https://api.gitlab.example/v4"
+token_env = "UP_TOKEN"
+
+[[gitlab_source]]
+url = "https://gitlab.example"
+group = "/platform/"
+subgroups = true
+visibility = "internal"
+match = "tools/*"
+downstream = "https://github.com/acme-mirror/{path_dashed}.git"
+
+[[gitlab_source]]
+group = "public-stuff"
+name = "gl-{name}"
+downstream = "/srv/backup/{group}/{path}.git"
+"#,
+    );
+    let [platform, public] = &fleet.gitlab_sources[..] else {
+        panic!("two sources: {:?}", fleet.gitlab_sources)
+    };
+    assert!(fleet.discovers());
+    assert_eq!(platform.group, "platform");
+    assert!(platform.subgroups);
+    assert_eq!(platform.api_url.as_str(), "https://api.gitlab.example/v4");
+    assert!(platform.instance.is_some());
+    assert_eq!(platform.filters.visibility, GitlabVisibility::Internal);
+    assert_eq!(platform.name, "{path}");
+    // Without a [[gitlab]] of its URL (GitLab.com by default), the group is
+    // listed without a token.
+    assert_eq!(public.url.as_str(), "https://gitlab.com/");
+    assert_eq!(public.api_url.as_str(), "https://gitlab.com/api/v4");
+    assert!(public.instance.is_none());
+    let project = crate::forge::gitlab::Project {
+        id: 3,
+        path: "cli".into(),
+        path_with_namespace: "platform/tools/cli".into(),
+        default_branch: Some("main".into()),
+        visibility: Some("internal".into()),
+        archived: false,
+        http_url_to_repo: "https://gitlab.example/platform/tools/cli.git".into(),
+        forked_from_project: None,
+    };
+    let mirror = platform.mirror_for(&project).expect("a mirror");
+    assert_eq!(mirror.name, "tools/cli");
+    assert_eq!(
+        mirror.downstream.to_string(),
+        "https://github.com/acme-mirror/tools-cli.git"
+    );
+    // The listing's URL is the instance's: its token reads upstream.
+    assert_eq!(
+        mirror.upstream_token,
+        Some(SecretRef::Env("UP_TOKEN".into()))
+    );
+    assert_eq!(
+        errors("[[gitlab_source]]\ngroup = \"a b\"\ndownstream = \"/srv/{name}.git\"\n"),
+        ["conf/mirrors.toml:2:9: `group` must be a group's full path (`platform` or `platform/tools`)"]
+    );
+    assert_eq!(
+        errors("[[gitlab_source]]\ngroup = \"g\"\nupstream = \"x\"\ndownstream = \"/srv/{name}.git\"\nvisibility = \"secret\"\n"),
+        [
+            "conf/mirrors.toml:3:1: [[gitlab_source]] takes each upstream from the group's listing; drop `upstream`",
+            "conf/mirrors.toml:5:14: `visibility` is \"all\", \"public\", \"internal\" or \"private\", not \"secret\"",
         ]
     );
 }

@@ -8,7 +8,9 @@
 //! order it was given.
 
 pub mod backoff;
+mod forge_downstream;
 mod github_downstream;
+mod gitlab_downstream;
 pub(crate) mod hosts;
 pub mod select;
 
@@ -379,17 +381,17 @@ async fn try_attempt(
         transport: settings,
     };
     let mut result = sync_once(mirror, &sync_options, progress).await;
-    // A GitHub downstream is created when the sync finds it missing: the
+    // A forge's downstream is created when the sync finds it missing: the
     // API then says whether it was downstream (or upstream) that is not
     // there. Asking before every sync would spend a request per mirror
     // and run for nothing.
-    let github = github_downstream::Downstream::of(mirror, &sync_options.transport);
+    let forge = forge_downstream::Downstream::of(mirror, &sync_options.transport);
     let mut created = created;
-    if let (Err(failure), Some(github)) = (&result, &github) {
+    if let (Err(failure), Some(forge)) = (&result, &forge) {
         if failure.kind == ErrorKind::NotFound
             && mirror.create_missing
             && !options.dry_run
-            && github.create_if_missing(mirror).await?
+            && forge.create_if_missing(mirror).await?
         {
             created = true;
             result = sync_once(mirror, &sync_options, progress).await;
@@ -417,8 +419,8 @@ async fn try_attempt(
         && failure.is_none()
         && head.is_some_and(|h| sync_options.plan.scope.contains(h));
     if follow {
-        let moved = match (&github, mirror.downstream.local_path()) {
-            (Some(github), _) => github
+        let moved = match (&forge, mirror.downstream.local_path()) {
+            (Some(forge), _) => forge
                 .follow_head(head)
                 .await
                 .map(|b| b.map(|b| format!("refs/heads/{b}"))),

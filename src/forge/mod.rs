@@ -12,10 +12,16 @@
 //!   of an organisation whose property names its upstream.
 //! - [`target_prop`]: a mirror's upstream read from a custom property of
 //!   its downstream GitHub repository (`upstream = "target-prop:NAME"`).
+//! - [`gitlab`]: a `[[gitlab]]` instance's API: projects created and their
+//!   default branch set for GitLab downstreams, groups listed for
+//!   `[[gitlab_source]]`.
+//! - [`discovery`]: every forge table's mirrors added to a fleet.
 
+pub mod discovery;
 pub mod github_app;
 pub mod github_org;
 pub mod github_repo;
+pub mod gitlab;
 pub mod jwt;
 pub mod owners;
 pub mod target_prop;
