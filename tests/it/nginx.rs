@@ -15,6 +15,13 @@
 //!   for OWNER (refused while none is set), pushes allowed.
 //! - whatever `<root>/nginx/github-api*.conf` holds when nginx starts (the forge tests put a
 //!   proxy to their GitHub API server there: `crate::github_api::GithubApi::behind_nginx`).
+//! - `/gitlab/...`: the repositories under `<root>/gitlab/`, as GitLab serves them to a
+//!   personal, project or group access token: basic auth with one of the tokens
+//!   [`Nginx::set_gitlab_tokens`] set as the password (refused while none is set), pushes
+//!   allowed. GitLab takes any user name with such a token; this nginx takes the ones clients
+//!   use: [`GITLAB_USERS`].
+//! - whatever `<root>/nginx/gitlab-api*.conf` holds when nginx starts or [`Nginx::reload`]s
+//!   (`crate::gitlab_api::GitlabApi::behind_nginx` puts its proxy there).
 //!
 //! The same locations are served over TLS on [`Nginx::tls_port`], with a certificate from a
 //! CA the harness generates ([`Nginx::ca`]), and on [`Nginx::mtls_port`], which also requires
@@ -37,6 +44,11 @@ pub const HEADER_VALUE: &str = "header-secret-7f3a";
 
 /// The value of the cookie `kalandra_session` that `/cookie/` requires.
 pub const COOKIE_VALUE: &str = "cookie-secret-91c2";
+
+/// The user names `/gitlab/` accepts with a token: GitLab's documented `oauth2`, the
+/// `x-access-token` of GitHub-minded clients, and `gitlab-ci-token`. nginx's `auth_basic`
+/// checks the user name too, so any other name is refused here though GitLab takes it.
+pub const GITLAB_USERS: [&str; 3] = ["oauth2", "x-access-token", "gitlab-ci-token"];
 
 pub struct Nginx {
     dir: PathBuf,
@@ -170,6 +182,9 @@ impl Nginx {
         }
         let ca = make_certificates(&dir);
         let htpasswd = htpasswd(&dir);
+        // No token yet: every request to /gitlab/ is refused (401) until set_gitlab_tokens.
+        std::fs::write(dir.join("gitlab-tokens.htpasswd"), "")
+            .expect("can write the gitlab token file");
         let server_config = dir.join("server.gitconfig");
         std::fs::write(&server_config, "").expect("can write the server's git config");
         let socket = dir.join("fcgi.sock");
@@ -241,6 +256,11 @@ impl Nginx {
       auth_basic_user_file {d}/github-tokens/$github_owner.htpasswd;
 {auth}    }}
     include {d}/github-api*.conf;
+    location ~ ^(/gitlab/.*)$ {{
+      auth_basic \"kalandra test gitlab\";
+      auth_basic_user_file {d}/gitlab-tokens.htpasswd;
+{auth}    }}
+    include {d}/gitlab-api*.conf;
 ",
             htpasswd = htpasswd.display(),
         );
@@ -466,6 +486,44 @@ http {{
             format!("x-access-token:{{PLAIN}}{token}\n"),
         )
         .expect("can write the github token file");
+    }
+
+    /// Lets each of `tokens` (as the password of any of [`GITLAB_USERS`]) fetch and push
+    /// `/gitlab/...`, as GitLab lets a personal, project or group access token; replaces the
+    /// tokens set before (none: everything refused). nginx reads the file on each request.
+    pub fn set_gitlab_tokens(&self, tokens: &[&str]) {
+        let mut text = String::new();
+        for token in tokens {
+            assert!(
+                !token.is_empty() && !token.contains([':', '\n']),
+                "not a token nginx can check: {token:?}"
+            );
+            for user in GITLAB_USERS {
+                text.push_str(&format!("{user}:{{PLAIN}}{token}\n"));
+            }
+        }
+        std::fs::write(self.dir.join("gitlab-tokens.htpasswd"), text)
+            .expect("can write the gitlab token file");
+    }
+
+    /// The directory of nginx's configuration (`nginx.conf`, the included `*-api*.conf`).
+    pub fn conf_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes nginx read its configuration again (SIGHUP to the master). Returns at once: new
+    /// workers take over shortly after; wait for something the new configuration serves.
+    pub fn reload(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.nginx.id().to_string()])
+            .status()
+            .expect("can run kill");
+        assert!(status.success(), "kill -HUP nginx failed: {status}");
+    }
+
+    /// nginx's error log so far.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default()
     }
 
     /// Replaces the global git config http-backend's git processes read (hooks such as
