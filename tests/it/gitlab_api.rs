@@ -869,6 +869,191 @@ mod tests {
     }
 
     #[test]
+    fn nginx_serves_gitlab_git_only_to_the_tokens_set() {
+        let w = World::new();
+        let nginx = Nginx::start(&w);
+        gitlab_repo(&w, "platform", "api");
+        let url = |user: &str, token: &str| {
+            nginx.url("gitlab", "platform/api.git").replacen(
+                "http://",
+                &format!("http://{user}:{token}@"),
+                1,
+            )
+        };
+        let fetch = |user: &str, token: &str| {
+            w.try_git(w.root(), &["ls-remote", &url(user, token)])
+                .status
+                .success()
+        };
+        // Nothing set yet: refused.
+        assert!(!fetch("oauth2", TOKEN));
+        let mut s = scenario(0);
+        with_gitlab_git(&w, &nginx, &mut s);
+        // Any user name, as GitLab takes with an access token.
+        for user in ["oauth2", "x-access-token", "mirror-bot", "anything"] {
+            assert!(fetch(user, TOKEN), "{user}");
+        }
+        // A group token (scope api) too; read_api and revoked tokens are no git credentials.
+        assert!(fetch("oauth2", "glpat-group-tools"));
+        for token in [READ_TOKEN, "glpat-revoked", "glpat-project-site"] {
+            assert!(!fetch("oauth2", token), "{token}");
+        }
+        assert!(!fetch("oauth2", ""));
+        // GitHub's location is untouched.
+        nginx.set_github_token("acme", "ghs_acme");
+        crate::github_api::github_repo(&w, "acme", "widget");
+        let github = nginx.url("github", "acme/widget.git").replacen(
+            "http://",
+            "http://x-access-token:ghs_acme@",
+            1,
+        );
+        assert!(w
+            .try_git(w.root(), &["ls-remote", &github])
+            .status
+            .success());
+    }
+
+    #[test]
+    fn serves_the_api_beside_the_git_data_over_tls() {
+        let w = World::new();
+        let mut s = scenario(0);
+        let nginx = Nginx::start(&w);
+        with_gitlab_git(&w, &nginx, &mut s);
+        let api = GitlabApi::start(&w, &s);
+        api.behind_nginx(&nginx);
+        let r = crate::github_api::https_request(
+            nginx.tls_port,
+            &nginx.ca,
+            "GET",
+            "/api/v4/groups/platform/projects?per_page=1",
+            &[("PRIVATE-TOKEN", TOKEN)],
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        let host = format!("https://127.0.0.1:{}", nginx.tls_port);
+        assert_eq!(r.body[0]["web_url"], json!(format!("{host}/other/lib")));
+        assert!(
+            r.header("link").expect("Link").starts_with(&format!(
+                "<{host}/api/v4/groups/platform/projects?per_page=1&page=2>; rel=\"next\""
+            )),
+            "{r:?}"
+        );
+        api.assert_no_violations();
+    }
+
+    #[test]
+    fn scenario_details_forks_filters_and_visibility_rules() {
+        let w = World::new();
+        let mut s = scenario(2);
+        s["projects"][0]["fork_of"] = json!("platform/site");
+        s["projects"][1]["archived"] = json!(true);
+        s["projects"][1]["fork_of"] = json!("upstream/elsewhere");
+        let api = GitlabApi::start(&w, &s);
+        let r = api.get("/api/v4/projects/200", Some(TOKEN));
+        assert_eq!(
+            (
+                &r.body["forked_from_project"]["id"],
+                &r.body["forked_from_project"]["path_with_namespace"]
+            ),
+            (&json!(301), &json!("platform/site"))
+        );
+        let r = api.get("/api/v4/projects/201", Some(TOKEN));
+        assert_eq!(
+            r.body["forked_from_project"]["path_with_namespace"],
+            "upstream/elsewhere"
+        );
+        assert!(api
+            .get("/api/v4/projects/301", Some(TOKEN))
+            .body
+            .get("forked_from_project")
+            .is_none());
+        let list = |q: &str| {
+            paths(&api.get(
+                &format!("/api/v4/groups/platform/projects?{q}"),
+                Some(TOKEN),
+            ))
+        };
+        assert_eq!(list("archived=true"), ["platform/repo-1"]);
+        assert_eq!(list("visibility=public"), ["platform/site"]);
+        assert_eq!(
+            list("with_shared=false&archived=false&order_by=id&sort=asc"),
+            ["platform/repo-0", "platform/site"]
+        );
+        // A project may not be more visible than its group.
+        let r = api.request(
+            "POST",
+            "/api/v4/projects",
+            &[("PRIVATE-TOKEN", TOKEN)],
+            Some(br#"{"path":"open","namespace_id":10,"visibility":"public"}"#),
+        );
+        assert_eq!(r.status, 400, "{r:?}");
+        assert!(r.body["message"]["visibility_level"].is_array(), "{r:?}");
+        // A personal project without namespace_id; a group token may not make one.
+        let r = api.request(
+            "POST",
+            "/api/v4/projects",
+            &[("PRIVATE-TOKEN", TOKEN)],
+            Some(br#"{"name":"Scratch"}"#),
+        );
+        assert_eq!(
+            (r.status, &r.body["path_with_namespace"]),
+            (201, &json!("mirror-bot/scratch")),
+            "{r:?}"
+        );
+        assert_eq!(r.body["namespace"]["kind"], "user");
+        let r = api.request(
+            "POST",
+            "/api/v4/projects",
+            &[("PRIVATE-TOKEN", "glpat-group-tools")],
+            Some(br#"{"name":"x"}"#),
+        );
+        assert_eq!(
+            (r.status, &r.body),
+            (403, &json!({ "message": "403 Forbidden" }))
+        );
+        // ... but may in its group, and not outside it.
+        let r = api.request(
+            "POST",
+            "/api/v4/projects",
+            &[("PRIVATE-TOKEN", "glpat-group-tools")],
+            Some(br#"{"name":"x","namespace_id":11}"#),
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        let r = api.request(
+            "POST",
+            "/api/v4/projects",
+            &[("PRIVATE-TOKEN", "glpat-group-tools")],
+            Some(br#"{"name":"x","namespace_id":10}"#),
+        );
+        assert_eq!(r.status, 404, "{r:?}");
+        api.assert_no_violations();
+        // A scenario the server cannot make sense of is refused, and the old one stays.
+        let r = api.request(
+            "PUT",
+            "/_kalandra/scenario",
+            &[],
+            Some(br#"{"projects":[{"namespace":"nowhere","path":"x"}]}"#),
+        );
+        assert_eq!(r.status, 400, "{r:?}");
+        assert_eq!(api.get("/api/v4/projects/200", Some(TOKEN)).status, 200);
+    }
+
+    #[test]
+    fn the_server_ends_when_its_test_process_does() {
+        let w = World::new();
+        let mut api = GitlabApi::start(&w, &scenario(0));
+        // Its stdin closes whenever the test process ends, SIGKILL included.
+        drop(api.stdin.take());
+        let start = Instant::now();
+        while api.child.try_wait().expect("can wait").is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the server outlived its stdin"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
     fn the_server_ends_with_its_handle() {
         let w = World::new();
         let api = GitlabApi::start(&w, &scenario(0));
