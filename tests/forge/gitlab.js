@@ -472,10 +472,13 @@ function paginate(items, query, url, render) {
   const perPage = query.per_page ?? 20;
   const page = query.page ?? 1;
   const totalPages = Math.max(Math.ceil(items.length / perPage), 1);
+  // GitLab merges page and per_page into the request's parameters and writes them with
+  // Rails' to_query: sorted by name.
   const at = (n) => {
     const u = new URL(url);
     u.searchParams.set("page", String(n));
     u.searchParams.set("per_page", String(perPage));
+    u.searchParams.sort();
     return `<${u}>`;
   };
   const links = [];
