@@ -279,6 +279,18 @@ function loadScenario(s) {
       created: index,
     };
   });
+  const unique = (what, values) => {
+    const seen = new Set();
+    for (const v of values) {
+      if (seen.has(v)) throw new Error(`two ${what} are ${v}`);
+      seen.add(v);
+    }
+  };
+  unique("groups' ids", groups.map((g) => g.id));
+  unique("groups' full paths", groups.map((g) => g.full_path));
+  unique("projects' ids", projects.map((p) => p.id));
+  unique("projects' full paths", projects.map((p) => `${p.namespace}/${p.path}`));
+  unique("tokens", tokens.map((t) => t.token));
   scenario = { ...s, groups, users, projects, tokens, members: s.members ?? {}, faults: s.faults ?? {} };
   state = { rateLimited: 0, rateLimitMatched: 0, rateLimitReset: null, errorCounts: new Map() };
 }

@@ -1035,6 +1035,15 @@ mod tests {
             Some(br#"{"projects":[{"namespace":"nowhere","path":"x"}]}"#),
         );
         assert_eq!(r.status, 400, "{r:?}");
+        let mut twice = s.clone();
+        twice["projects"][1]["id"] = json!(200);
+        let r = api.request(
+            "PUT",
+            "/_kalandra/scenario",
+            &[],
+            Some(twice.to_string().as_bytes()),
+        );
+        assert_eq!(r.status, 400, "{r:?}");
         assert_eq!(api.get("/api/v4/projects/200", Some(TOKEN)).status, 200);
     }
 
