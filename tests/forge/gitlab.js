@@ -90,8 +90,8 @@ function describe(errors, where) {
 }
 
 const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-// Most literal segments first. `loose` lets a parameter span several segments: a path given
-// unencoded (`/groups/platform/tools/projects`), which GitLab would not find.
+// Most literal segments first. `loose` lets a parameter span several segments: a full path
+// given unencoded (`/groups/platform/tools/projects`), which GitLab would not find.
 const routes = Object.keys(spec.paths)
   .map((template) => {
     const segments = template.split("/").slice(1);
@@ -107,7 +107,14 @@ const routes = Object.keys(spec.paths)
         .join("/");
     const regex = new RegExp(`^/${build("([^/]+)")}$`);
     const loose = new RegExp(`^/${build("(.+)")}$`);
-    return { template, names, regex, loose, literals: segments.filter((s) => !s.startsWith("{")).length };
+    return {
+      template,
+      names,
+      regex,
+      loose,
+      trailingParam: segments[segments.length - 1].startsWith("{"),
+      literals: segments.filter((s) => !s.startsWith("{")).length,
+    };
   })
   .sort((a, b) => b.literals - a.literals);
 
@@ -124,8 +131,24 @@ function matchRoute(pathname) {
     }
     return { template: r.template, params };
   }
-  const loose = routes.find((r) => r.loose.test(pathname));
-  return loose ? { template: loose.template, params: null, unencoded: true } : null;
+  for (const r of routes) {
+    const m = r.loose.exec(pathname);
+    if (m && unencodedPath(r, m[1])) return { template: r.template, params: null, unencoded: true };
+  }
+  return null;
+}
+
+/**
+ * Whether `captured` (what a loose parameter took) is a full path given unencoded rather than
+ * an id followed by an operation the description lacks (`/projects/1/repository/branches`,
+ * which is only unimplemented). With a literal after the parameter it is; with the parameter
+ * last, only for projects, whose id is a number or a path with an encoded `/`.
+ */
+function unencodedPath(route, captured) {
+  if (!route.trailingParam) return true;
+  if (!route.template.startsWith("/api/v4/projects/")) return false;
+  const first = captured.split("/")[0];
+  return !/^\d+$/.test(first) && !/%2F/i.test(first);
 }
 
 const OPERATIONS = ["get", "put", "post", "delete", "patch", "head"];

@@ -543,6 +543,11 @@ mod tests {
                 .status,
             400
         );
+        assert_eq!(
+            api.get("/api/v4/projects/platform/repo-0", Some(TOKEN))
+                .status,
+            400
+        );
         // A body the description does not allow: neither name nor path; a string id.
         let post = |body: &str| {
             api.request(
@@ -558,7 +563,7 @@ mod tests {
             400
         );
         let violations = api.violations();
-        assert_eq!(violations.len(), 6, "{violations:#?}");
+        assert_eq!(violations.len(), 7, "{violations:#?}");
         assert!(
             violations[0].violations[0].contains("query parameter type is not declared"),
             "{violations:#?}"
@@ -567,11 +572,24 @@ mod tests {
             violations[3].violations[0].contains("URL-encoded"),
             "{violations:#?}"
         );
+        assert!(
+            violations[4].violations[0].contains("URL-encoded"),
+            "{violations:#?}"
+        );
         // An operation GitLab has but the description does not: 404, not a violation.
         let r = api.get("/api/v4/version", Some(TOKEN));
         assert_eq!(r.status, 404);
         let last = api.requests().pop().expect("logged");
         assert!(last.unimplemented && last.violations.is_empty(), "{last:?}");
+        // Nor is a sub-resource of a described path (an id, then more than the description has).
+        for path in [
+            "/api/v4/projects/200/repository/branches",
+            "/api/v4/projects/platform%2Frepo-0/hooks",
+        ] {
+            assert_eq!(api.get(path, Some(TOKEN)).status, 404, "{path}");
+            let last = api.requests().pop().expect("logged");
+            assert!(last.unimplemented && last.violations.is_empty(), "{last:?}");
+        }
         // The User-Agent is recorded (GitLab requires none, so its absence is no violation).
         assert_eq!(
             api.requests()[0].raw["headers"]["user_agent"],
