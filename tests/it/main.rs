@@ -22,6 +22,7 @@ mod forge_github_app;
 mod git_config;
 mod git_daemon;
 mod github_api;
+mod gitlab_api;
 mod guards;
 mod hooks;
 mod hostile_input;

@@ -15,6 +15,13 @@
 //!   for OWNER (refused while none is set), pushes allowed.
 //! - whatever `<root>/nginx/github-api*.conf` holds when nginx starts (the forge tests put a
 //!   proxy to their GitHub API server there: `crate::github_api::GithubApi::behind_nginx`).
+//! - `/gitlab/...`: the repositories under `<root>/gitlab/`, as GitLab serves them to a
+//!   personal, project or group access token: basic auth with any user name (as GitLab) and
+//!   one of the tokens [`Nginx::set_gitlab_tokens`] set as the password (refused while none
+//!   is set), pushes allowed. nginx asks a small CGI script through fcgiwrap
+//!   (`auth_request`), because `auth_basic` knows one password per user name.
+//! - whatever `<root>/nginx/gitlab-api*.conf` holds when nginx starts or [`Nginx::reload`]s
+//!   (`crate::gitlab_api::GitlabApi::behind_nginx` puts its proxy there).
 //!
 //! The same locations are served over TLS on [`Nginx::tls_port`], with a certificate from a
 //! CA the harness generates ([`Nginx::ca`]), and on [`Nginx::mtls_port`], which also requires
@@ -37,6 +44,22 @@ pub const HEADER_VALUE: &str = "header-secret-7f3a";
 
 /// The value of the cookie `kalandra_session` that `/cookie/` requires.
 pub const COOKIE_VALUE: &str = "cookie-secret-91c2";
+
+/// The CGI script `/gitlab/`'s `auth_request` runs (through fcgiwrap): 204 if the basic-auth
+/// password is a line of the token file, else 401 with a challenge (so that git sends its
+/// credentials). `TOKENS` is replaced by the file's path.
+const GITLAB_AUTH_SCRIPT: &str = r#"#!/bin/sh
+deny() {
+  printf 'Status: 401 Unauthorized\r\nWWW-Authenticate: Basic realm="kalandra test gitlab"\r\n\r\n'
+  exit 0
+}
+case "$HTTP_AUTHORIZATION" in "Basic "*) ;; *) deny ;; esac
+pair=$(printf '%s' "${HTTP_AUTHORIZATION#Basic }" | base64 -d 2>/dev/null) || deny
+password=${pair#*:}
+[ "$pair" != "$password" ] && [ -n "$password" ] || deny
+grep -qxF -e "$password" 'TOKENS' || deny
+printf 'Status: 204 No Content\r\n\r\n'
+"#;
 
 pub struct Nginx {
     dir: PathBuf,
@@ -170,6 +193,20 @@ impl Nginx {
         }
         let ca = make_certificates(&dir);
         let htpasswd = htpasswd(&dir);
+        // No token yet: every request to /gitlab/ is refused (401) until set_gitlab_tokens.
+        let gitlab_tokens = dir.join("gitlab-tokens");
+        std::fs::write(&gitlab_tokens, "").expect("can write the gitlab token file");
+        let gitlab_auth = dir.join("gitlab-auth.sh");
+        std::fs::write(
+            &gitlab_auth,
+            GITLAB_AUTH_SCRIPT.replace("TOKENS", &gitlab_tokens.display().to_string()),
+        )
+        .expect("can write the gitlab auth script");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&gitlab_auth, std::fs::Permissions::from_mode(0o755))
+                .expect("can make the gitlab auth script executable");
+        }
         let server_config = dir.join("server.gitconfig");
         std::fs::write(&server_config, "").expect("can write the server's git config");
         let socket = dir.join("fcgi.sock");
@@ -241,8 +278,22 @@ impl Nginx {
       auth_basic_user_file {d}/github-tokens/$github_owner.htpasswd;
 {auth}    }}
     include {d}/github-api*.conf;
+    location = /_kalandra/gitlab-auth {{
+      internal;
+      fastcgi_pass_request_body off;
+      fastcgi_param REQUEST_METHOD GET;
+      fastcgi_param CONTENT_LENGTH \"\";
+      fastcgi_param SCRIPT_FILENAME {gitlab_auth};
+      fastcgi_pass unix:{sock};
+    }}
+    location ~ ^(/gitlab/.*)$ {{
+      auth_request /_kalandra/gitlab-auth;
+{auth}    }}
+    include {d}/gitlab-api*.conf;
 ",
             htpasswd = htpasswd.display(),
+            gitlab_auth = gitlab_auth.display(),
+            sock = socket.display(),
         );
         let user = if is_root() { "user root;\n" } else { "" };
         let conf = format!(
@@ -466,6 +517,43 @@ http {{
             format!("x-access-token:{{PLAIN}}{token}\n"),
         )
         .expect("can write the github token file");
+    }
+
+    /// Lets each of `tokens`, as the basic-auth password with any user name, fetch and push
+    /// `/gitlab/...`, as GitLab lets a personal, project or group access token; replaces the
+    /// tokens set before (none: everything refused). Read on each request: no reload needed.
+    pub fn set_gitlab_tokens(&self, tokens: &[&str]) {
+        let mut text = String::new();
+        for token in tokens {
+            assert!(
+                !token.is_empty() && !token.contains(['\n', '\r']),
+                "not a token the check can compare: {token:?}"
+            );
+            text.push_str(token);
+            text.push('\n');
+        }
+        std::fs::write(self.dir.join("gitlab-tokens"), text)
+            .expect("can write the gitlab token file");
+    }
+
+    /// The directory of nginx's configuration (`nginx.conf`, the included `*-api*.conf`).
+    pub fn conf_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes nginx read its configuration again (SIGHUP to the master). Returns at once: new
+    /// workers take over shortly after; wait for something the new configuration serves.
+    pub fn reload(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.nginx.id().to_string()])
+            .status()
+            .expect("can run kill");
+        assert!(status.success(), "kill -HUP nginx failed: {status}");
+    }
+
+    /// nginx's error log so far.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default()
     }
 
     /// Replaces the global git config http-backend's git processes read (hooks such as
