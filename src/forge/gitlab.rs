@@ -225,8 +225,15 @@ pub fn split_path(path: &str) -> Option<(&str, &str)> {
 /// A path as one URL path segment (`a/b` → `a%2Fb`), as GitLab's `:id`
 /// takes it. Pure.
 pub fn encode_id(path: &str) -> String {
-    percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(path, ID).to_string()
 }
+
+/// All but RFC 3986's unreserved characters: `/` among them.
+const ID: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// How long a 429 asks to wait: `Retry-After` seconds, else
 /// `RateLimit-Reset` (epoch seconds) from `now`. `None` for any other
@@ -560,7 +567,7 @@ impl Api<'_> {
                     url: url.to_string(),
                     token_source,
                     act,
-                    hint: if detail.contains("insufficient_scope") || detail.contains("scope") {
+                    hint: if insufficient_scope(&headers, &answer) {
                         "the token needs the `api` scope"
                     } else {
                         "the token's user (or bot) needs the Maintainer role there (Owner to create in a group that restricts it)"
@@ -576,6 +583,20 @@ impl Api<'_> {
             });
         }
     }
+}
+
+/// Whether a 403 is GitLab's refusal of the token's scopes: OAuth's
+/// `insufficient_scope`, in `WWW-Authenticate` or the body's `error`.
+fn insufficient_scope(headers: &HeaderMap, body: &[u8]) -> bool {
+    let in_header = headers
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("insufficient_scope"));
+    let in_body = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .is_some_and(|e| e == "insufficient_scope");
+    in_header || in_body
 }
 
 fn parse<T: serde::de::DeserializeOwned>(url: &Url, body: &[u8]) -> Result<T, Error> {
@@ -639,7 +660,7 @@ mod tests {
     #[test]
     fn gitlab_ids_are_one_encoded_segment() {
         assert_eq!(encode_id("platform/tools/cli"), "platform%2Ftools%2Fcli");
-        assert_eq!(encode_id("a.b-c_d"), "a%2Eb%2Dc%5Fd");
+        assert_eq!(encode_id("a.b-c_d~e f"), "a.b-c_d~e%20f");
         assert_eq!(
             split_path("platform/tools/cli"),
             Some(("platform/tools", "cli"))

@@ -19,6 +19,7 @@ mod fleet;
 mod forge_create;
 mod forge_discovery;
 mod forge_github_app;
+mod forge_gitlab;
 mod git_config;
 mod git_daemon;
 mod github_api;
