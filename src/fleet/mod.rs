@@ -138,6 +138,9 @@ struct Pending {
     attempts: u32,
     first_started: Option<Instant>,
     not_before: Option<Instant>,
+    /// An earlier attempt created downstream: the run reports it even
+    /// when a later attempt, finding it there, creates nothing.
+    created: bool,
 }
 
 /// One attempt's end, as the attempt task hands it back.
@@ -185,6 +188,7 @@ pub async fn run(
             attempts: 0,
             first_started: None,
             not_before: None,
+            created: false,
         })
         .collect();
     let mut results: Vec<Option<MirrorRun>> = vec![None; mirrors.len()];
@@ -229,7 +233,7 @@ pub async fn run(
         let Some(joined) = finished else {
             continue;
         };
-        let Attempt { pending, end } = match joined {
+        let Attempt { pending, mut end } = match joined {
             Ok(attempt) => attempt,
             // Panics are caught inside the task; only a cancelled runtime
             // gets here, and then nothing is left to report to.
@@ -240,11 +244,13 @@ pub async fn run(
         };
         let mirror = &mirrors[pending.index];
         hosts.give_back(&needs[pending.index]);
+        end.created |= pending.created;
         if let Some(failure) = &end.failure {
             if let Some(delay) = retry_delay(mirror, pending.attempts, failure) {
                 observer.retrying(mirror, pending.attempts, delay, failure);
                 queue.push_back(Pending {
                     not_before: Some(Instant::now() + delay),
+                    created: end.created,
                     ..pending
                 });
                 continue;
