@@ -17,7 +17,7 @@ use std::error::Error as StdError;
 use std::io;
 use std::time::Duration;
 
-use crate::forge::{github_app, github_repo, target_prop};
+use crate::forge::{github_app, github_org, github_repo, target_prop};
 use crate::limits;
 use crate::pkt_io;
 use crate::plan;
@@ -163,6 +163,29 @@ pub fn classify_github_app(error: &github_app::Error) -> Classified {
             retry_after: *retry_after,
         },
         E::Response { .. } => ErrorKind::Protocol.into(),
+    }
+}
+
+/// Classifies a failed `[[github_org]]` / `[[github_source]]` listing.
+pub fn classify_github_org(error: &github_org::Error) -> Classified {
+    use github_org::Error as E;
+    match error {
+        E::Token { source, .. } => classify_github_app(source),
+        E::Client { source, .. } => classify_http(source),
+        E::Request { source, .. } => classify_reqwest(source).into(),
+        E::Status { status, .. } => match status {
+            401 | 403 => ErrorKind::Auth,
+            404 | 410 => ErrorKind::NotFound,
+            408 => ErrorKind::Timeout,
+            429 | 500..=599 => ErrorKind::Unavailable,
+            _ => ErrorKind::Other,
+        }
+        .into(),
+        E::Response { .. } | E::TooManyPages { .. } => ErrorKind::Protocol.into(),
+        E::RateLimited { retry_after, .. } => Classified {
+            kind: ErrorKind::Unavailable,
+            retry_after: Some(*retry_after),
+        },
     }
 }
 

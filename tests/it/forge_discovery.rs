@@ -386,6 +386,11 @@ const ACME_TOKEN: &str = "ghs_acme_source_token_000000000000000000";
 /// An app on `acme`, a scenario with [`SOURCES`] (each a copy of the fixture upstream,
 /// served by nginx), and the `[[github_app]]` table.
 fn source_world(w: &World) -> (Nginx, GithubApi, String) {
+    source_world_with_faults(w, json!({}))
+}
+
+/// [`source_world`] with the scenario's `faults`.
+fn source_world_with_faults(w: &World, faults: Value) -> (Nginx, GithubApi, String) {
     let key = app_key(w, "acme");
     let up = fixture_upstream(w);
     let nginx = Nginx::start(w);
@@ -399,6 +404,7 @@ fn source_world(w: &World) -> (Nginx, GithubApi, String) {
         "apps": [app(1001, &key, 501, "acme", &[ACME_TOKEN])],
         "orgs": [{ "login": "acme", "id": 4243 }],
         "repositories": repositories,
+        "faults": faults,
     });
     let base = with_github_git(w, &nginx, &mut scenario);
     let api = GithubApi::start(w, &scenario);
@@ -631,5 +637,66 @@ fn target_prop_read_under_a_rate_limit_is_unavailable() {
             .contains("rate limit"),
         "{e}"
     );
+    api.assert_no_violations();
+}
+
+/// `acme`'s listing under GitHub's rate limit for `reset_in` seconds from the first refused
+/// request; the scenario of [`source_world`] otherwise.
+fn source_world_rate_limited(w: &World, reset_in: u64) -> (Nginx, GithubApi, String) {
+    source_world_with_faults(
+        w,
+        json!({
+            "rate_limit": { "routes": ["GET /orgs/{org}/repos"], "times": 1, "reset_in": reset_in },
+        }),
+    )
+}
+
+#[test]
+fn github_source_listing_waits_out_a_rate_limit_that_resets_within_a_minute() {
+    let w = World::new();
+    let (_nginx, api, app) = source_world_rate_limited(&w, 2);
+    let config = write_config(&w, &format!("{app}{}", source_table(&w, "")));
+    let started = std::time::Instant::now();
+    assert_eq!(listed_names(&w, &config), ["api", "api-tools", "web"]);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "the listing did not wait for the reset"
+    );
+    let listings: Vec<i64> = api
+        .requests()
+        .iter()
+        .filter(|r| r.raw["route"] == "/orgs/{org}/repos")
+        .map(|r| r.raw["status"].as_i64().expect("a status"))
+        .collect();
+    assert_eq!(listings, [403, 200]);
+    api.assert_no_violations();
+}
+
+#[test]
+fn github_source_listing_under_a_long_rate_limit_is_unavailable_with_the_reset() {
+    let w = World::new();
+    let (_nginx, api, app) = source_world_rate_limited(&w, 3600);
+    std::fs::create_dir_all(w.root().join("backup")).expect("can create backup/");
+    let config = write_config(&w, &format!("{app}{}", source_table(&w, "")));
+    let run = sync_config(&w, &config, &[]);
+    assert_ne!(run.code, 0, "{run}");
+    let report = report(&run);
+    assert_eq!(report["kind"], "unavailable", "{report}");
+    let error = report["error"].as_str().expect("an error");
+    // The reset GitHub gave, as a date: `... used up until 2026-11-30T21:00:00Z, 3600 s ...`.
+    let until = error
+        .split_once("used up until ")
+        .map(|(_, rest)| rest.split(',').next().unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        humantime::parse_rfc3339(until).is_ok(),
+        "no reset time in {error:?}"
+    );
+    assert!(
+        run.stderr.contains("discovery failed (unavailable)"),
+        "{run}"
+    );
+    assert_eq!(api.count("GET", "/orgs/{org}/repos"), 1);
+    assert_no_secrets(&run, &[ACME_TOKEN]);
     api.assert_no_violations();
 }
