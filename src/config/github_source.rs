@@ -102,12 +102,15 @@ impl GithubSource {
 }
 
 /// The keys a `[[github_source]]` has besides the per-mirror ones.
-const OWN_KEYS: &[&str] = &["org", "archived", "forks", "visibility", "match"];
+const OWN_KEYS: &[&str] = &["org", "archived", "forks", "visibility", "match", "api_url"];
 
 /// One `[[github_source]]` as read, before it is checked against the apps.
 pub(super) struct SourceTable {
     header: usize,
     org: Option<At<String>>,
+    /// The API to list with when no app serves the org (GitHub
+    /// Enterprise Server's, say).
+    api_url: Option<At<String>>,
     filters: Filters,
     own_tokens: [bool; 2],
     settings: Settings,
@@ -122,6 +125,7 @@ impl Checker<'_> {
         for (header, table) in self.array_of_tables(value, "github_source") {
             let mut rest: DeTable<'_> = table.clone();
             let mut org = None;
+            let mut api_url = None;
             let mut filters = Filters::default();
             for key in OWN_KEYS {
                 let Some((_, value)) = rest.remove_entry(*key) else {
@@ -130,6 +134,7 @@ impl Checker<'_> {
                 let at = value.span().start;
                 match *key {
                     "org" => org = self.string(key, &value).map(|v| At { value: v, at }),
+                    "api_url" => api_url = self.string(key, &value).map(|v| At { value: v, at }),
                     "archived" => filters.archived = self.boolean(key, &value).unwrap_or(false),
                     "forks" => filters.forks = self.boolean(key, &value).unwrap_or(false),
                     "match" => filters.matches = self.string(key, &value),
@@ -159,6 +164,7 @@ impl Checker<'_> {
             tables.push(SourceTable {
                 header,
                 org,
+                api_url,
                 filters,
                 own_tokens,
                 settings,
@@ -198,13 +204,27 @@ impl Checker<'_> {
                     .any(|p| p.matches(&org.value, "any-repository"))
             })
             .cloned();
-        let api_url = app.as_ref().map_or_else(
-            || {
-                url::Url::parse(crate::forge::github_app::PUBLIC_API)
-                    .expect("because the public API's URL is valid")
-            },
-            |a| a.api_url.clone(),
-        );
+        let own_api_url = match &t.api_url {
+            Some(raw) => Some(self.api_url(raw)?),
+            None => None,
+        };
+        let api_url = match (&app, own_api_url) {
+            (Some(app), Some(own)) if own != app.api_url => {
+                let at = t.api_url.as_ref().map_or(t.header, |a| a.at);
+                self.error(
+                    at,
+                    format!(
+                        "`api_url` {own} is not the api_url of GitHub App {}, which lists {}; drop it",
+                        app.issuer, org.value
+                    ),
+                );
+                return None;
+            }
+            (Some(app), _) => app.api_url.clone(),
+            (None, Some(own)) => own,
+            (None, None) => url::Url::parse(crate::forge::github_app::PUBLIC_API)
+                .expect("because the public API's URL is valid"),
+        };
         let placeholder = RepoUrl::Local {
             path: Default::default(),
         };

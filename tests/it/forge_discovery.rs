@@ -700,3 +700,42 @@ fn github_source_listing_under_a_long_rate_limit_is_unavailable_with_the_reset()
     assert_no_secrets(&run, &[ACME_TOKEN]);
     api.assert_no_violations();
 }
+
+#[test]
+fn github_source_without_an_app_lists_public_repositories_unauthenticated() {
+    let w = World::new();
+    let repositories: Vec<Value> = SOURCES
+        .iter()
+        .map(|(name, private, archived, fork)| {
+            json!({ "owner": "acme", "name": name, "private": private, "archived": archived, "fork": fork })
+        })
+        .collect();
+    // An app on another org only: nothing serves acme.
+    let key = app_key(&w, "globex");
+    let api = GithubApi::start(
+        &w,
+        &json!({
+            "apps": [app(1001, &key, 502, "globex", &[TOKEN])],
+            "orgs": [{ "login": "acme", "id": 4243 }, { "login": "globex", "id": 4244 }],
+            "repositories": repositories,
+        }),
+    );
+    let config = write_config(
+        &w,
+        &source_table(&w, &format!("api_url = {}", quoted(&api.url()))),
+    );
+    // Private `web` and `api-tools` are not visible without a token; archived `old` and the
+    // fork `copy` are filtered out as always.
+    assert_eq!(listed_names(&w, &config), ["api"]);
+    let requests = api.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert_eq!(
+            (&r.raw["route"], &r.raw["auth"]["kind"]),
+            (&json!("/orgs/{org}/repos"), &json!("none")),
+            "{:?}",
+            r.raw
+        );
+    }
+    api.assert_no_violations();
+}
