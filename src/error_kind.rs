@@ -134,6 +134,19 @@ pub fn classify(error: &relay::Error) -> Classified {
     }
 }
 
+/// Where the configured token came from ([`crate::transport::Token::source`])
+/// that a git server refused with HTTP 401 in `error`, if one was: the
+/// fleet then drops it from the GitHub App token cache.
+pub fn refused_token_source(error: &relay::Error) -> Option<&str> {
+    causes(error).find_map(|e| {
+        let http = match e.downcast_ref::<transport::Error>() {
+            Some(transport::Error::Http(http)) => Some(http),
+            _ => e.downcast_ref::<HttpError>(),
+        };
+        http.and_then(HttpError::refused_token_source)
+    })
+}
+
 /// Classifies a failure to get a GitHub App's installation token.
 pub fn classify_github_app(error: &github_app::Error) -> Classified {
     use github_app::Error as E;

@@ -23,7 +23,8 @@ use tokio::task::JoinSet;
 
 use crate::config::{Mirror, SecretRef};
 use crate::error_kind::{
-    classify, classify_github_app, classify_target_prop, Classified, ErrorKind,
+    classify, classify_github_app, classify_target_prop, refused_token_source, Classified,
+    ErrorKind,
 };
 use crate::forge::{target_prop, App, AppTokens};
 use crate::plan::{PlanOptions, Scope};
@@ -348,7 +349,8 @@ async fn try_attempt(
     let resolved;
     let mirror = match &mirror.upstream_property {
         Some(property) => {
-            resolved = with_property_upstream(mirror, property, &settings).await?;
+            resolved =
+                with_property_upstream(mirror, property, &settings, &options.app_tokens).await?;
             &resolved
         }
         None => mirror,
@@ -384,12 +386,13 @@ async fn try_attempt(
         no_verify: options.no_verify,
         transport: settings,
     };
-    let mut result = sync_once(mirror, &sync_options, progress).await;
+    let tokens = &*options.app_tokens;
+    let mut result = sync_once(mirror, &sync_options, progress, tokens).await;
     // A GitHub downstream is created when the sync finds it missing: the
     // API then says whether it was downstream (or upstream) that is not
     // there. Asking before every sync would spend a request per mirror
     // and run for nothing.
-    let github = github_downstream::Downstream::of(mirror, &sync_options.transport);
+    let github = github_downstream::Downstream::of(mirror, &sync_options.transport, tokens);
     let mut created = created;
     if let (Err(failure), Some(github)) = (&result, &github) {
         if failure.kind == ErrorKind::NotFound
@@ -398,7 +401,7 @@ async fn try_attempt(
             && github.create_if_missing(mirror).await?
         {
             created = true;
-            result = sync_once(mirror, &sync_options, progress).await;
+            result = sync_once(mirror, &sync_options, progress, tokens).await;
         }
     }
     let report = match result {
@@ -461,6 +464,7 @@ async fn sync_once(
     mirror: &Mirror,
     sync_options: &SyncOptions,
     progress: &Progress,
+    tokens: &AppTokens,
 ) -> Result<SyncReport, Failure> {
     let sync = relay::sync(&mirror.upstream, &mirror.downstream, sync_options, progress);
     let result = match sync_options.transport.max_duration {
@@ -483,13 +487,38 @@ async fn sync_once(
         },
         None => sync.await,
     };
-    result.map_err(|error| {
-        let mut failure = Failure::from_error(&error, classify(&error));
-        if let Some(hint) = error.hint() {
-            failure.message.push_str(&format!(" (hint: {hint})"));
+    let error = match result {
+        Ok(report) => return Ok(report),
+        Err(error) => error,
+    };
+    forget_refused_token(&error, &sync_options.transport, tokens).await;
+    let mut failure = Failure::from_error(&error, classify(&error));
+    if let Some(hint) = error.hint() {
+        failure.message.push_str(&format!(" (hint: {hint})"));
+    }
+    Err(failure)
+}
+
+/// A GitHub App's installation token that git's server refused (HTTP 401)
+/// leaves the cache, so that the next attempt gets a new one instead of
+/// using a revoked token until it expires. Other tokens are not cached,
+/// and are left alone.
+async fn forget_refused_token(
+    error: &relay::Error,
+    settings: &TransportSettings,
+    tokens: &AppTokens,
+) {
+    let Some(source) = refused_token_source(error) else {
+        return;
+    };
+    for token in [&settings.upstream_token, &settings.downstream_token]
+        .into_iter()
+        .flatten()
+    {
+        if token.source == source {
+            tokens.forget_refused(&token.secret).await;
         }
-        failure
-    })
+    }
 }
 
 /// How long past `max_duration` a sync stuck outside its connections may
@@ -646,6 +675,7 @@ async fn with_property_upstream(
     mirror: &Mirror,
     property: &str,
     settings: &TransportSettings,
+    tokens: &AppTokens,
 ) -> Result<Mirror, Failure> {
     let usage = |message: String| Failure {
         kind: ErrorKind::Usage,
@@ -662,7 +692,7 @@ async fn with_property_upstream(
             mask_credentials(&mirror.downstream.to_string())
         )));
     };
-    let upstream = target_prop::read(
+    let read = target_prop::read(
         &app.api_url,
         &owner,
         &repo,
@@ -670,8 +700,16 @@ async fn with_property_upstream(
         &token.secret,
         settings.connect_timeout,
     )
-    .await
-    .map_err(|error| Failure::from_error(&error, classify_target_prop(&error)))?;
+    .await;
+    let upstream = match read {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            if matches!(error, target_prop::Error::Status { status: 401, .. }) {
+                tokens.forget_refused(&token.secret).await;
+            }
+            return Err(Failure::from_error(&error, classify_target_prop(&error)));
+        }
+    };
     tracing::info!(
         "{}: upstream {} (from the custom property {property} of {owner}/{repo})",
         mirror.name,

@@ -204,8 +204,9 @@ async fn list(
         &format!("orgs/{}/properties/values", org.org),
         "",
     );
+    let answers = pages(&org.org, url, Some(&token.secret), connect_timeout).await;
     let mut names = Vec::new();
-    for (url, body) in pages(&org.org, url, Some(&token.secret), connect_timeout).await? {
+    for (url, body) in forgetting_refused_token(answers, tokens, Some(&token.secret)).await? {
         names.extend(repositories_with(&body, &org.property).map_err(|reason| {
             Error::Response {
                 org: org.org.clone(),
@@ -215,6 +216,19 @@ async fn list(
         })?);
     }
     Ok(names)
+}
+
+/// `answers`, after dropping the installation token they were refused
+/// with (HTTP 401) from the cache: the next listing gets a new one.
+async fn forgetting_refused_token<T>(
+    answers: Result<T, Error>,
+    tokens: &AppTokens,
+    secret: Option<&str>,
+) -> Result<T, Error> {
+    if let (Err(Error::Status { status: 401, .. }), Some(secret)) = (&answers, secret) {
+        tokens.forget_refused(secret).await;
+    }
+    answers
 }
 
 /// `{api_url}/{path}?per_page=100{query}`.
@@ -376,8 +390,9 @@ async fn list_source(
         "&type=all",
     );
     let secret = token.as_ref().map(|t| t.secret.as_str());
+    let answers = pages(&source.org, url, secret, connect_timeout).await;
     let mut repos = Vec::new();
-    for (url, body) in pages(&source.org, url, secret, connect_timeout).await? {
+    for (url, body) in forgetting_refused_token(answers, tokens, secret).await? {
         repos.extend(listed(&body).map_err(|reason| Error::Response {
             org: source.org.clone(),
             url,
