@@ -11,6 +11,7 @@ use super::settings::{At, Settings};
 use super::{Checker, Mirror, Origin};
 use crate::forge::App;
 use crate::url::RepoUrl;
+use crate::url_rewrite::{Direction, Rewrites};
 
 /// Which repositories by visibility.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,14 +85,24 @@ pub struct GithubSource {
     pub apps: Vec<App>,
     /// Whether the table names each side's token itself.
     pub own_tokens: [bool; 2],
+    /// The user's `url.*.insteadOf` (for each upstream) and
+    /// `pushInsteadOf` (for each downstream), as for a `[[mirror]]`.
+    pub rewrites: Rewrites,
 }
 
 impl GithubSource {
     /// The mirror of `repo`, or why not.
     pub fn mirror_for(&self, repo: &Listed) -> Result<Mirror, String> {
-        let upstream = RepoUrl::parse(&repo.clone_url)
-            .map_err(|e| format!("its clone_url {}: {e}", repo.clone_url))?;
-        let raw = substitute(&self.downstream, &self.org, &repo.name);
+        let clone_url = self.rewrites.apply(&repo.clone_url, Direction::Fetch);
+        let upstream =
+            RepoUrl::parse(&clone_url).map_err(|e| format!("its clone_url {clone_url}: {e}"))?;
+        let raw = self
+            .rewrites
+            .apply(
+                &substitute(&self.downstream, &self.org, &repo.name),
+                Direction::Push,
+            )
+            .into_owned();
         let downstream = RepoUrl::parse(&raw).map_err(|e| format!("downstream {raw}: {e}"))?;
         let mut mirror = self.prototype.clone();
         mirror.name = substitute(&self.name, &self.org, &repo.name);
@@ -192,7 +203,8 @@ impl Checker<'_> {
             self.error(org.at, "`org` must be an organisation's login (no `/`)");
             return None;
         }
-        if let Err(e) = RepoUrl::parse(&substitute(&downstream.value, &org.value, "example")) {
+        let example = substitute(&downstream.value, &org.value, "example");
+        if let Err(e) = RepoUrl::parse(&self.rewrites.apply(&example, Direction::Push)) {
             self.error(downstream.at, format!("`downstream`: {e}"));
             return None;
         }
@@ -246,6 +258,7 @@ impl Checker<'_> {
             prototype,
             apps: apps.to_vec(),
             own_tokens: t.own_tokens,
+            rewrites: self.rewrites.clone(),
         })
     }
 }

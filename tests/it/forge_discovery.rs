@@ -739,3 +739,74 @@ fn github_source_without_an_app_lists_public_repositories_unauthenticated() {
     }
     api.assert_no_violations();
 }
+
+#[test]
+fn github_source_mirrors_get_gits_insteadof_and_pushinsteadof() {
+    let w = World::new();
+    let nginx = Nginx::start(&w);
+    // No app: the listing is anonymous and `api` is public, but nginx's `/github/` takes
+    // only an installation token. Its clone_url fetches only once `url.*.insteadOf` turns
+    // it into the anonymous `/v2/github/` location.
+    let mut scenario = json!({
+        "orgs": [{ "login": "acme", "id": 4243 }],
+        "repositories": [{ "owner": "acme", "name": "api", "private": false }],
+    });
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    let api = GithubApi::start(&w, &scenario);
+    let up = github_repo(&w, "acme", "api");
+    std::fs::remove_dir_all(&up).expect("can replace the empty repository");
+    w.git(
+        w.root(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            fixture_upstream(&w).to_str().expect("UTF-8"),
+            up.to_str().expect("UTF-8"),
+        ],
+    );
+    let backup = w.root().join("backup");
+    std::fs::create_dir_all(&backup).expect("can create backup/");
+    let anonymous = format!("{}/v2/github/", origin(&nginx));
+    let global = w.global_config_with(
+        "rewrites.gitconfig",
+        &format!(
+            "[url \"{anonymous}\"]\n\tinsteadOf = {base}/\n\
+             [url \"{}/\"]\n\tpushInsteadOf = backup:\n",
+            backup.display()
+        ),
+    );
+    let config = write_config(
+        &w,
+        &format!(
+            "[[github_source]]\norg = \"acme\"\ndownstream = \"backup:{{name}}.git\"\n\
+             create_missing = true\nretries = 0\napi_url = {}\n",
+            quoted(&api.url())
+        ),
+    );
+    let run = w.kalandra_env(
+        w.root(),
+        &[
+            "sync",
+            "--config",
+            config.to_str().expect("UTF-8"),
+            "--json",
+        ],
+        &global,
+        &[("KALANDRA_LOG", None), ("SSH_AUTH_SOCK", None)],
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let report = report(&run);
+    let e = entry(&report, "api");
+    assert_eq!(
+        (&e["upstream"], &e["downstream"], &e["created"]),
+        (
+            &json!(format!("{anonymous}acme/api.git")),
+            &json!(backup.join("api.git").display().to_string()),
+            &json!(true)
+        ),
+        "{e}"
+    );
+    assert_in_sync(&w, &up, &backup.join("api.git"));
+    api.assert_no_violations();
+}
