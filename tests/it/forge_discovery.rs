@@ -810,3 +810,84 @@ fn github_source_mirrors_get_gits_insteadof_and_pushinsteadof() {
     assert_in_sync(&w, &up, &backup.join("api.git"));
     api.assert_no_violations();
 }
+
+#[test]
+fn a_watch_asks_for_a_new_token_once_the_api_refuses_a_revoked_one() {
+    use std::time::Duration;
+
+    use crate::forge_github_app::{start_watch, wait_for, TOKENS_ROUTE};
+    use crate::harness::Scope;
+
+    let w = World::new();
+    let key = app_key(&w, "acme-mirror");
+    let up = w.root().join("up.git");
+    w.git(
+        w.root(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            fixture_upstream(&w).to_str().expect("UTF-8"),
+            "up.git",
+        ],
+    );
+    let nginx = Nginx::start(&w);
+    let second = "ghs_acme_mirror_second_0000000000000000000";
+    let mut scenario = json!({
+        "apps": [app(1001, &key, 501, "acme-mirror", &[TOKEN, second])],
+        "repositories": [repository("widget", json!({
+            "mirror-source": format!("{}/{}", origin(&nginx), v2_path(&w, &up)),
+        }))],
+    });
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    let api = GithubApi::start(&w, &scenario);
+    let widget = github_repo(&w, "acme-mirror", "widget");
+    let config = format!(
+        "{}{}interval = \"1s\"\n",
+        app_table(
+            1001,
+            &format!("key_file = {}", quoted(&key.pkcs1.display().to_string())),
+            &["acme-mirror"],
+            &api,
+            &base
+        ),
+        mirror(
+            "widget",
+            "target-prop:mirror-source",
+            &format!("{base}/acme-mirror/widget.git")
+        ),
+    );
+    let (_watch, log) = start_watch(&w, &write_config(&w, &config));
+    let in_sync = || {
+        let scope = Scope::new(&[], &[]);
+        scope.filter(&w.refs(&widget)) == scope.filter(&w.refs(&up))
+    };
+    wait_for("the first sync", Duration::from_secs(60), in_sync);
+    assert_eq!(api.count("POST", TOKENS_ROUTE), 1);
+
+    // Revoked: the next property read is refused (401) before git is reached.
+    api.revoke_token(TOKEN);
+    nginx.set_github_token("acme-mirror", second);
+    w.git(
+        w.root(),
+        &["clone", "-q", up.to_str().expect("UTF-8"), "work"],
+    );
+    let work = w.root().join("work");
+    w.commit_file(&work, "revoked.txt", "new\n", "after the revocation");
+    w.git(&work, &["push", "-q", "origin", "HEAD"]);
+    wait_for("a sync with a new token", Duration::from_secs(60), in_sync);
+    w.assert_fsck(&widget);
+    let refused = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.route.as_deref() == Some(PROPERTIES_ROUTE) && r.status == 401)
+        .count();
+    assert_eq!(refused, 1, "one property read refused, then a new token");
+    assert_eq!(api.count("POST", TOKENS_ROUTE), 2);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !text.contains("ghs_acme") && !text.contains("BEGIN"),
+        "a secret in the log:\n{text}"
+    );
+    api.assert_no_violations();
+}

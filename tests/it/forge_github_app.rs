@@ -17,7 +17,7 @@ use crate::github_api::{app_key, github_git, github_repo, AppKey, GithubApi};
 use crate::harness::{assert_refs_eq, kalandra_bin, Run, Scope, World};
 use crate::nginx::Nginx;
 
-const TOKENS_ROUTE: &str = "/app/installations/{installation_id}/access_tokens";
+pub(crate) const TOKENS_ROUTE: &str = "/app/installations/{installation_id}/access_tokens";
 const INSTALLATION_ROUTE: &str = "/repos/{owner}/{repo}/installation";
 
 /// A TOML basic string.
@@ -279,6 +279,29 @@ impl Drop for Watching {
     }
 }
 
+/// `kalandra watch --config <config>` on a free port, isolated as the other runs are; its
+/// stderr goes to the returned log file.
+pub(crate) fn start_watch(w: &World, config: &Path) -> (Watching, PathBuf) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let log = w.root().join("watch.log");
+    let mut cmd = Command::new(kalandra_bin());
+    cmd.args(["watch", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(w.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("can create the log"));
+    w.isolate(&mut cmd, &w.global_config());
+    (
+        Watching(cmd.spawn().expect("can start kalandra watch")),
+        log,
+    )
+}
+
 pub(crate) fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
@@ -423,22 +446,7 @@ fn a_watch_asks_for_a_new_token_once_git_refuses_a_revoked_one() {
             &format!("{base}/acme/watched.git")
         ),
     );
-    let config = write_config(&w, &config);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let log = w.root().join("watch.log");
-    let mut cmd = Command::new(kalandra_bin());
-    cmd.args(["watch", "--config"])
-        .arg(&config)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(w.root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("can create the log"));
-    w.isolate(&mut cmd, &w.global_config());
-    let _watch = Watching(cmd.spawn().expect("can start kalandra watch"));
+    let (_watch, log) = start_watch(&w, &write_config(&w, &config));
     let in_sync = || {
         let scope = Scope::new(&[], &[]);
         scope.filter(&w.refs(&down)) == scope.filter(&w.refs(&up))
