@@ -17,7 +17,7 @@ use std::error::Error as StdError;
 use std::io;
 use std::time::Duration;
 
-use crate::forge::{github_app, github_repo, gitlab, target_prop};
+use crate::forge::{discovery, github_app, github_org, github_repo, gitlab, target_prop};
 use crate::limits;
 use crate::pkt_io;
 use crate::plan;
@@ -134,6 +134,19 @@ pub fn classify(error: &relay::Error) -> Classified {
     }
 }
 
+/// Where the configured token came from ([`crate::transport::Token::source`])
+/// that a git server refused with HTTP 401 in `error`, if one was: the
+/// fleet then drops it from the GitHub App token cache.
+pub fn refused_token_source(error: &relay::Error) -> Option<&str> {
+    causes(error).find_map(|e| {
+        let http = match e.downcast_ref::<transport::Error>() {
+            Some(transport::Error::Http(http)) => Some(http),
+            _ => e.downcast_ref::<HttpError>(),
+        };
+        http.and_then(HttpError::refused_token_source)
+    })
+}
+
 /// Classifies a failure to get a GitHub App's installation token.
 pub fn classify_github_app(error: &github_app::Error) -> Classified {
     use github_app::Error as E;
@@ -163,6 +176,29 @@ pub fn classify_github_app(error: &github_app::Error) -> Classified {
             retry_after: *retry_after,
         },
         E::Response { .. } => ErrorKind::Protocol.into(),
+    }
+}
+
+/// Classifies a failed `[[github_org]]` / `[[github_source]]` listing.
+pub fn classify_github_org(error: &github_org::Error) -> Classified {
+    use github_org::Error as E;
+    match error {
+        E::Token { source, .. } => classify_github_app(source),
+        E::Client { source, .. } => classify_http(source),
+        E::Request { source, .. } => classify_reqwest(source).into(),
+        E::Status { status, .. } => match status {
+            401 | 403 => ErrorKind::Auth,
+            404 | 410 => ErrorKind::NotFound,
+            408 => ErrorKind::Timeout,
+            429 | 500..=599 => ErrorKind::Unavailable,
+            _ => ErrorKind::Other,
+        }
+        .into(),
+        E::Response { .. } | E::TooManyPages { .. } => ErrorKind::Protocol.into(),
+        E::RateLimited { retry_after, .. } => Classified {
+            kind: ErrorKind::Unavailable,
+            retry_after: Some(*retry_after),
+        },
     }
 }
 
@@ -220,6 +256,15 @@ pub fn classify_gitlab(error: &gitlab::Error) -> Classified {
         }
         .into(),
         E::Response { .. } | E::TooManyPages { .. } => ErrorKind::Protocol.into(),
+    }
+}
+
+/// The kind of a failed discovery (any forge's listing).
+pub fn classify_discovery(error: &discovery::Error) -> Classified {
+    match error {
+        discovery::Error::Github(error) => classify_github_org(error),
+        discovery::Error::GitlabToken { .. } => ErrorKind::Usage.into(),
+        discovery::Error::Gitlab { source, .. } => classify_gitlab(source),
     }
 }
 

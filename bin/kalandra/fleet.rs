@@ -56,11 +56,25 @@ pub fn run(args: &FleetArgs) -> u8 {
         &app_tokens,
         args.transport.connect_timeout,
     )) {
+        let kind = kalandra::error_kind::classify_discovery(&error).kind;
+        let message = format!("{:#}", anyhow::Error::new(error));
+        if args.json {
+            let value = serde_json::json!({
+                "schema_version": 1,
+                "ok": false,
+                "dry_run": args.dry_run,
+                "config": args.config.display().to_string(),
+                "kind": kind,
+                "error": message,
+                "mirrors": [],
+            });
+            out!("{value}");
+        }
+        err!("kalandra: error: {}", escape(&message));
         err!(
-            "kalandra: error: {}",
-            escape(&format!("{:#}", anyhow::Error::new(error)))
+            "kalandra: error: discovery failed ({}); nothing was synced",
+            kind.as_str()
         );
-        err!("kalandra: error: discovery failed; nothing was synced");
         return exit::OTHER;
     }
     let selected: Vec<Mirror> = match fleet::select(&fleet.mirrors, args.only, args.shard) {

@@ -207,7 +207,7 @@ impl Checker<'_> {
 
     /// `api_url`: http(s), no credentials, query or fragment; kept without
     /// a trailing slash.
-    fn api_url(&mut self, raw: &At<String>) -> Option<Url> {
+    pub(super) fn api_url(&mut self, raw: &At<String>) -> Option<Url> {
         let masked = mask_credentials(&raw.value);
         let url = match Url::parse(&raw.value) {
             Ok(url) => url,

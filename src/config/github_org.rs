@@ -12,6 +12,7 @@ use super::{Checker, Mirror, Origin};
 use crate::forge::target_prop;
 use crate::forge::App;
 use crate::url::RepoUrl;
+use crate::url_rewrite::{Direction, Rewrites};
 
 /// One `[[github_org]]`, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +31,9 @@ pub struct GithubOrg {
     /// Every other setting of each discovered mirror: the table's own
     /// keys over `[defaults]`, its URLs stand-ins.
     pub prototype: Mirror,
+    /// The user's `url.*.insteadOf` / `pushInsteadOf`, applied to each
+    /// downstream as to a `[[mirror]]`'s.
+    pub rewrites: Rewrites,
 }
 
 impl GithubOrg {
@@ -50,7 +54,10 @@ impl GithubOrg {
     /// The mirror of repository `name`, or why not (a downstream that is
     /// no URL, or one the app does not serve).
     pub fn mirror_for(&self, name: &str) -> Result<Mirror, String> {
-        let raw = self.downstream_for(name);
+        let raw = self
+            .rewrites
+            .apply(&self.downstream_for(name), Direction::Push)
+            .into_owned();
         let downstream = RepoUrl::parse(&raw).map_err(|e| format!("downstream {raw}: {e}"))?;
         let served = match &downstream {
             RepoUrl::Http { url } => self.app.serves(url).is_some(),
@@ -177,6 +184,7 @@ impl Checker<'_> {
             downstream: s.downstream.as_ref().map(|d| d.value.clone()),
             app: app.clone(),
             prototype,
+            rewrites: self.rewrites.clone(),
         };
         // A pattern that cannot give a served URL fails for every name:
         // said here, once.
@@ -253,6 +261,35 @@ mod tests {
             mirror.downstream.to_string(),
             "https://github.com/acme-backup/web.git"
         );
+    }
+
+    #[test]
+    fn github_org_downstream_gets_pushinsteadof() {
+        use crate::url_rewrite::{Rewrites, Rule};
+        let rewrites = Rewrites::new([Rule {
+            base: "https://github.com/".into(),
+            prefix: "gh:".into(),
+            push: true,
+        }]);
+        let text = format!(
+            "{APP}[[github_org]]\norg = \"acme-mirror\"\nproperty = \"p\"\ndownstream = \"gh:acme-backup/{{name}}.git\"\n"
+        );
+        let env = |name: &str| (name == "APP_KEY").then(|| KEY.to_owned());
+        let read = |_: &Path| -> io::Result<String> { Err(io::ErrorKind::NotFound.into()) };
+        let fleet = super::super::parse_rewritten(
+            &text,
+            Path::new("conf/mirrors.toml"),
+            &env,
+            &read,
+            &rewrites,
+        )
+        .expect("valid once rewritten");
+        let mirror = fleet.github_orgs[0].mirror_for("web").expect("a mirror");
+        assert_eq!(
+            mirror.downstream.to_string(),
+            "https://github.com/acme-backup/web.git"
+        );
+        assert!(mirror.downstream_app.is_some());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::settings::{At, Settings};
 use super::{Checker, Mirror, Origin};
 use crate::forge::App;
 use crate::url::RepoUrl;
+use crate::url_rewrite::{Direction, Rewrites};
 
 /// Which repositories by visibility.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,14 +85,24 @@ pub struct GithubSource {
     pub forges: super::Forges,
     /// Whether the table names each side's token itself.
     pub own_tokens: [bool; 2],
+    /// The user's `url.*.insteadOf` (for each upstream) and
+    /// `pushInsteadOf` (for each downstream), as for a `[[mirror]]`.
+    pub rewrites: Rewrites,
 }
 
 impl GithubSource {
     /// The mirror of `repo`, or why not.
     pub fn mirror_for(&self, repo: &Listed) -> Result<Mirror, String> {
-        let upstream = RepoUrl::parse(&repo.clone_url)
-            .map_err(|e| format!("its clone_url {}: {e}", repo.clone_url))?;
-        let raw = substitute(&self.downstream, &self.org, &repo.name);
+        let clone_url = self.rewrites.apply(&repo.clone_url, Direction::Fetch);
+        let upstream =
+            RepoUrl::parse(&clone_url).map_err(|e| format!("its clone_url {clone_url}: {e}"))?;
+        let raw = self
+            .rewrites
+            .apply(
+                &substitute(&self.downstream, &self.org, &repo.name),
+                Direction::Push,
+            )
+            .into_owned();
         let downstream = RepoUrl::parse(&raw).map_err(|e| format!("downstream {raw}: {e}"))?;
         let mut mirror = self.prototype.clone();
         mirror.name = substitute(&self.name, &self.org, &repo.name);
@@ -102,12 +113,15 @@ impl GithubSource {
 }
 
 /// The keys a `[[github_source]]` has besides the per-mirror ones.
-const OWN_KEYS: &[&str] = &["org", "archived", "forks", "visibility", "match"];
+const OWN_KEYS: &[&str] = &["org", "archived", "forks", "visibility", "match", "api_url"];
 
 /// One `[[github_source]]` as read, before it is checked against the apps.
 pub(super) struct SourceTable {
     header: usize,
     org: Option<At<String>>,
+    /// The API to list with when no app serves the org (GitHub
+    /// Enterprise Server's, say).
+    api_url: Option<At<String>>,
     filters: Filters,
     own_tokens: [bool; 2],
     settings: Settings,
@@ -122,6 +136,7 @@ impl Checker<'_> {
         for (header, table) in self.array_of_tables(value, "github_source") {
             let mut rest: DeTable<'_> = table.clone();
             let mut org = None;
+            let mut api_url = None;
             let mut filters = Filters::default();
             for key in OWN_KEYS {
                 let Some((_, value)) = rest.remove_entry(*key) else {
@@ -130,6 +145,7 @@ impl Checker<'_> {
                 let at = value.span().start;
                 match *key {
                     "org" => org = self.string(key, &value).map(|v| At { value: v, at }),
+                    "api_url" => api_url = self.string(key, &value).map(|v| At { value: v, at }),
                     "archived" => filters.archived = self.boolean(key, &value).unwrap_or(false),
                     "forks" => filters.forks = self.boolean(key, &value).unwrap_or(false),
                     "match" => filters.matches = self.string(key, &value),
@@ -159,6 +175,7 @@ impl Checker<'_> {
             tables.push(SourceTable {
                 header,
                 org,
+                api_url,
                 filters,
                 own_tokens,
                 settings,
@@ -186,7 +203,8 @@ impl Checker<'_> {
             self.error(org.at, "`org` must be an organisation's login (no `/`)");
             return None;
         }
-        if let Err(e) = RepoUrl::parse(&substitute(&downstream.value, &org.value, "example")) {
+        let example = substitute(&downstream.value, &org.value, "example");
+        if let Err(e) = RepoUrl::parse(&self.rewrites.apply(&example, Direction::Push)) {
             self.error(downstream.at, format!("`downstream`: {e}"));
             return None;
         }
@@ -198,13 +216,27 @@ impl Checker<'_> {
                     .any(|p| p.matches(&org.value, "any-repository"))
             })
             .cloned();
-        let api_url = app.as_ref().map_or_else(
-            || {
-                url::Url::parse(crate::forge::github_app::PUBLIC_API)
-                    .expect("because the public API's URL is valid")
-            },
-            |a| a.api_url.clone(),
-        );
+        let own_api_url = match &t.api_url {
+            Some(raw) => Some(self.api_url(raw)?),
+            None => None,
+        };
+        let api_url = match (&app, own_api_url) {
+            (Some(app), Some(own)) if own != app.api_url => {
+                let at = t.api_url.as_ref().map_or(t.header, |a| a.at);
+                self.error(
+                    at,
+                    format!(
+                        "`api_url` {own} is not the api_url of GitHub App {}, which lists {}; drop it",
+                        app.issuer, org.value
+                    ),
+                );
+                return None;
+            }
+            (Some(app), _) => app.api_url.clone(),
+            (None, Some(own)) => own,
+            (None, None) => url::Url::parse(crate::forge::github_app::PUBLIC_API)
+                .expect("because the public API's URL is valid"),
+        };
         let placeholder = RepoUrl::Local {
             path: Default::default(),
         };
@@ -226,6 +258,7 @@ impl Checker<'_> {
             prototype,
             forges: self.forges.clone(),
             own_tokens: t.own_tokens,
+            rewrites: self.rewrites.clone(),
         })
     }
 }

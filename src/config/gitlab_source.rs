@@ -13,6 +13,7 @@ use super::settings::{At, Settings};
 use super::{Checker, Forges, Mirror, Origin};
 use crate::forge::gitlab::{Instance, Project, PUBLIC_URL};
 use crate::url::RepoUrl;
+use crate::url_rewrite::{Direction, Rewrites};
 
 /// Which projects by visibility.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,6 +83,9 @@ pub struct GitlabSource {
     pub forges: Forges,
     /// Whether the table names each side's token itself.
     pub own_tokens: [bool; 2],
+    /// The user's `url.*.insteadOf` (for each upstream) and
+    /// `pushInsteadOf` (for each downstream), as for a `[[mirror]]`.
+    pub rewrites: Rewrites,
 }
 
 impl GitlabSource {
@@ -99,9 +103,18 @@ impl GitlabSource {
                 project.path_with_namespace, self.group
             )
         })?;
-        let upstream = RepoUrl::parse(&project.http_url_to_repo)
-            .map_err(|e| format!("its http_url_to_repo {}: {e}", project.http_url_to_repo))?;
-        let raw = substitute(&self.downstream, &self.group, &project.path, &path);
+        let clone_url = self
+            .rewrites
+            .apply(&project.http_url_to_repo, Direction::Fetch);
+        let upstream = RepoUrl::parse(&clone_url)
+            .map_err(|e| format!("its http_url_to_repo {clone_url}: {e}"))?;
+        let raw = self
+            .rewrites
+            .apply(
+                &substitute(&self.downstream, &self.group, &project.path, &path),
+                Direction::Push,
+            )
+            .into_owned();
         let downstream = RepoUrl::parse(&raw).map_err(|e| format!("downstream {raw}: {e}"))?;
         let mut mirror = self.prototype.clone();
         mirror.name = substitute(&self.name, &self.group, &project.path, &path);
@@ -243,7 +256,13 @@ impl Checker<'_> {
             Some(raw) => self.gitlab_url("url", raw)?,
             None => Url::parse(PUBLIC_URL).expect("because GitLab.com's URL is valid"),
         };
-        let example = substitute(&downstream.value, path, "example", "example");
+        let example = self
+            .rewrites
+            .apply(
+                &substitute(&downstream.value, path, "example", "example"),
+                Direction::Push,
+            )
+            .into_owned();
         if let Err(e) = RepoUrl::parse(&example) {
             self.error(downstream.at, format!("`downstream`: {e}"));
             return None;
@@ -280,6 +299,7 @@ impl Checker<'_> {
             prototype,
             forges: self.forges.clone(),
             own_tokens: t.own_tokens,
+            rewrites: self.rewrites.clone(),
         })
     }
 }

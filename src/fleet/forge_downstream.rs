@@ -3,6 +3,7 @@
 
 use super::{github_downstream, gitlab_downstream, Failure};
 use crate::config::Mirror;
+use crate::forge::AppTokens;
 use crate::transport::TransportSettings;
 
 pub(super) enum Downstream<'a> {
@@ -11,8 +12,12 @@ pub(super) enum Downstream<'a> {
 }
 
 impl<'a> Downstream<'a> {
-    pub(super) fn of(mirror: &'a Mirror, settings: &'a TransportSettings) -> Option<Self> {
-        github_downstream::Downstream::of(mirror, settings)
+    pub(super) fn of(
+        mirror: &'a Mirror,
+        settings: &'a TransportSettings,
+        tokens: &'a AppTokens,
+    ) -> Option<Self> {
+        github_downstream::Downstream::of(mirror, settings, tokens)
             .map(Self::Github)
             .or_else(|| gitlab_downstream::Downstream::of(mirror, settings).map(Self::Gitlab))
     }

@@ -7,7 +7,7 @@ use super::Failure;
 use crate::config::Mirror;
 use crate::error_kind::{classify_github_repo, ErrorKind};
 use crate::forge::github_repo::{self, default_branch_change, RepoApi};
-use crate::forge::App;
+use crate::forge::{App, AppTokens};
 use crate::transport::{Token, TransportSettings};
 use crate::url::RepoUrl;
 
@@ -19,10 +19,15 @@ pub(super) struct Downstream<'a> {
     owner: String,
     repo: String,
     connect_timeout: std::time::Duration,
+    tokens: &'a AppTokens,
 }
 
 impl<'a> Downstream<'a> {
-    pub(super) fn of(mirror: &'a Mirror, settings: &'a TransportSettings) -> Option<Self> {
+    pub(super) fn of(
+        mirror: &'a Mirror,
+        settings: &'a TransportSettings,
+        tokens: &'a AppTokens,
+    ) -> Option<Self> {
         let app = mirror.downstream_app.as_ref()?;
         let RepoUrl::Http { url } = &mirror.downstream else {
             return None;
@@ -34,6 +39,7 @@ impl<'a> Downstream<'a> {
             owner,
             repo,
             connect_timeout: settings.connect_timeout,
+            tokens,
         })
     }
 
@@ -52,13 +58,12 @@ impl<'a> Downstream<'a> {
     /// not-found was upstream's, or something else).
     pub(super) async fn create_if_missing(&self, mirror: &Mirror) -> Result<bool, Failure> {
         let api = self.api();
-        if api.get().await.map_err(failure)?.is_some() {
+        if self.checked(api.get().await).await?.is_some() {
             return Ok(false);
         }
-        let created = api
-            .create(mirror.create_visibility)
-            .await
-            .map_err(failure)?;
+        let created = self
+            .checked(api.create(mirror.create_visibility).await)
+            .await?;
         tracing::info!(
             "created {}/{} on GitHub ({}, create_missing)",
             self.owner,
@@ -78,7 +83,7 @@ impl<'a> Downstream<'a> {
         upstream_head: Option<&str>,
     ) -> Result<Option<String>, Failure> {
         let api = self.api();
-        let Some(current) = api.get().await.map_err(failure)? else {
+        let Some(current) = self.checked(api.get().await).await? else {
             return Err(Failure {
                 kind: ErrorKind::NotFound,
                 message: format!(
@@ -91,7 +96,7 @@ impl<'a> Downstream<'a> {
         let Some(branch) = default_branch_change(upstream_head, &current.default_branch) else {
             return Ok(None);
         };
-        api.set_default_branch(&branch).await.map_err(failure)?;
+        self.checked(api.set_default_branch(&branch).await).await?;
         tracing::info!(
             "{}/{}: default branch {} -> {branch} (follow_head)",
             self.owner,
@@ -99,6 +104,23 @@ impl<'a> Downstream<'a> {
             current.default_branch
         );
         Ok(Some(branch))
+    }
+}
+
+impl Downstream<'_> {
+    /// An API call's result, its error as a failure. A 401 refuses the
+    /// installation token: it leaves the cache, so that the next attempt
+    /// gets a new one.
+    async fn checked<T>(&self, result: Result<T, github_repo::Error>) -> Result<T, Failure> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                if matches!(error, github_repo::Error::Status { status: 401, .. }) {
+                    self.tokens.forget_refused(&self.token.secret).await;
+                }
+                Err(failure(error))
+            }
+        }
     }
 }
 

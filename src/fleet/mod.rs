@@ -25,7 +25,8 @@ use tokio::task::JoinSet;
 
 use crate::config::{Mirror, SecretRef};
 use crate::error_kind::{
-    classify, classify_github_app, classify_target_prop, Classified, ErrorKind,
+    classify, classify_github_app, classify_target_prop, refused_token_source, Classified,
+    ErrorKind,
 };
 use crate::forge::{target_prop, App, AppTokens};
 use crate::plan::{PlanOptions, Scope};
@@ -140,6 +141,9 @@ struct Pending {
     attempts: u32,
     first_started: Option<Instant>,
     not_before: Option<Instant>,
+    /// An earlier attempt created downstream: the run reports it even
+    /// when a later attempt, finding it there, creates nothing.
+    created: bool,
 }
 
 /// One attempt's end, as the attempt task hands it back.
@@ -187,6 +191,7 @@ pub async fn run(
             attempts: 0,
             first_started: None,
             not_before: None,
+            created: false,
         })
         .collect();
     let mut results: Vec<Option<MirrorRun>> = vec![None; mirrors.len()];
@@ -231,7 +236,7 @@ pub async fn run(
         let Some(joined) = finished else {
             continue;
         };
-        let Attempt { pending, end } = match joined {
+        let Attempt { pending, mut end } = match joined {
             Ok(attempt) => attempt,
             // Panics are caught inside the task; only a cancelled runtime
             // gets here, and then nothing is left to report to.
@@ -242,11 +247,13 @@ pub async fn run(
         };
         let mirror = &mirrors[pending.index];
         hosts.give_back(&needs[pending.index]);
+        end.created |= pending.created;
         if let Some(failure) = &end.failure {
             if let Some(delay) = retry_delay(mirror, pending.attempts, failure) {
                 observer.retrying(mirror, pending.attempts, delay, failure);
                 queue.push_back(Pending {
                     not_before: Some(Instant::now() + delay),
+                    created: end.created,
                     ..pending
                 });
                 continue;
@@ -344,7 +351,8 @@ async fn try_attempt(
     let resolved;
     let mirror = match &mirror.upstream_property {
         Some(property) => {
-            resolved = with_property_upstream(mirror, property, &settings).await?;
+            resolved =
+                with_property_upstream(mirror, property, &settings, &options.app_tokens).await?;
             &resolved
         }
         None => mirror,
@@ -380,12 +388,13 @@ async fn try_attempt(
         no_verify: options.no_verify,
         transport: settings,
     };
-    let mut result = sync_once(mirror, &sync_options, progress).await;
+    let tokens = &*options.app_tokens;
+    let mut result = sync_once(mirror, &sync_options, progress, tokens).await;
     // A forge's downstream is created when the sync finds it missing: the
     // API then says whether it was downstream (or upstream) that is not
     // there. Asking before every sync would spend a request per mirror
     // and run for nothing.
-    let forge = forge_downstream::Downstream::of(mirror, &sync_options.transport);
+    let forge = forge_downstream::Downstream::of(mirror, &sync_options.transport, tokens);
     let mut created = created;
     if let (Err(failure), Some(forge)) = (&result, &forge) {
         if failure.kind == ErrorKind::NotFound
@@ -394,7 +403,7 @@ async fn try_attempt(
             && forge.create_if_missing(mirror).await?
         {
             created = true;
-            result = sync_once(mirror, &sync_options, progress).await;
+            result = sync_once(mirror, &sync_options, progress, tokens).await;
         }
     }
     let report = match result {
@@ -457,6 +466,7 @@ async fn sync_once(
     mirror: &Mirror,
     sync_options: &SyncOptions,
     progress: &Progress,
+    tokens: &AppTokens,
 ) -> Result<SyncReport, Failure> {
     let sync = relay::sync(&mirror.upstream, &mirror.downstream, sync_options, progress);
     let result = match sync_options.transport.max_duration {
@@ -479,13 +489,38 @@ async fn sync_once(
         },
         None => sync.await,
     };
-    result.map_err(|error| {
-        let mut failure = Failure::from_error(&error, classify(&error));
-        if let Some(hint) = error.hint() {
-            failure.message.push_str(&format!(" (hint: {hint})"));
+    let error = match result {
+        Ok(report) => return Ok(report),
+        Err(error) => error,
+    };
+    forget_refused_token(&error, &sync_options.transport, tokens).await;
+    let mut failure = Failure::from_error(&error, classify(&error));
+    if let Some(hint) = error.hint() {
+        failure.message.push_str(&format!(" (hint: {hint})"));
+    }
+    Err(failure)
+}
+
+/// A GitHub App's installation token that git's server refused (HTTP 401)
+/// leaves the cache, so that the next attempt gets a new one instead of
+/// using a revoked token until it expires. Other tokens are not cached,
+/// and are left alone.
+async fn forget_refused_token(
+    error: &relay::Error,
+    settings: &TransportSettings,
+    tokens: &AppTokens,
+) {
+    let Some(source) = refused_token_source(error) else {
+        return;
+    };
+    for token in [&settings.upstream_token, &settings.downstream_token]
+        .into_iter()
+        .flatten()
+    {
+        if token.source == source {
+            tokens.forget_refused(&token.secret).await;
         }
-        failure
-    })
+    }
 }
 
 /// How long past `max_duration` a sync stuck outside its connections may
@@ -642,6 +677,7 @@ async fn with_property_upstream(
     mirror: &Mirror,
     property: &str,
     settings: &TransportSettings,
+    tokens: &AppTokens,
 ) -> Result<Mirror, Failure> {
     let usage = |message: String| Failure {
         kind: ErrorKind::Usage,
@@ -658,7 +694,7 @@ async fn with_property_upstream(
             mask_credentials(&mirror.downstream.to_string())
         )));
     };
-    let upstream = target_prop::read(
+    let read = target_prop::read(
         &app.api_url,
         &owner,
         &repo,
@@ -666,8 +702,16 @@ async fn with_property_upstream(
         &token.secret,
         settings.connect_timeout,
     )
-    .await
-    .map_err(|error| Failure::from_error(&error, classify_target_prop(&error)))?;
+    .await;
+    let upstream = match read {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            if matches!(error, target_prop::Error::Status { status: 401, .. }) {
+                tokens.forget_refused(&token.secret).await;
+            }
+            return Err(Failure::from_error(&error, classify_target_prop(&error)));
+        }
+    };
     tracing::info!(
         "{}: upstream {} (from the custom property {property} of {owner}/{repo})",
         mirror.name,

@@ -295,6 +295,20 @@ impl AppTokens {
             .await
     }
 
+    /// Drops `secret` from the cache when it is still the cached token of
+    /// an installation: a server refused it (HTTP 401) before it expired,
+    /// say because it was revoked (`DELETE /installation/token`) or its
+    /// installation was suspended. The next caller gets a new token. A
+    /// token another mirror already fetched in its place is kept.
+    pub async fn forget_refused(&self, secret: &str) {
+        if self.tokens.forget_where(|t| t.secret == secret).await > 0 {
+            // Never the token itself.
+            tracing::info!(
+                "an installation token was refused (HTTP 401); the next sync asks for a new one"
+            );
+        }
+    }
+
     async fn token_via(
         &self,
         app: &App,

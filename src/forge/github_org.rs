@@ -66,10 +66,11 @@ pub enum Error {
     },
     #[error("discovery of {org}: more than {MAX_PAGES} pages; the server's `next` links may loop")]
     TooManyPages { org: String },
-    #[error("discovery of {org}: {url}: GitHub's rate limit is used up for {} s more", retry_after.as_secs())]
+    #[error("discovery of {org}: {url}: GitHub's rate limit is used up until {reset}, {} s from now (over the {} s Kalandra waits)", retry_after.as_secs(), github_app::MAX_RATE_LIMIT_WAIT.as_secs())]
     RateLimited {
         org: String,
         url: String,
+        reset: String,
         retry_after: Duration,
     },
 }
@@ -203,8 +204,9 @@ async fn list(
         &format!("orgs/{}/properties/values", org.org),
         "",
     );
+    let answers = pages(&org.org, url, Some(&token.secret), connect_timeout).await;
     let mut names = Vec::new();
-    for (url, body) in pages(&org.org, url, Some(&token.secret), connect_timeout).await? {
+    for (url, body) in forgetting_refused_token(answers, tokens, Some(&token.secret)).await? {
         names.extend(repositories_with(&body, &org.property).map_err(|reason| {
             Error::Response {
                 org: org.org.clone(),
@@ -214,6 +216,19 @@ async fn list(
         })?);
     }
     Ok(names)
+}
+
+/// `answers`, after dropping the installation token they were refused
+/// with (HTTP 401) from the cache: the next listing gets a new one.
+async fn forgetting_refused_token<T>(
+    answers: Result<T, Error>,
+    tokens: &AppTokens,
+    secret: Option<&str>,
+) -> Result<T, Error> {
+    if let (Err(Error::Status { status: 401, .. }), Some(secret)) = (&answers, secret) {
+        tokens.forget_refused(secret).await;
+    }
+    answers
 }
 
 /// `{api_url}/{path}?per_page=100{query}`.
@@ -243,6 +258,9 @@ async fn pages(
         })?;
     let mut bodies = Vec::new();
     let mut next = Some(url);
+    // Once per listing, as for the token requests: a limit that resets
+    // within a minute is waited out, a longer one fails the discovery.
+    let mut waited = false;
     while let Some(url) = next.take() {
         if bodies.len() >= MAX_PAGES {
             return Err(Error::TooManyPages { org: name });
@@ -274,9 +292,22 @@ async fn pages(
         );
         let body = response.bytes().await.map_err(request_failed)?;
         if let Some(limit) = limit {
+            if !waited && limit.wait <= github_app::MAX_RATE_LIMIT_WAIT {
+                tracing::info!(
+                    "{shown}: GitHub's rate limit resets in {} s; waiting",
+                    limit.wait.as_secs()
+                );
+                // A second past the reset: GitHub's clock may lag ours.
+                tokio::time::sleep(limit.wait + Duration::from_secs(1)).await;
+                waited = true;
+                next = Some(url);
+                continue;
+            }
+            let reset = std::time::SystemTime::now() + limit.wait;
             return Err(Error::RateLimited {
                 org: name.clone(),
                 url: shown.clone(),
+                reset: humantime::format_rfc3339_seconds(reset).to_string(),
                 retry_after: limit.wait,
             });
         }
@@ -359,8 +390,9 @@ async fn list_source(
         "&type=all",
     );
     let secret = token.as_ref().map(|t| t.secret.as_str());
+    let answers = pages(&source.org, url, secret, connect_timeout).await;
     let mut repos = Vec::new();
-    for (url, body) in pages(&source.org, url, secret, connect_timeout).await? {
+    for (url, body) in forgetting_refused_token(answers, tokens, secret).await? {
         repos.extend(listed(&body).map_err(|reason| Error::Response {
             org: source.org.clone(),
             url,

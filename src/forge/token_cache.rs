@@ -112,6 +112,27 @@ impl<K: Eq + Hash + Clone, V: Clone> Slots<K, V> {
         Ok(value)
     }
 
+    /// Forgets every value `is` picks (a token a server refused), under
+    /// whatever key: a value fetched meanwhile to replace it stays.
+    pub async fn forget_where(&self, is: impl Fn(&V) -> bool) -> usize {
+        let slots: Vec<_> = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut forgotten = 0;
+        for slot in slots {
+            let mut held = slot.lock().await;
+            if held.as_ref().is_some_and(&is) {
+                *held = None;
+                forgotten += 1;
+            }
+        }
+        forgotten
+    }
+
     /// Forgets the value under `key` (an installation that is gone).
     pub async fn forget(&self, key: &K) {
         let slot = {
@@ -229,5 +250,22 @@ mod tests {
         slots.forget(&1).await;
         let refetched: Result<u32, &str> = slots.get(&1, |_| true, || async { Ok(7) }).await;
         assert_eq!(refetched, Ok(7));
+    }
+
+    #[tokio::test]
+    async fn token_cache_forgets_a_refused_token_but_not_its_replacement() {
+        let slots: Slots<u64, &str> = Slots::default();
+        let first: Result<&str, ()> = slots.get(&1, |_| true, || async { Ok("ghs_a") }).await;
+        let other: Result<&str, ()> = slots.get(&2, |_| true, || async { Ok("ghs_b") }).await;
+        assert_eq!((first, other), (Ok("ghs_a"), Ok("ghs_b")));
+        // ghs_a is refused: the next caller fetches a new one.
+        assert_eq!(slots.forget_where(|t| *t == "ghs_a").await, 1);
+        let fresh: Result<&str, ()> = slots.get(&1, |_| true, || async { Ok("ghs_c") }).await;
+        assert_eq!(fresh, Ok("ghs_c"));
+        // A second mirror that used ghs_a too reports it late: ghs_c stays.
+        assert_eq!(slots.forget_where(|t| *t == "ghs_a").await, 0);
+        let kept: Result<&str, ()> = slots.get(&1, |_| true, || async { Ok("ghs_d") }).await;
+        let untouched: Result<&str, ()> = slots.get(&2, |_| true, || async { Ok("ghs_e") }).await;
+        assert_eq!((kept, untouched), (Ok("ghs_c"), Ok("ghs_b")));
     }
 }

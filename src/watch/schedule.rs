@@ -55,6 +55,9 @@ struct Entry {
     /// Tries of the current sync so far.
     attempts: u32,
     first_started: Option<Instant>,
+    /// An earlier attempt of this round created downstream (a retry that
+    /// finds it there creates nothing, and the round reports it).
+    created: bool,
     last: Option<MirrorRun>,
     /// Gone from the config; kept only until its sync in flight ends.
     removed: bool,
@@ -73,6 +76,7 @@ impl Entry {
             retry_at: None,
             attempts: 0,
             first_started: None,
+            created: false,
             last: None,
             removed: false,
         }
@@ -264,6 +268,7 @@ impl Scheduler {
             if entry.retry_at.take().is_none() {
                 entry.attempts = 0;
                 entry.first_started = Some(now);
+                entry.created = false;
             }
             entry.attempts += 1;
             let mirror = Arc::clone(&entry.mirror);
@@ -284,7 +289,7 @@ impl Scheduler {
     }
 
     /// Books a finished attempt: a retry, or the mirror's new last result.
-    fn finished(&self, done: Done) {
+    fn finished(&self, mut done: Done) {
         let shared = &self.shared;
         let mut state = shared.lock();
         state.hosts.give_back(&done.need);
@@ -305,6 +310,8 @@ impl Scheduler {
             return;
         }
         let mirror = Arc::clone(&entry.mirror);
+        done.end.created |= entry.created;
+        entry.created = done.end.created;
         if let Some(failure) = &done.end.failure {
             if let Some(delay) = fleet::retry_delay(&mirror, entry.attempts, failure) {
                 entry.retry_at = Some(Instant::now() + delay);

@@ -190,7 +190,7 @@ function authenticate(req) {
   if (scheme === "bearer" || scheme === "token") {
     const issued = state.tokensIssued.get(value);
     if (!issued || issued.expires <= now()) throw new HttpError(401, "Bad credentials");
-    return { kind: "token", ...issued };
+    return { kind: "token", token: value, ...issued };
   }
   if (scheme === "basic") return { kind: "basic" };
   throw new HttpError(401, "Bad credentials");
@@ -392,6 +392,13 @@ const handlers = {
       out.repositories = wanted.map((name) => repoObject(ex.repositories[0], findRepo(inst.account, name), base));
     }
     return { status: 201, body: out };
+  },
+  // The token the request is made with is revoked: refused from now on, by the API and (once
+  // the test moves nginx's token on) by git.
+  "DELETE /installation/token": ({ auth }) => {
+    if (auth.kind !== "token") throw new HttpError(401, "Requires authentication");
+    state.tokensIssued.delete(auth.token);
+    return { status: 204 };
   },
   "GET /repos/{owner}/{repo}": ({ params, auth, base }) => {
     const repo = findRepo(params.path.owner, params.path.repo);

@@ -240,6 +240,44 @@ fn a_created_repository_gets_upstreams_default_branch_in_the_same_run() {
 }
 
 #[test]
+fn a_retry_after_the_attempt_that_created_downstream_still_reports_created() {
+    let w = World::new();
+    let key = app_key(&w, "acme");
+    let up = w.fixture("mirror.sh").join("upstream-bare.git");
+    let nginx = Nginx::start(&w);
+    let mut scenario = scenario(&key, admin(), json!([]));
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    // The first attempt creates the repository and pushes, then fails to move its default
+    // branch; the retry finds the repository there and creates nothing.
+    scenario["faults"] = json!({
+        "errors": [{ "route": "PATCH /repos/{owner}/{repo}", "status": 502, "times": 1 }],
+    });
+    let api = GithubApi::start(&w, &scenario);
+    let extra = "create_missing = true\nfollow_head = true";
+    let config = config(&w, &up, &key, &api, &base, extra);
+    let text = std::fs::read_to_string(&config).expect("can read the config");
+    std::fs::write(&config, text.replace("retries = 0", "retries = 1"))
+        .expect("can write the config");
+    let run = sync(&w, &config);
+    assert_eq!(run.code, 0, "{run}");
+    let entry = widget(&run);
+    assert_eq!(
+        (
+            &entry["attempts"],
+            &entry["created"],
+            &entry["default_branch_set"]
+        ),
+        (&json!(2), &json!(true), &json!("refs/heads/develop")),
+        "{entry}"
+    );
+    assert_eq!(api.count("POST", CREATE_ROUTE), 1);
+    let down = w.root().join("github/acme/widget.git");
+    assert_in_sync(&w, &up, &down);
+    assert_eq!(head(&w, &down), "refs/heads/develop");
+    api.assert_no_violations();
+}
+
+#[test]
 fn creating_without_administration_write_is_an_auth_error_and_creates_nothing() {
     let w = World::new();
     let key = app_key(&w, "acme");

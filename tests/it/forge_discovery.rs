@@ -386,6 +386,11 @@ const ACME_TOKEN: &str = "ghs_acme_source_token_000000000000000000";
 /// An app on `acme`, a scenario with [`SOURCES`] (each a copy of the fixture upstream,
 /// served by nginx), and the `[[github_app]]` table.
 fn source_world(w: &World) -> (Nginx, GithubApi, String) {
+    source_world_with_faults(w, json!({}))
+}
+
+/// [`source_world`] with the scenario's `faults`.
+fn source_world_with_faults(w: &World, faults: Value) -> (Nginx, GithubApi, String) {
     let key = app_key(w, "acme");
     let up = fixture_upstream(w);
     let nginx = Nginx::start(w);
@@ -399,6 +404,7 @@ fn source_world(w: &World) -> (Nginx, GithubApi, String) {
         "apps": [app(1001, &key, 501, "acme", &[ACME_TOKEN])],
         "orgs": [{ "login": "acme", "id": 4243 }],
         "repositories": repositories,
+        "faults": faults,
     });
     let base = with_github_git(w, &nginx, &mut scenario);
     let api = GithubApi::start(w, &scenario);
@@ -630,6 +636,258 @@ fn target_prop_read_under_a_rate_limit_is_unavailable() {
             .expect("a message")
             .contains("rate limit"),
         "{e}"
+    );
+    api.assert_no_violations();
+}
+
+/// `acme`'s listing under GitHub's rate limit for `reset_in` seconds from the first refused
+/// request; the scenario of [`source_world`] otherwise.
+fn source_world_rate_limited(w: &World, reset_in: u64) -> (Nginx, GithubApi, String) {
+    source_world_with_faults(
+        w,
+        json!({
+            "rate_limit": { "routes": ["GET /orgs/{org}/repos"], "times": 1, "reset_in": reset_in },
+        }),
+    )
+}
+
+#[test]
+fn github_source_listing_waits_out_a_rate_limit_that_resets_within_a_minute() {
+    let w = World::new();
+    let (_nginx, api, app) = source_world_rate_limited(&w, 2);
+    let config = write_config(&w, &format!("{app}{}", source_table(&w, "")));
+    let started = std::time::Instant::now();
+    assert_eq!(listed_names(&w, &config), ["api", "api-tools", "web"]);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "the listing did not wait for the reset"
+    );
+    let listings: Vec<i64> = api
+        .requests()
+        .iter()
+        .filter(|r| r.raw["route"] == "/orgs/{org}/repos")
+        .map(|r| r.raw["status"].as_i64().expect("a status"))
+        .collect();
+    assert_eq!(listings, [403, 200]);
+    api.assert_no_violations();
+}
+
+#[test]
+fn github_source_listing_under_a_long_rate_limit_is_unavailable_with_the_reset() {
+    let w = World::new();
+    let (_nginx, api, app) = source_world_rate_limited(&w, 3600);
+    std::fs::create_dir_all(w.root().join("backup")).expect("can create backup/");
+    let config = write_config(&w, &format!("{app}{}", source_table(&w, "")));
+    let run = sync_config(&w, &config, &[]);
+    assert_ne!(run.code, 0, "{run}");
+    let report = report(&run);
+    assert_eq!(report["kind"], "unavailable", "{report}");
+    let error = report["error"].as_str().expect("an error");
+    // The reset GitHub gave, as a date: `... used up until 2026-11-30T21:00:00Z, 3600 s ...`.
+    let until = error
+        .split_once("used up until ")
+        .map(|(_, rest)| rest.split(',').next().unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        humantime::parse_rfc3339(until).is_ok(),
+        "no reset time in {error:?}"
+    );
+    assert!(
+        run.stderr.contains("discovery failed (unavailable)"),
+        "{run}"
+    );
+    assert_eq!(api.count("GET", "/orgs/{org}/repos"), 1);
+    assert_no_secrets(&run, &[ACME_TOKEN]);
+    api.assert_no_violations();
+}
+
+#[test]
+fn github_source_without_an_app_lists_public_repositories_unauthenticated() {
+    let w = World::new();
+    let repositories: Vec<Value> = SOURCES
+        .iter()
+        .map(|(name, private, archived, fork)| {
+            json!({ "owner": "acme", "name": name, "private": private, "archived": archived, "fork": fork })
+        })
+        .collect();
+    // An app on another org only: nothing serves acme.
+    let key = app_key(&w, "globex");
+    let api = GithubApi::start(
+        &w,
+        &json!({
+            "apps": [app(1001, &key, 502, "globex", &[TOKEN])],
+            "orgs": [{ "login": "acme", "id": 4243 }, { "login": "globex", "id": 4244 }],
+            "repositories": repositories,
+        }),
+    );
+    let config = write_config(
+        &w,
+        &source_table(&w, &format!("api_url = {}", quoted(&api.url()))),
+    );
+    // Private `web` and `api-tools` are not visible without a token; archived `old` and the
+    // fork `copy` are filtered out as always.
+    assert_eq!(listed_names(&w, &config), ["api"]);
+    let requests = api.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert_eq!(
+            (&r.raw["route"], &r.raw["auth"]["kind"]),
+            (&json!("/orgs/{org}/repos"), &json!("none")),
+            "{:?}",
+            r.raw
+        );
+    }
+    api.assert_no_violations();
+}
+
+#[test]
+fn github_source_mirrors_get_gits_insteadof_and_pushinsteadof() {
+    let w = World::new();
+    let nginx = Nginx::start(&w);
+    // No app: the listing is anonymous and `api` is public, but nginx's `/github/` takes
+    // only an installation token. Its clone_url fetches only once `url.*.insteadOf` turns
+    // it into the anonymous `/v2/github/` location.
+    let mut scenario = json!({
+        "orgs": [{ "login": "acme", "id": 4243 }],
+        "repositories": [{ "owner": "acme", "name": "api", "private": false }],
+    });
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    let api = GithubApi::start(&w, &scenario);
+    let up = github_repo(&w, "acme", "api");
+    std::fs::remove_dir_all(&up).expect("can replace the empty repository");
+    w.git(
+        w.root(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            fixture_upstream(&w).to_str().expect("UTF-8"),
+            up.to_str().expect("UTF-8"),
+        ],
+    );
+    let backup = w.root().join("backup");
+    std::fs::create_dir_all(&backup).expect("can create backup/");
+    let anonymous = format!("{}/v2/github/", origin(&nginx));
+    let global = w.global_config_with(
+        "rewrites.gitconfig",
+        &format!(
+            "[url \"{anonymous}\"]\n\tinsteadOf = {base}/\n\
+             [url \"{}/\"]\n\tpushInsteadOf = backup:\n",
+            backup.display()
+        ),
+    );
+    let config = write_config(
+        &w,
+        &format!(
+            "[[github_source]]\norg = \"acme\"\ndownstream = \"backup:{{name}}.git\"\n\
+             create_missing = true\nretries = 0\napi_url = {}\n",
+            quoted(&api.url())
+        ),
+    );
+    let run = w.kalandra_env(
+        w.root(),
+        &[
+            "sync",
+            "--config",
+            config.to_str().expect("UTF-8"),
+            "--json",
+        ],
+        &global,
+        &[("KALANDRA_LOG", None), ("SSH_AUTH_SOCK", None)],
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let report = report(&run);
+    let e = entry(&report, "api");
+    assert_eq!(
+        (&e["upstream"], &e["downstream"], &e["created"]),
+        (
+            &json!(format!("{anonymous}acme/api.git")),
+            &json!(backup.join("api.git").display().to_string()),
+            &json!(true)
+        ),
+        "{e}"
+    );
+    assert_in_sync(&w, &up, &backup.join("api.git"));
+    api.assert_no_violations();
+}
+
+#[test]
+fn a_watch_asks_for_a_new_token_once_the_api_refuses_a_revoked_one() {
+    use std::time::Duration;
+
+    use crate::forge_github_app::{start_watch, wait_for, TOKENS_ROUTE};
+    use crate::harness::Scope;
+
+    let w = World::new();
+    let key = app_key(&w, "acme-mirror");
+    let up = w.root().join("up.git");
+    w.git(
+        w.root(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            fixture_upstream(&w).to_str().expect("UTF-8"),
+            "up.git",
+        ],
+    );
+    let nginx = Nginx::start(&w);
+    let second = "ghs_acme_mirror_second_0000000000000000000";
+    let mut scenario = json!({
+        "apps": [app(1001, &key, 501, "acme-mirror", &[TOKEN, second])],
+        "repositories": [repository("widget", json!({
+            "mirror-source": format!("{}/{}", origin(&nginx), v2_path(&w, &up)),
+        }))],
+    });
+    let base = with_github_git(&w, &nginx, &mut scenario);
+    let api = GithubApi::start(&w, &scenario);
+    let widget = github_repo(&w, "acme-mirror", "widget");
+    let config = format!(
+        "{}{}interval = \"1s\"\n",
+        app_table(
+            1001,
+            &format!("key_file = {}", quoted(&key.pkcs1.display().to_string())),
+            &["acme-mirror"],
+            &api,
+            &base
+        ),
+        mirror(
+            "widget",
+            "target-prop:mirror-source",
+            &format!("{base}/acme-mirror/widget.git")
+        ),
+    );
+    let (_watch, log) = start_watch(&w, &write_config(&w, &config));
+    let in_sync = || {
+        let scope = Scope::new(&[], &[]);
+        scope.filter(&w.refs(&widget)) == scope.filter(&w.refs(&up))
+    };
+    wait_for("the first sync", Duration::from_secs(60), in_sync);
+    assert_eq!(api.count("POST", TOKENS_ROUTE), 1);
+
+    // Revoked: the next property read is refused (401) before git is reached.
+    api.revoke_token(TOKEN);
+    nginx.set_github_token("acme-mirror", second);
+    w.git(
+        w.root(),
+        &["clone", "-q", up.to_str().expect("UTF-8"), "work"],
+    );
+    let work = w.root().join("work");
+    w.commit_file(&work, "revoked.txt", "new\n", "after the revocation");
+    w.git(&work, &["push", "-q", "origin", "HEAD"]);
+    wait_for("a sync with a new token", Duration::from_secs(60), in_sync);
+    w.assert_fsck(&widget);
+    let refused = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.route.as_deref() == Some(PROPERTIES_ROUTE) && r.status == 401)
+        .count();
+    assert_eq!(refused, 1, "one property read refused, then a new token");
+    assert_eq!(api.count("POST", TOKENS_ROUTE), 2);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !text.contains("ghs_acme") && !text.contains("BEGIN"),
+        "a secret in the log:\n{text}"
     );
     api.assert_no_violations();
 }

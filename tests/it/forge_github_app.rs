@@ -17,7 +17,7 @@ use crate::github_api::{app_key, github_git, github_repo, AppKey, GithubApi};
 use crate::harness::{assert_refs_eq, kalandra_bin, Run, Scope, World};
 use crate::nginx::Nginx;
 
-const TOKENS_ROUTE: &str = "/app/installations/{installation_id}/access_tokens";
+pub(crate) const TOKENS_ROUTE: &str = "/app/installations/{installation_id}/access_tokens";
 const INSTALLATION_ROUTE: &str = "/repos/{owner}/{repo}/installation";
 
 /// A TOML basic string.
@@ -279,6 +279,29 @@ impl Drop for Watching {
     }
 }
 
+/// `kalandra watch --config <config>` on a free port, isolated as the other runs are; its
+/// stderr goes to the returned log file.
+pub(crate) fn start_watch(w: &World, config: &Path) -> (Watching, PathBuf) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let log = w.root().join("watch.log");
+    let mut cmd = Command::new(kalandra_bin());
+    cmd.args(["watch", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(w.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("can create the log"));
+    w.isolate(&mut cmd, &w.global_config());
+    (
+        Watching(cmd.spawn().expect("can start kalandra watch")),
+        log,
+    )
+}
+
 pub(crate) fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
@@ -379,6 +402,81 @@ fn a_watch_requests_a_new_token_when_the_old_one_is_due() {
     let tokens = api.count("POST", TOKENS_ROUTE);
     assert!(tokens >= 2, "{tokens} token request(s)");
     let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !text.contains("ghs_acme") && !text.contains("BEGIN"),
+        "a secret in the log:\n{text}"
+    );
+    api.assert_no_violations();
+}
+
+#[test]
+fn a_watch_asks_for_a_new_token_once_git_refuses_a_revoked_one() {
+    let w = World::new();
+    let key = app_key(&w, "acme");
+    // Tokens live an hour: only the revocation can make Kalandra ask again.
+    let scenario =
+        json!({ "apps": [app(1001, &key, 501, "acme", &["ghs_acme_first", "ghs_acme_second"])] });
+    let api = GithubApi::start(&w, &scenario);
+    let nginx = Nginx::start(&w);
+    let base = github_git(&nginx, &scenario);
+    w.git(
+        w.root(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            fixture_upstream(&w).to_str().expect("UTF-8"),
+            "up.git",
+        ],
+    );
+    let up = w.root().join("up.git");
+    let down = github_repo(&w, "acme", "watched");
+    let config = format!(
+        "{}{}interval = \"1s\"\n",
+        app_table(
+            1001,
+            &format!("key_file = {}", quoted(&key.pkcs1.display().to_string())),
+            &["acme"],
+            &api,
+            &base
+        ),
+        mirror(
+            "watched",
+            &up.display().to_string(),
+            &format!("{base}/acme/watched.git")
+        ),
+    );
+    let (_watch, log) = start_watch(&w, &write_config(&w, &config));
+    let in_sync = || {
+        let scope = Scope::new(&[], &[]);
+        scope.filter(&w.refs(&down)) == scope.filter(&w.refs(&up))
+    };
+    wait_for("the first sync", Duration::from_secs(60), in_sync);
+    assert_eq!(api.count("POST", TOKENS_ROUTE), 1);
+
+    // The first token is revoked long before it expires; git takes only the second now.
+    api.revoke_token("ghs_acme_first");
+    assert_eq!(
+        api.get("/orgs/acme/repos", Some("token ghs_acme_first"))
+            .status,
+        401
+    );
+    nginx.set_github_token("acme", "ghs_acme_second");
+    w.git(
+        w.root(),
+        &["clone", "-q", up.to_str().expect("UTF-8"), "work"],
+    );
+    let work = w.root().join("work");
+    w.commit_file(&work, "revoked.txt", "new\n", "after the revocation");
+    w.git(&work, &["push", "-q", "origin", "HEAD"]);
+    wait_for("a sync with a new token", Duration::from_secs(60), in_sync);
+    w.assert_fsck(&down);
+    // One more token request, and the new token is kept: syncs every second meanwhile.
+    assert_eq!(api.count("POST", TOKENS_ROUTE), 2);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(api.count("POST", TOKENS_ROUTE), 2);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("HTTP 401"), "{text}");
     assert!(
         !text.contains("ghs_acme") && !text.contains("BEGIN"),
         "a secret in the log:\n{text}"

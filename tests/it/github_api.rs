@@ -278,6 +278,19 @@ impl GithubApi {
         http_request(self.port, method, path, headers, body)
     }
 
+    /// Revokes the installation token `token` as its holder does on GitHub
+    /// (`DELETE /installation/token`); the API refuses it from then on. nginx's
+    /// `/github/OWNER/` is the test's to move on ([`Nginx::set_github_token`]).
+    pub fn revoke_token(&self, token: &str) {
+        let r = self.request(
+            "DELETE",
+            "/installation/token",
+            &[("Authorization", &format!("token {token}"))],
+            None,
+        );
+        assert_eq!(r.status, 204, "revoking a token: {r:?}");
+    }
+
     /// `request` with `Authorization: <authorization>` (e.g. `Bearer JWT`, `token TOKEN`).
     pub fn get(&self, path: &str, authorization: Option<&str>) -> ApiResponse {
         let auth = authorization.map(|a| ("Authorization", a));

@@ -82,6 +82,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// Where the configured token came from ([`crate::transport::Token::source`])
+    /// when the server refused it with a 401; `None` for any other error.
+    pub(crate) fn refused_token_source(&self) -> Option<&str> {
+        match self {
+            Self::AuthRejected {
+                from: credential::Source::Configured(source),
+                ..
+            } => Some(source),
+            _ => None,
+        }
+    }
+
     /// See [`super::Error::caused_by_git_settings`].
     pub(super) fn caused_by_git_settings(&self) -> bool {
         match self {
