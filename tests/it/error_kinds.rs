@@ -7,7 +7,7 @@ use kalandra::error_kind::{classify, ErrorKind};
 use kalandra::relay::{self, chain, Outcome, RefStatus};
 use kalandra::transport::{Token, TransportSettings};
 
-use crate::flaky::{assert_mirrored, sync};
+use crate::flaky::sync;
 use crate::git_daemon::Daemon;
 use crate::harness::{path_arg, World};
 use crate::nginx::{Nginx, PASSWORD};
@@ -127,7 +127,7 @@ async fn a_configured_token_authenticates_each_side_without_any_variable() {
         .await
         .expect("both sides accept the configured tokens");
     assert_eq!(report.result.outcome(), Outcome::Complete);
-    assert_mirrored(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
 }
 
 #[tokio::test]

@@ -11,7 +11,6 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
@@ -22,7 +21,7 @@ use kalandra::relay;
 
 use crate::fault_proxy::{Direction, FaultProxy};
 use crate::git_daemon::Daemon;
-use crate::harness::{assert_refs_eq, path_arg, Scope, World};
+use crate::harness::{path_arg, World};
 use crate::nginx::Nginx;
 
 /// How a [`FlakyHttp`] fails.
@@ -357,18 +356,6 @@ pub(crate) async fn sync(
     .await
 }
 
-/// Downstream holds upstream's refs in the default scope (branches and tags), all
-/// connected.
-pub(crate) fn assert_mirrored(w: &World, up: &Path, down: &Path) {
-    let scope = Scope::default();
-    assert_refs_eq(
-        &scope.filter(&w.refs(down)),
-        &scope.filter(&w.refs(up)),
-        "downstream refs after the sync",
-    );
-    w.assert_fsck(down);
-}
-
 /// A raw `GET` of `path` on `127.0.0.1:<port>`: the status line and the whole response.
 fn get(port: u16, path: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the proxy accepts");
@@ -428,7 +415,7 @@ async fn flaky_http_two_503s_are_survived_by_the_transports_own_retries() {
     .await
     .expect("the sync survives two 503s upstream and one downstream");
     assert_eq!(report.result.outcome(), relay::Outcome::Complete);
-    assert_mirrored(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     let seen = up_proxy.seen();
     assert_eq!(up_proxy.failed(), 2, "{seen:?}");
     assert!(
@@ -501,7 +488,7 @@ async fn late_listener_refuses_then_accepts() {
     sync(&url, path_arg(&down), Default::default())
         .await
         .expect("the port accepts now");
-    assert_mirrored(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     assert!(late.accepted() >= 1);
 }
 
@@ -532,7 +519,7 @@ async fn late_listener_opens_by_itself_and_a_transient_retry_gets_through() {
     };
     assert!(refused >= 1, "the first try came before the port opened");
     assert_eq!(report.result.outcome(), relay::Outcome::Complete);
-    assert_mirrored(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     late.wait_open(Duration::ZERO);
     assert!(late.accepted() >= 1);
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::flaky::{Failing, FlakyHttp};
 use crate::git_daemon::Daemon;
-use crate::harness::{assert_refs_eq, Run, Scope, World};
+use crate::harness::{assert_refs_eq, Run, World};
 use crate::nginx::Nginx;
 use crate::sshd::{self, Protocol};
 
@@ -102,18 +102,6 @@ fn kalandra(w: &World, args: &[&str], env: &[(&str, Option<std::ffi::OsString>)]
         vec![("SSH_AUTH_SOCK", None), ("KALANDRA_LOG", None)];
     all.extend(env.iter().cloned());
     w.kalandra_env(w.root(), args, &w.global_config(), &all)
-}
-
-/// Downstream mirrors upstream's branches and tags and is connected.
-#[track_caller]
-fn assert_in_sync(w: &World, up: &Path, down: &Path) {
-    let scope = Scope::new(&[], &[]);
-    assert_refs_eq(
-        &scope.filter(&w.refs(down)),
-        &scope.filter(&w.refs(up)),
-        &format!("{} after the fleet sync", down.display()),
-    );
-    w.assert_fsck(down);
 }
 
 /// `count` bare upstreams under `<root>/ups/`, each the fixture's repository plus a branch
@@ -300,7 +288,7 @@ fn fifty_mirrors_over_every_transport_and_three_failures_that_stop_nothing() {
                 .is_some_and(|r| !r.is_empty()),
             "m{i:02} changed refs: {entry}"
         );
-        assert_in_sync(&w, up, down);
+        w.assert_in_sync(up, down);
     }
     let created = (0..50)
         .filter(|i| report.mirror(&format!("m{i:02}"))["created"] == true)
@@ -448,7 +436,7 @@ fn per_host_caps_the_connections_a_server_sees() {
     let run = sync_config(&w, &config, &["--jobs", "8", "--per-host", "2"]);
     run.assert_code(0);
     for (up, down) in &pairs {
-        assert_in_sync(&w, up, down);
+        w.assert_in_sync(up, down);
     }
     assert!(
         proxy.accepted() >= 10,
@@ -545,7 +533,7 @@ fn shards_are_disjoint_complete_and_stable_and_only_picks_by_name() {
     let report = FleetReport::of(&run);
     assert_eq!(report.names(), ["team/repo-3", "team/repo-7"]);
     let up3 = w.root().join("ups/u3.git");
-    assert_in_sync(&w, &up3, &w.root().join("downs/d3.git"));
+    w.assert_in_sync(&up3, &w.root().join("downs/d3.git"));
     let untouched = w.root().join("downs/d4.git");
     assert!(
         w.refs(&untouched).is_empty(),
@@ -595,7 +583,7 @@ fn a_refused_connection_is_retried_until_the_server_is_up() {
     let attempts = entry["attempts"].as_u64().expect("attempts is a number");
     assert!(attempts >= 2, "the first try was refused: {entry}");
     assert!(started.elapsed() >= Duration::from_millis(1500));
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     assert!(run.stderr.contains("retrying"), "{run}");
 }
 
@@ -626,7 +614,7 @@ fn unavailable_twice_then_fine(retry_after: Option<u64>) -> (Value, Duration) {
     let elapsed = started.elapsed();
     run.assert_code(0);
     assert_eq!(flaky.failed(), 2, "the proxy answered 503 twice");
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     let entry = FleetReport::of(&run).mirror("flaky").clone();
     assert_eq!(entry["ok"], true, "{entry}");
     assert_eq!(
@@ -710,7 +698,7 @@ fn create_missing_uses_upstreams_object_format() {
         w.git(&down, &["rev-parse", "--show-object-format"]).trim(),
         "sha256"
     );
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
 
     // Without create_missing, a missing local downstream is a clear, permanent failure.
     let gone = w.root().join("gone.git");
@@ -760,5 +748,5 @@ fn the_human_summary_has_a_row_per_mirror_and_the_failures_on_stderr() {
         "{run}"
     );
     run.assert_stderr_mentions(&["broken failed (not-found)", "nowhere.git"]);
-    assert_in_sync(&w, &ups[0], &down);
+    w.assert_in_sync(&ups[0], &down);
 }

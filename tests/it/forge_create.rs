@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::github_api::{app_key, github_repo, with_github_git, AppKey, GithubApi};
-use crate::harness::{assert_refs_eq, Run, Scope, World};
+use crate::harness::{Run, World};
 use crate::nginx::Nginx;
 
 const CREATE_ROUTE: &str = "/orgs/{org}/repos";
@@ -87,17 +87,6 @@ fn widget(run: &Run) -> Value {
     report["mirrors"][0].clone()
 }
 
-#[track_caller]
-fn assert_in_sync(w: &World, up: &Path, down: &Path) {
-    let scope = Scope::new(&[], &[]);
-    assert_refs_eq(
-        &scope.filter(&w.refs(down)),
-        &scope.filter(&w.refs(up)),
-        &format!("{} after the sync", down.display()),
-    );
-    w.assert_fsck(down);
-}
-
 fn head(w: &World, repo: &Path) -> String {
     w.git(repo, &["symbolic-ref", "HEAD"]).trim().to_owned()
 }
@@ -120,7 +109,7 @@ fn a_missing_github_downstream_is_created_private_and_mirrored() {
     let entry = widget(&run);
     assert_eq!(entry["created"], true, "{entry}");
     assert_eq!(entry["default_branch_set"], Value::Null, "{entry}");
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
 
     let creates: Vec<_> = api
         .requests()
@@ -168,7 +157,7 @@ fn create_visibility_public_asks_github_for_a_public_repository() {
     let extra = "create_missing = true\ncreate_visibility = \"public\"";
     let run = sync(&w, &config(&w, &up, &key, &api, &base, extra));
     assert_eq!(run.code, 0, "{run}");
-    assert_in_sync(&w, &up, &w.root().join("github/acme/widget.git"));
+    w.assert_in_sync(&up, &w.root().join("github/acme/widget.git"));
     let answer = api.get("/repos/acme/widget", None);
     assert_eq!(answer.body["visibility"], "public", "{answer:?}");
     api.assert_no_violations();
@@ -191,7 +180,7 @@ fn the_default_branch_follows_upstreams_head_and_is_left_when_it_matches() {
 
     let run = sync(&w, &config);
     assert_eq!(run.code, 0, "{run}");
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     // The fixture's upstream HEAD is develop.
     assert_eq!(widget(&run)["default_branch_set"], "refs/heads/develop");
     assert_eq!(head(&w, &down), "refs/heads/develop");
@@ -234,7 +223,7 @@ fn a_created_repository_gets_upstreams_default_branch_in_the_same_run() {
         "{entry}"
     );
     let down = w.root().join("github/acme/widget.git");
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     assert_eq!(head(&w, &down), "refs/heads/develop");
     api.assert_no_violations();
 }
@@ -272,7 +261,7 @@ fn a_retry_after_the_attempt_that_created_downstream_still_reports_created() {
     );
     assert_eq!(api.count("POST", CREATE_ROUTE), 1);
     let down = w.root().join("github/acme/widget.git");
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     assert_eq!(head(&w, &down), "refs/heads/develop");
     api.assert_no_violations();
 }
@@ -334,7 +323,7 @@ fn an_installation_on_chosen_repositories_finds_its_token_through_the_org_and_cr
     );
     assert_eq!(run.code, 0, "{run}");
     assert_eq!(widget(&run)["created"], true);
-    assert_in_sync(&w, &up, &w.root().join("github/acme/widget.git"));
+    w.assert_in_sync(&up, &w.root().join("github/acme/widget.git"));
     // GitHub answers 404 for the installation of a repository that does not exist; the
     // organisation's installation is asked for instead.
     assert_eq!(api.count("GET", "/repos/{owner}/{repo}/installation"), 1);
@@ -403,7 +392,7 @@ fn follow_head_on_a_local_downstream_does_what_set_head_does() {
     .expect("can write the config");
     let run = sync(&w, &path);
     assert_eq!(run.code, 0, "{run}");
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     assert_eq!(widget(&run)["default_branch_set"], "refs/heads/develop");
     assert_eq!(head(&w, &down), "refs/heads/develop");
     let again = sync(&w, &path);

@@ -13,8 +13,8 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::forge_github_app::{
-    app, app_table, assert_in_sync, assert_no_secrets, entry, fixture_upstream, mirror, quoted,
-    report, sync_config, write_config,
+    app, app_table, assert_no_secrets, entry, fixture_upstream, mirror, quoted, report,
+    sync_config, write_config,
 };
 use crate::github_api::{app_key, github_repo, with_github_git, GithubApi};
 use crate::harness::World;
@@ -84,8 +84,8 @@ fn target_prop_whole_and_split_forms_sync_end_to_end() {
     );
     let run = sync_config(&w, &write_config(&w, &config), &[]);
     assert_eq!(run.code, 0, "{run}");
-    assert_in_sync(&w, &up, &widget);
-    assert_in_sync(&w, &up, &gadget);
+    w.assert_in_sync(&up, &widget);
+    w.assert_in_sync(&up, &gadget);
     assert_eq!(
         entry(&report(&run), "widget")["upstream"],
         "target-prop:mirror-source"
@@ -156,12 +156,12 @@ fn target_prop_is_read_again_before_each_sync() {
     );
     let run = sync_config(&w, &config, &[]);
     assert_eq!(run.code, 0, "{run}");
-    assert_in_sync(&w, &up, &widget);
+    w.assert_in_sync(&up, &widget);
     scenario["repositories"][0]["properties"]["mirror-source"] = json!(source(&other));
     api.set_scenario(&scenario);
     let again = sync_config(&w, &config, &[]);
     assert_eq!(again.code, 0, "{again}");
-    assert_in_sync(&w, &other, &widget);
+    w.assert_in_sync(&other, &widget);
     api.assert_no_violations();
 }
 
@@ -317,7 +317,7 @@ fn github_org_discovers_repositories_with_the_property_over_three_pages() {
             format!("{base}/acme-mirror/{name}.git"),
             "{e}"
         );
-        assert_in_sync(&w, &up, down);
+        w.assert_in_sync(&up, down);
     }
     // Every page once, with the installation's token, following `next`.
     let pages: Vec<Value> = api
@@ -472,8 +472,7 @@ fn github_source_mirrors_every_kept_repository_end_to_end() {
     for name in ["api", "web", "api-tools"] {
         let e = entry(&report, name);
         assert_eq!(e["created"], true, "{e}");
-        assert_in_sync(
-            &w,
+        w.assert_in_sync(
             &w.root().join(format!("github/acme/{name}.git")),
             &w.root().join(format!("backup/{name}.git")),
         );
@@ -807,7 +806,7 @@ fn github_source_mirrors_get_gits_insteadof_and_pushinsteadof() {
         ),
         "{e}"
     );
-    assert_in_sync(&w, &up, &backup.join("api.git"));
+    w.assert_in_sync(&up, &backup.join("api.git"));
     api.assert_no_violations();
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::github_api::{app_key, github_git, github_repo, AppKey, GithubApi};
-use crate::harness::{assert_refs_eq, kalandra_bin, Run, Scope, World};
+use crate::harness::{kalandra_bin, Run, Scope, World};
 use crate::nginx::Nginx;
 
 pub(crate) const TOKENS_ROUTE: &str = "/app/installations/{installation_id}/access_tokens";
@@ -115,17 +115,6 @@ pub(crate) fn entry<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no mirror {name}: {report}"))
 }
 
-#[track_caller]
-pub(crate) fn assert_in_sync(w: &World, up: &Path, down: &Path) {
-    let scope = Scope::new(&[], &[]);
-    assert_refs_eq(
-        &scope.filter(&w.refs(down)),
-        &scope.filter(&w.refs(up)),
-        &format!("{} after the sync", down.display()),
-    );
-    w.assert_fsck(down);
-}
-
 /// No secret in anything Kalandra printed.
 #[track_caller]
 pub(crate) fn assert_no_secrets(run: &Run, secrets: &[&str]) {
@@ -184,8 +173,8 @@ fn two_apps_for_two_orgs_each_use_their_own_installation_token() {
     );
     let run = sync_config(&w, &write_config(&w, &config), &[("GLOBEX_KEY", &pem)]);
     assert_eq!(run.code, 0, "{run}");
-    assert_in_sync(&w, &up, &acme_down);
-    assert_in_sync(&w, &up, &globex_down);
+    w.assert_in_sync(&up, &acme_down);
+    w.assert_in_sync(&up, &globex_down);
     // Then acme's repository as an upstream (read with acme's token, cached in a new
     // process), into a local downstream.
     let back_config = format!(
@@ -198,7 +187,7 @@ fn two_apps_for_two_orgs_each_use_their_own_installation_token() {
     );
     let again = sync_config(&w, &write_config(&w, &back_config), &[("GLOBEX_KEY", &pem)]);
     assert_eq!(again.code, 0, "{again}");
-    assert_in_sync(&w, &acme_down, &back);
+    w.assert_in_sync(&acme_down, &back);
 
     let tokens: Vec<_> = api
         .requests()
@@ -260,7 +249,7 @@ fn twenty_mirrors_of_one_org_make_one_token_request() {
     let run = sync_config(&w, &write_config(&w, &config), &[]);
     assert_eq!(run.code, 0, "{run}");
     for down in &downs {
-        assert_in_sync(&w, &up, down);
+        w.assert_in_sync(&up, down);
     }
     assert_eq!(api.count("POST", TOKENS_ROUTE), 1, "{:#?}", api.requests());
     // The owner's installation is looked up once too.
@@ -564,8 +553,7 @@ fn a_rate_limit_that_resets_within_a_minute_is_waited_out() {
             json!({ "rate_limit": { "routes": [INSTALLATION_ROUTE], "reset_in": 2, "times": 1 } })
     });
     assert_eq!(run.code, 0, "{run}");
-    assert_in_sync(
-        &w,
+    w.assert_in_sync(
         &w.root().join("mirror/upstream-bare.git"),
         &w.root().join("github/acme/widget.git"),
     );
@@ -798,7 +786,7 @@ fn an_enterprise_server_app_by_client_id_uses_its_api_url() {
     );
     let run = sync_config(&w, &write_config(&w, &config), &[]);
     assert_eq!(run.code, 0, "{run}");
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     let requests = api.requests();
     assert_eq!(requests.len(), 2, "{requests:#?}");
     for r in &requests {
@@ -843,7 +831,7 @@ fn an_enterprise_server_over_tls_is_trusted_through_gits_ca_setting() {
     let ca = nginx.ca.display().to_string();
     let run = sync_config(&w, &config, &[("GIT_SSL_CAINFO", &ca)]);
     assert_eq!(run.code, 0, "{run}");
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     let requests = api.requests();
     assert_eq!(requests.len(), 2, "{requests:#?}");
     assert!(requests

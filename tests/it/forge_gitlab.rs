@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::gitlab_api::{gitlab_repo, with_gitlab_git, GitlabApi};
-use crate::harness::{assert_refs_eq, Run, Scope, World};
+use crate::harness::{Run, World};
 use crate::nginx::Nginx;
 
 const TOKEN: &str = "glpat-mirror-bot-0000000000";
@@ -76,17 +76,6 @@ fn populate(w: &World, fixture: &Path, repo: &Path) {
         ],
     );
     w.git(repo, &["symbolic-ref", "HEAD", "refs/heads/develop"]);
-}
-
-#[track_caller]
-fn assert_in_sync(w: &World, up: &Path, down: &Path) {
-    let scope = Scope::new(&[], &[]);
-    assert_refs_eq(
-        &scope.filter(&w.refs(down)),
-        &scope.filter(&w.refs(up)),
-        &format!("{} after the sync", down.display()),
-    );
-    w.assert_fsck(down);
 }
 
 fn mirror_names(report: &Value) -> BTreeSet<String> {
@@ -167,7 +156,7 @@ fn a_gitlab_group_is_discovered_over_pages_with_subgroups_and_filters() {
             .strip_prefix("platform/")
             .expect("under platform")
             .replace('/', "-");
-        assert_in_sync(&w, &up, &w.root().join(format!("backup/{below}.git")));
+        w.assert_in_sync(&up, &w.root().join(format!("backup/{below}.git")));
     }
 
     let pages: Vec<_> = api
@@ -319,7 +308,7 @@ fn a_missing_gitlab_downstream_is_created_and_follows_upstreams_head() {
     let entry = report(&run)["mirrors"][0].clone();
     assert_eq!(entry["created"], true, "{entry}");
     assert_eq!(entry["default_branch_set"], "refs/heads/develop", "{entry}");
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     assert_eq!(
         w.git(&down, &["symbolic-ref", "HEAD"]).trim(),
         "refs/heads/develop"
@@ -432,7 +421,7 @@ fn gitlab_api_failures_have_their_kinds_and_leave_nothing_half_done() {
         .map(|r| r.status)
         .collect();
     assert_eq!(posts, [429, 201]);
-    assert_in_sync(&w, &up, &w.root().join("gitlab/backup/acme/waited.git"));
+    w.assert_in_sync(&up, &w.root().join("gitlab/backup/acme/waited.git"));
     api.assert_no_violations();
     drop(api);
 

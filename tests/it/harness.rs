@@ -460,6 +460,19 @@ impl World {
         (report, run)
     }
 
+    /// Downstream holds upstream's refs in the default scope (branches and tags), and is
+    /// connected (`git fsck --connectivity-only`).
+    #[track_caller]
+    pub fn assert_in_sync(&self, up: &Path, down: &Path) {
+        let scope = Scope::default();
+        assert_refs_eq(
+            &scope.filter(&self.refs(down)),
+            &scope.filter(&self.refs(up)),
+            &format!("{} after the sync", down.display()),
+        );
+        self.assert_fsck(down);
+    }
+
     /// The downstream state after a successful sync is what the contract says.
     pub fn assert_mirrored(
         &self,

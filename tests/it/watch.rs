@@ -201,17 +201,6 @@ fn pair(w: &World) -> (PathBuf, PathBuf) {
     (fx.join("upstream-bare.git"), fx.join("empty.git"))
 }
 
-#[track_caller]
-fn assert_in_sync(w: &World, up: &Path, down: &Path) {
-    let scope = crate::harness::Scope::new(&[], &[]);
-    assert_refs_eq(
-        &scope.filter(&w.refs(down)),
-        &scope.filter(&w.refs(up)),
-        "downstream after the watch's sync",
-    );
-    w.assert_fsck(down);
-}
-
 fn in_sync(w: &World, up: &Path, down: &Path) -> bool {
     let scope = crate::harness::Scope::new(&[], &[]);
     scope.filter(&w.refs(down)) == scope.filter(&w.refs(up))
@@ -259,7 +248,7 @@ fn watching_app(w: &World) -> (PathBuf, PathBuf, Watch) {
 fn a_signed_webhook_syncs_and_bad_ones_are_refused() {
     let w = World::new();
     let (up, down, watch) = watching_app(&w);
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
 
     advance(&w, &up, 1);
     let body = br#"{"ref":"refs/heads/main"}"#;
@@ -310,7 +299,7 @@ fn a_signed_webhook_syncs_and_bad_ones_are_refused() {
         in_sync(&w, &up, &down)
     });
     eprintln!("webhook to downstream updated: {:?}", sent.elapsed());
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     // GitLab's token header works too.
     advance(&w, &up, 2);
     assert_eq!(
@@ -324,7 +313,7 @@ fn a_signed_webhook_syncs_and_bad_ones_are_refused() {
     watch.wait_for("the GitLab hook's sync", Duration::from_secs(30), |_| {
         in_sync(&w, &up, &down)
     });
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     let last = &watch.mirror("app")["last"];
     assert_eq!(last["ok"], true, "{last}");
 }
@@ -363,7 +352,7 @@ fn a_burst_of_webhooks_makes_at_most_two_syncs() {
         "20 hooks made {syncs} syncs; log:\n{}",
         watch.log()
     );
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
 }
 
 #[test]
@@ -406,7 +395,7 @@ fn sighup_keeps_the_old_config_when_the_new_one_is_broken_and_takes_a_fixed_one(
     watch.wait_for("the new mirror's sync", Duration::from_secs(30), |_| {
         in_sync(&w, &up, &second)
     });
-    assert_in_sync(&w, &up, &second);
+    w.assert_in_sync(&up, &second);
     // --log-format json: every line is one JSON object with a level and a message.
     let log = watch.log();
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
@@ -538,7 +527,7 @@ fn a_short_interval_syncs_again_and_again_and_the_metrics_follow() {
     watch.wait_for("the change to be mirrored", Duration::from_secs(30), |_| {
         in_sync(&w, &up, &down)
     });
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
     assert!(!watch.log().contains("panicked"), "{}", watch.log());
 }
 
@@ -594,5 +583,5 @@ fn one_mirror_never_syncs_twice_at_once() {
         watch.log()
     );
     assert!(watch.syncs("app") >= 5.0, "the syncs kept coming");
-    assert_in_sync(&w, &up, &down);
+    w.assert_in_sync(&up, &down);
 }
