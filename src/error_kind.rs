@@ -131,6 +131,9 @@ pub fn classify(error: &relay::Error) -> Classified {
         E::Unpack { .. } => ErrorKind::Rejected.into(),
         E::Verify { .. } => ErrorKind::VerifyMismatch.into(),
         E::Unsupported { .. } => ErrorKind::Unsupported.into(),
+        // A pack too big for downstream's cap that cannot be split: no
+        // retry makes it smaller.
+        E::PackTooLarge { .. } | E::Batch(_) => ErrorKind::Rejected.into(),
     }
 }
 

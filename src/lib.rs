@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ancestry;
+pub mod batch;
 pub mod commit_graph;
 pub mod config;
 pub mod error_kind;

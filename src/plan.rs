@@ -10,6 +10,11 @@ use crate::oid::ObjectId;
 /// are never pushed, whatever the scope says.
 pub const READ_ONLY_NAMESPACES: &[&str] = &["refs/pull/", "refs/merge-requests/", "refs/changes/"];
 
+/// Kalandra's own refs on downstream (the checkpoints of a split push,
+/// [`crate::batch`]): never mirrored and never pruned, whatever the scope
+/// says.
+pub const KALANDRA_NAMESPACE: &str = "refs/kalandra/";
+
 /// The default scope: branches and tags.
 pub const DEFAULT_INCLUDE: &[&str] = &["refs/heads/*", "refs/tags/*"];
 
@@ -142,6 +147,7 @@ impl Scope {
 
     pub fn contains(&self, name: &str) -> bool {
         !READ_ONLY_NAMESPACES.iter().any(|ns| name.starts_with(ns))
+            && !name.starts_with(KALANDRA_NAMESPACE)
             && self.include.iter().any(|g| g.matches(name))
             && !self.exclude.iter().any(|g| g.matches(name))
     }

@@ -63,6 +63,19 @@ pub enum Error {
         repo: String,
         mismatches: Vec<String>,
     },
+    /// Internal to a split push ([`crate::batch`]): the pack passed the
+    /// cap, the transfer was cut before its end, and downstream kept its
+    /// refs.
+    #[error("the pack passed --max-pack-bytes ({}) after {sent_objects} of its {objects} objects; the transfer was cut, so downstream kept its refs", crate::progress::human_bytes(*cap))]
+    PackTooLarge {
+        cap: u64,
+        /// The objects the whole pack holds (its header).
+        objects: u32,
+        /// Those relayed before the cap.
+        sent_objects: u32,
+    },
+    #[error(transparent)]
+    Batch(#[from] crate::batch::Error),
     #[error("downstream {repo} does not support {what} (it does not advertise `{capability}`); nothing was pushed")]
     Unsupported {
         repo: String,
@@ -198,7 +211,7 @@ impl PushResult {
         }
     }
 
-    fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Self {
             refs: Vec::new(),
             pack: None,
@@ -206,6 +219,22 @@ impl PushResult {
             downstream_messages: Vec::new(),
             pushed: 0,
         }
+    }
+
+    /// Adds a later push's result to this one's: its refs and messages,
+    /// its bytes, and its pack's objects.
+    pub(crate) fn merge(&mut self, later: PushResult) {
+        self.refs.extend(later.refs);
+        self.pack = match (self.pack, later.pack) {
+            (Some(a), Some(b)) => Some(PackStats {
+                objects: a.objects + b.objects,
+                bytes: a.bytes + b.bytes,
+            }),
+            (a, b) => a.or(b),
+        };
+        self.bytes_relayed += later.bytes_relayed;
+        self.downstream_messages.extend(later.downstream_messages);
+        self.pushed += later.pushed;
     }
 }
 
@@ -297,6 +326,11 @@ pub struct PushOptions {
     pub progress: bool,
     /// `-o` options for downstream's hooks.
     pub push_options: Vec<String>,
+    /// `--max-pack-bytes`: the largest pack one push may carry; a sync
+    /// that needs more is split ([`crate::batch`]).
+    pub max_pack_bytes: Option<u64>,
+    /// `--max-refs-per-push`: the most ref updates one push may carry.
+    pub max_refs_per_push: Option<usize>,
 }
 
 impl Relay {
@@ -435,6 +469,19 @@ impl Relay {
         options: &PushOptions,
         progress: &Progress,
     ) -> Result<PushResult, Error> {
+        self.push_capped(updates, options, None, progress).await
+    }
+
+    /// [`Self::push`], cut off with [`Error::PackTooLarge`] once the pack
+    /// passes `cap` bytes. The pack's last bytes (its checksum) are never
+    /// sent then, so downstream cannot take a cut pack for a whole one.
+    pub async fn push_capped(
+        self,
+        updates: &[RefUpdate],
+        options: &PushOptions,
+        cap: Option<u64>,
+        progress: &Progress,
+    ) -> Result<PushResult, Error> {
         let Self {
             mut upstream,
             downstream,
@@ -515,13 +562,18 @@ impl Relay {
         progress.phase("waiting for upstream's pack");
         let mut stream = upstream.fetch(&fetch_args, progress).await?;
         let (writer, reader) = downstream.send_commands(&commands, &push_args).await?;
-        let (pumped, outcome) = tokio::join!(pump(&mut stream, writer, format, progress), async {
-            log_report(reader.read_report(progress).await)
-        });
+        let (pumped, outcome) =
+            tokio::join!(pump(&mut stream, writer, format, cap, progress), async {
+                log_report(reader.read_report(progress).await)
+            });
         match pumped {
             Ok(stats) => {
                 upstream.close().await;
                 settle(&down_name, updates, Some(stats), stats.bytes, outcome)
+            }
+            Err(error @ Error::PackTooLarge { .. }) => {
+                tracing::debug!(?outcome, "downstream's answer to the cut pack");
+                Err(error)
             }
             Err(error) => {
                 // A write to downstream fails because downstream stopped
@@ -677,18 +729,33 @@ async fn pump(
     stream: &mut PackStream<'_>,
     mut writer: PackWriter,
     format: ObjectFormat,
+    cap: Option<u64>,
     progress: &Progress,
 ) -> Result<PackStats, Error> {
     let hold = format.raw_len();
     let mut tail: Vec<u8> = Vec::with_capacity(2 * hold);
     let mut header: Vec<u8> = Vec::with_capacity(12);
     let mut total: u64 = 0;
-    let mut counter = progress
-        .counts_objects()
+    let mut counter = (progress.counts_objects() || cap.is_some())
         .then(|| crate::wire::pack_count::ObjectCounter::new(format.raw_len()));
+    let mut counted = 0;
     while let Some(chunk) = stream.next_chunk().await? {
         if let Some(counter) = &mut counter {
-            progress.objects_received(counter.push(chunk));
+            counted = counter.push(chunk);
+            progress.objects_received(counted);
+        }
+        if let Some(cap) = cap.filter(|&cap| total + chunk.len() as u64 > cap) {
+            // Dropping the writer without its `finish` ends the request
+            // (or closes receive-pack's input) before the checksum.
+            let objects = match header.get(8..12) {
+                Some(n) => u32::from_be_bytes([n[0], n[1], n[2], n[3]]),
+                None => 0,
+            };
+            return Err(Error::PackTooLarge {
+                cap,
+                objects,
+                sent_objects: counted,
+            });
         }
         if header.len() < 12 {
             let take = (12 - header.len()).min(chunk.len());
@@ -796,6 +863,10 @@ pub struct SyncReport {
     pub result: PushResult,
     /// Refs whose names git does not accept, left out of the plan.
     pub skipped_refs: Vec<SkippedRef>,
+    /// The pushes of a sync split to fit `--max-pack-bytes` or
+    /// `--max-refs-per-push`, in order; empty when it took one push (or
+    /// none).
+    pub steps: Vec<crate::batch::Step>,
     pub elapsed_ms: u64,
 }
 
@@ -883,11 +954,15 @@ pub async fn sync(
         .filter(|(_, v)| **v == Verdict::Push && !hold_all)
         .map(|(u, _)| u.clone())
         .collect();
-    let mut result = if options.dry_run || to_push.is_empty() {
+    let (mut result, steps) = if options.dry_run || to_push.is_empty() {
         relay.close().await;
-        PushResult::empty()
+        (PushResult::empty(), Vec::new())
     } else {
-        push_in_phases(relay, downstream, &to_push, options, progress).await?
+        let head = up_refs.head_target.as_deref();
+        push_in_phases(
+            relay, upstream, downstream, &to_push, head, options, progress,
+        )
+        .await?
     };
     if !options.dry_run && !options.no_verify && result.pushed > 0 {
         verify(downstream, &options.transport, &mut result).await?;
@@ -924,6 +999,7 @@ pub async fn sync(
         upstream_head: up_refs.head_target.clone(),
         result,
         skipped_refs,
+        steps,
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
 }
@@ -937,29 +1013,41 @@ pub async fn sync(
 /// their own (no pack needed), then everything else. Under `--atomic` each
 /// push is all or nothing, with a moment in between where the deletes have
 /// landed and the rest not yet.
+///
+/// Past `--max-refs-per-push` or with `--max-pack-bytes`, the rest goes in
+/// as many pushes as the caps need ([`crate::batch`]), with their steps.
 async fn push_in_phases(
     relay: Relay,
+    upstream: &RepoUrl,
     downstream: &RepoUrl,
     updates: &[RefUpdate],
+    head: Option<&str>,
     options: &SyncOptions,
     progress: &Progress,
-) -> Result<PushResult, Error> {
+) -> Result<(PushResult, Vec<crate::batch::Step>), Error> {
     let (first, rest) = plan::split_freeing_deletes(updates);
-    if first.is_empty() {
-        return relay.push(updates, &options.push, progress).await;
+    let mut early = PushResult::empty();
+    if !first.is_empty() {
+        tracing::debug!(
+            deletes = first.len(),
+            "deleting refs that block new ones before the main push"
+        );
+        early = push_without_pack(downstream, &first, options, progress).await?;
     }
-    tracing::debug!(
-        deletes = first.len(),
-        "deleting refs that block new ones before the main push"
-    );
-    let mut early = push_without_pack(downstream, &first, options, progress).await?;
-    let main = relay.push(&rest, &options.push, progress).await?;
-    early.refs.extend(main.refs);
-    early.pack = main.pack;
-    early.bytes_relayed += main.bytes_relayed;
-    early.downstream_messages.extend(main.downstream_messages);
-    early.pushed += main.pushed;
-    Ok(early)
+    let caps = crate::batch::Caps {
+        max_pack_bytes: options.push.max_pack_bytes,
+        max_refs: options.push.max_refs_per_push,
+    };
+    let (main, steps) = if caps.may_split(&rest) {
+        crate::batch::push(relay, upstream, downstream, &rest, head, options, progress).await?
+    } else {
+        (
+            relay.push(&rest, &options.push, progress).await?,
+            Vec::new(),
+        )
+    };
+    early.merge(main);
+    Ok((early, steps))
 }
 
 /// receive-pack's commands for `updates`: a missing side is the null id.
@@ -976,7 +1064,7 @@ fn commands_for(updates: &[RefUpdate], format: ObjectFormat) -> Vec<Command> {
 }
 
 /// A deletes-only push on a connection of its own.
-async fn push_without_pack(
+pub(crate) async fn push_without_pack(
     downstream: &RepoUrl,
     deletes: &[RefUpdate],
     options: &SyncOptions,

@@ -136,7 +136,7 @@ enum Command {
 }
 
 /// Flags that shape one pair's sync; a config file sets them per mirror.
-const PAIR_ONLY: [&str; 11] = [
+const PAIR_ONLY: [&str; 13] = [
     "upstream",
     "downstream",
     "include",
@@ -148,6 +148,8 @@ const PAIR_ONLY: [&str; 11] = [
     "atomic",
     "no_atomic",
     "set_head",
+    "max_pack_bytes",
+    "max_refs_per_push",
 ];
 
 #[derive(Args)]
@@ -209,6 +211,16 @@ struct SyncArgs {
     /// applied on its own, so one refused ref does not block the others.
     #[arg(long)]
     atomic: bool,
+    /// Split the sync into pushes whose packs stay under SIZE (bytes, or
+    /// with k, m, g; `github` for GitHub's 2 GiB limit), pushing history in
+    /// steps as temporary refs/kalandra/checkpoint/* refs, deleted at the
+    /// end [default: no cap].
+    #[arg(long, value_name = "SIZE", value_parser = kalandra::batch::parse_size)]
+    max_pack_bytes: Option<u64>,
+    /// Push at most N ref updates at a time; 0 for no cap [default: 1000,
+    /// none with --atomic].
+    #[arg(long, value_name = "N")]
+    max_refs_per_push: Option<usize>,
     /// Do not re-read downstream's refs after the push to check that they
     /// are what downstream reported.
     #[arg(long)]
@@ -605,6 +617,15 @@ async fn run(
             atomic: args.atomic,
             progress: show_progress,
             push_options: Vec::new(),
+            max_pack_bytes: args.max_pack_bytes,
+            // --atomic asks for one all-or-nothing push: only a cap given
+            // outright splits it (each push then atomic on its own).
+            max_refs_per_push: match args.max_refs_per_push {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None if args.atomic => None,
+                None => Some(kalandra::batch::DEFAULT_MAX_REFS),
+            },
         },
         dry_run,
         no_verify: args.no_verify,

@@ -25,6 +25,8 @@ pub(super) const MIRROR: &[&str] = &[
     "create_visibility",
     "follow_head",
     "retries",
+    "max_pack_bytes",
+    "max_refs_per_push",
     "interval",
     "webhook_secret_env",
     "webhook_secret_file",

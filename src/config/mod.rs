@@ -127,6 +127,12 @@ pub struct Mirror {
     pub follow_head: bool,
     /// How many times a transient failure is retried (`retries`).
     pub retries: u32,
+    /// The largest pack one push may carry (`max_pack_bytes`); `None`: no
+    /// cap.
+    pub max_pack_bytes: Option<u64>,
+    /// The most ref updates one push may carry (`max_refs_per_push`,
+    /// default 1000); `None`: no cap.
+    pub max_refs_per_push: Option<usize>,
     /// `kalandra watch`: how often the mirror syncs without a webhook.
     pub interval: Duration,
     /// `kalandra watch`: what authenticates its webhooks.

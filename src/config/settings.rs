@@ -44,6 +44,9 @@ pub(super) struct Settings {
     pub create_visibility: Option<Visibility>,
     pub follow_head: Option<bool>,
     pub retries: Option<u32>,
+    pub max_pack_bytes: Option<u64>,
+    /// `Some(None)`: `max_refs_per_push = 0`, no cap.
+    pub max_refs_per_push: Option<Option<usize>>,
     pub interval: Option<Duration>,
     pub webhook_secret: Option<SecretRef>,
     /// `[[template]]` only.
@@ -87,6 +90,8 @@ impl Settings {
             create_visibility,
             follow_head,
             retries,
+            max_pack_bytes,
+            max_refs_per_push,
             interval,
             webhook_secret,
             names,
@@ -128,6 +133,12 @@ impl Settings {
             create_visibility: self.create_visibility.unwrap_or_default(),
             follow_head: self.follow_head.unwrap_or(false),
             retries: self.retries.unwrap_or(DEFAULT_RETRIES),
+            max_pack_bytes: self.max_pack_bytes,
+            // `atomic` asks for one all-or-nothing push: only a cap set
+            // outright splits it.
+            max_refs_per_push: self.max_refs_per_push.unwrap_or(
+                (!self.atomic.unwrap_or(false)).then_some(crate::batch::DEFAULT_MAX_REFS),
+            ),
             interval: self.interval.unwrap_or(DEFAULT_INTERVAL),
             webhook_secret: self.webhook_secret.clone(),
             origin,
@@ -232,6 +243,15 @@ impl Checker<'_> {
                             .ok()
                     })
                 }
+                "max_pack_bytes" => s.max_pack_bytes = self.size(name, value),
+                "max_refs_per_push" => {
+                    s.max_refs_per_push = self.integer(name, value).and_then(|n| {
+                        usize::try_from(n)
+                            .map(|n| (n > 0).then_some(n))
+                            .map_err(|_| self.error(at, format!("`{name}` is too large")))
+                            .ok()
+                    })
+                }
                 "names" => s.names = self.names(value),
                 "names_file" => s.names_file = string(self),
                 _ => self.unknown_key(name, key.span().start, &kind.keys()),
@@ -241,6 +261,29 @@ impl Checker<'_> {
         s.downstream_token = self.token("downstream_token", downstream_token);
         s.webhook_secret = self.token("webhook_secret", webhook_secret);
         s
+    }
+
+    /// A size: bytes as an integer, or a string `crate::batch::parse_size`
+    /// reads (`"256m"`, `"2GiB"`, `"github"`).
+    fn size(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<u64> {
+        let parsed = match value.get_ref() {
+            DeValue::Integer(_) => {
+                let n = self.integer(key, value)?;
+                crate::batch::parse_size(&n.to_string())
+            }
+            DeValue::String(text) => crate::batch::parse_size(text),
+            _ => {
+                self.wrong_type(
+                    key,
+                    value,
+                    "a size (an integer of bytes, or a string like \"256m\")",
+                );
+                return None;
+            }
+        };
+        parsed
+            .map_err(|e| self.error(value.span().start, format!("`{key}`: {e}")))
+            .ok()
     }
 
     /// An unknown key: a slip of the keyboard gets its correction, and a

@@ -93,6 +93,8 @@ fn config_mirror_takes_the_documented_defaults() {
             create_visibility: Visibility::Private,
             follow_head: false,
             retries: DEFAULT_RETRIES,
+            max_pack_bytes: None,
+            max_refs_per_push: Some(crate::batch::DEFAULT_MAX_REFS),
             interval: DEFAULT_INTERVAL,
             webhook_secret: None,
             origin: Origin {

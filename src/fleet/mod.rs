@@ -383,6 +383,8 @@ async fn try_attempt(
             atomic: mirror.atomic,
             progress: false,
             push_options: Vec::new(),
+            max_pack_bytes: mirror.max_pack_bytes,
+            max_refs_per_push: mirror.max_refs_per_push,
         },
         dry_run: options.dry_run,
         no_verify: options.no_verify,

@@ -184,6 +184,8 @@ pub async fn push(
             atomic: options.atomic,
             progress: options.progress,
             push_options: options.push_options.clone(),
+            max_pack_bytes: None,
+            max_refs_per_push: None,
         };
         let result = relay.push(&updates, &push_options, progress).await?;
         for message in &result.downstream_messages {

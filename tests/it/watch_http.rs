@@ -494,6 +494,7 @@ fn run(name: &str, refs: Vec<RefOutcome>, error: Option<ErrorKind>) -> MirrorRun
             pushed: 0,
         },
         skipped_refs: Vec::new(),
+        steps: Vec::new(),
         elapsed_ms: 5,
     };
     MirrorRun {
