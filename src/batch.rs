@@ -29,8 +29,9 @@
 //! failed step halves, so a walk of N commits takes at most N landed steps
 //! and log2 of the step size failed ones per landed one. A single commit
 //! whose own objects pass the cap cannot be split: that is an error naming
-//! it. The walk holds the missing commits' ids and parents in memory
-//! (the commits-only pack is capped like the ancestry check's, 64 MiB).
+//! it. The walk holds upstream's commits-only pack for the missing commits
+//! in memory while it reads their parents (at most 256 MiB of pack and 1
+//! GiB inflated, [`WALK_LIMITS`]), then their ids and parents.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -89,6 +90,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     }
     Ok(bytes)
 }
+
+/// What a walk may hold of upstream's commits: four times the ancestry
+/// check's caps, enough for a few million commits of a typical project.
+const WALK_LIMITS: Limits = Limits {
+    max_pack_bytes: 256 << 20,
+    max_object_bytes: 1 << 30,
+};
 
 /// A walk's first step takes this fraction of the commits (1/64).
 const FIRST_STEP_SHARE: usize = 64;
@@ -568,7 +576,7 @@ impl Run<'_> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let limits = Limits::default();
+        let limits = WALK_LIMITS;
         let fetched = up
             .fetch_commits(
                 std::slice::from_ref(target),
