@@ -39,8 +39,9 @@ use crate::commit_graph::{self, CommitGraph, Limits, Peeled};
 use crate::oid::ObjectId;
 use crate::plan::{self, Action, RefUpdate};
 use crate::progress::Progress;
-use crate::relay::{self, PushResult, Relay, SyncOptions};
+use crate::relay::{self, PushOptions, PushResult, Relay};
 use crate::session::upload_pack::CommitsPack;
+use crate::transport::TransportSettings;
 use crate::url::RepoUrl;
 
 /// Kalandra's temporary refs on downstream while a split push runs.
@@ -116,6 +117,8 @@ pub enum Error {
         cap: u64,
         reason: String,
     },
+    #[error("invalid {name}: {reason}")]
+    Setting { name: &'static str, reason: String },
     #[error("downstream refused Kalandra's temporary ref {name}{}; a split push needs to create refs under {CHECKPOINT_PREFIX}", reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
     CheckpointRefused {
         name: String,
@@ -154,6 +157,36 @@ impl Caps {
     pub fn may_split(&self, updates: &[RefUpdate]) -> bool {
         self.max_pack_bytes.is_some() || self.max_refs.is_some_and(|max| updates.len() > max)
     }
+}
+
+/// The caps the remote helper pushes with, from `KALANDRA_MAX_PACK_BYTES`
+/// and `KALANDRA_MAX_REFS_PER_PUSH` (as `--max-pack-bytes` and
+/// `--max-refs-per-push`; `env` reads a variable). Pure.
+pub fn caps_from_env(atomic: bool, env: impl Fn(&str) -> Option<String>) -> Result<Caps, Error> {
+    let max_pack_bytes = match env("KALANDRA_MAX_PACK_BYTES").filter(|v| !v.trim().is_empty()) {
+        Some(text) => Some(parse_size(&text).map_err(|reason| Error::Setting {
+            name: "KALANDRA_MAX_PACK_BYTES",
+            reason,
+        })?),
+        None => None,
+    };
+    let max_refs = match env("KALANDRA_MAX_REFS_PER_PUSH").filter(|v| !v.trim().is_empty()) {
+        Some(text) => match text.trim().parse::<usize>() {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => {
+                return Err(Error::Setting {
+                    name: "KALANDRA_MAX_REFS_PER_PUSH",
+                    reason: format!("{text:?} is not a number of refs (0: no cap)"),
+                })
+            }
+        },
+        None => (!atomic).then_some(DEFAULT_MAX_REFS),
+    };
+    Ok(Caps {
+        max_pack_bytes,
+        max_refs,
+    })
 }
 
 /// The order batches go in: HEAD's branch, other branches, other refs,
@@ -283,24 +316,32 @@ pub fn next_step(cap: u64, commits: usize, bytes: u64) -> usize {
     fit.clamp(1, commits.saturating_mul(4).max(1))
 }
 
-/// Pushes `updates` within `options.push`'s caps, the first push over
-/// `first`; the merged result and the steps.
+/// Where a split push goes, and how to connect there again.
+pub struct Sides<'a> {
+    pub upstream: &'a RepoUrl,
+    pub downstream: &'a RepoUrl,
+    pub transport: &'a TransportSettings,
+}
+
+/// Pushes `updates` within `options`' caps, the first push over `first`;
+/// the merged result and the steps. `head` is the branch upstream's HEAD
+/// names, pushed first.
 pub async fn push(
     first: Relay,
-    upstream: &RepoUrl,
-    downstream: &RepoUrl,
+    sides: &Sides<'_>,
     updates: &[RefUpdate],
     head: Option<&str>,
-    options: &SyncOptions,
+    options: &PushOptions,
     progress: &Progress,
 ) -> Result<(PushResult, Vec<Step>), relay::Error> {
     let caps = Caps {
-        max_pack_bytes: options.push.max_pack_bytes,
-        max_refs: options.push.max_refs_per_push,
+        max_pack_bytes: options.max_pack_bytes,
+        max_refs: options.max_refs_per_push,
     };
     let mut run = Run {
-        upstream,
-        downstream,
+        upstream: sides.upstream,
+        downstream: sides.downstream,
+        transport: sides.transport,
         options,
         progress,
         caps,
@@ -319,36 +360,22 @@ pub async fn push(
     if alone == 1 {
         pending.push_front(ordered[..1].to_vec());
     }
-    let mut merged = PushResult::empty();
-    let mut walked: HashSet<String> = HashSet::new();
-    while let Some(batch) = pending.pop_front() {
-        let queued = pending.len();
-        match run.try_push(&batch, "refs", queued).await? {
-            Some(result) => merged.merge(result),
-            None if batch.len() > 1 => {
-                tracing::info!(
-                    "{} ref updates need more than the cap: split in two",
-                    batch.len()
+    let merged = match run.all(pending).await {
+        Ok(merged) => merged,
+        // No later run can do better than a split that cannot be made:
+        // leave nothing of this one behind.
+        Err(error @ relay::Error::Batch(_)) => {
+            if let Err(cleanup) = run.cleanup().await {
+                tracing::warn!(
+                    "could not delete the temporary refs: {}",
+                    relay::chain(&cleanup)
                 );
-                let mut first = batch;
-                let second = first.split_off(first.len() / 2);
-                pending.push_front(second);
-                pending.push_front(first);
             }
-            None => {
-                let update = &batch[0];
-                if !walked.insert(update.name.clone()) {
-                    return Err(cannot_split(
-                        update,
-                        caps,
-                        "its commits are downstream already, and what is left (an annotated tag, or a tree or blob it names) still passes the cap",
-                    ));
-                }
-                run.walk(update).await?;
-                pending.push_front(batch);
-            }
+            return Err(error);
         }
-    }
+        Err(error) => return Err(error),
+    };
+    let mut merged = merged;
     run.cleanup().await?;
     // Every push counts: the checkpoints' packs, and the cut tries' bytes.
     merged.bytes_relayed = run.steps.iter().map(|s| s.bytes).sum();
@@ -359,7 +386,8 @@ pub async fn push(
 struct Run<'a> {
     upstream: &'a RepoUrl,
     downstream: &'a RepoUrl,
-    options: &'a SyncOptions,
+    transport: &'a TransportSettings,
+    options: &'a PushOptions,
     progress: &'a Progress,
     caps: Caps,
     steps: Vec<Step>,
@@ -373,8 +401,47 @@ impl Run<'_> {
     async fn relay(&mut self) -> Result<Relay, relay::Error> {
         match self.first.take() {
             Some(relay) => Ok(relay),
-            None => Relay::connect(self.upstream, self.downstream, &self.options.transport).await,
+            None => Relay::connect(self.upstream, self.downstream, self.transport).await,
         }
+    }
+
+    /// Pushes every batch of `pending`, splitting and walking as the caps
+    /// need; the merged result of the planned refs' pushes.
+    async fn all(
+        &mut self,
+        mut pending: VecDeque<Vec<RefUpdate>>,
+    ) -> Result<PushResult, relay::Error> {
+        let mut merged = PushResult::empty();
+        let mut walked: HashSet<String> = HashSet::new();
+        while let Some(batch) = pending.pop_front() {
+            let queued = pending.len();
+            match self.try_push(&batch, "refs", queued).await? {
+                Some(result) => merged.merge(result),
+                None if batch.len() > 1 => {
+                    tracing::info!(
+                        "{} ref updates need more than the cap: split in two",
+                        batch.len()
+                    );
+                    let mut first = batch;
+                    let second = first.split_off(first.len() / 2);
+                    pending.push_front(second);
+                    pending.push_front(first);
+                }
+                None => {
+                    let update = &batch[0];
+                    if !walked.insert(update.name.clone()) {
+                        return Err(cannot_split(
+                            update,
+                            self.caps,
+                            "its commits are downstream already, and what is left (an annotated tag, or a tree or blob it names) still passes the cap",
+                        ));
+                    }
+                    self.walk(update).await?;
+                    pending.push_front(batch);
+                }
+            }
+        }
+        Ok(merged)
     }
 
     /// One push of `updates`: its result, or `None` when it passed the cap
@@ -393,7 +460,7 @@ impl Run<'_> {
         let pushed = relay
             .push_capped(
                 updates,
-                &self.options.push,
+                self.options,
                 self.caps.max_pack_bytes,
                 self.progress,
             )
@@ -536,7 +603,7 @@ impl Run<'_> {
         update: &RefUpdate,
         target: &ObjectId,
     ) -> Result<(CommitGraph, BTreeMap<String, ObjectId>), relay::Error> {
-        let settings = &self.options.transport;
+        let settings = self.transport;
         let (up, down) = tokio::try_join!(
             relay::connect_upstream(self.upstream, settings),
             relay::connect_downstream(self.downstream, settings)
@@ -618,8 +685,7 @@ impl Run<'_> {
                 refs
             }
             None => {
-                let session =
-                    relay::connect_downstream(self.downstream, &self.options.transport).await?;
+                let session = relay::connect_downstream(self.downstream, self.transport).await?;
                 let refs = session
                     .advertisement()
                     .refs
@@ -644,9 +710,14 @@ impl Run<'_> {
         }
         let number = self.steps.len() + 1;
         self.progress.phase(&format!("push {number}/{number}"));
-        let result =
-            relay::push_without_pack(self.downstream, &deletes, self.options, self.progress)
-                .await?;
+        let result = relay::push_without_pack(
+            self.downstream,
+            &deletes,
+            self.options,
+            self.transport,
+            self.progress,
+        )
+        .await?;
         tracing::info!(
             "push {number} (cleanup): {} temporary refs deleted",
             result.count(relay::RefStatus::Ok)
@@ -703,6 +774,40 @@ mod tests {
         assert!(parse_size("99999999999999g")
             .expect_err("too large")
             .contains("too large"));
+    }
+
+    #[test]
+    fn batch_caps_come_from_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let none = caps_from_env(false, env(&[])).expect("valid");
+        assert_eq!(none.max_pack_bytes, None);
+        assert_eq!(none.max_refs, Some(DEFAULT_MAX_REFS));
+        assert_eq!(caps_from_env(true, env(&[])).expect("valid").max_refs, None);
+        let set = caps_from_env(
+            true,
+            env(&[
+                ("KALANDRA_MAX_PACK_BYTES", "github"),
+                ("KALANDRA_MAX_REFS_PER_PUSH", "50"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            (set.max_pack_bytes, set.max_refs),
+            (Some(GITHUB_PRESET), Some(50))
+        );
+        let bad = caps_from_env(false, env(&[("KALANDRA_MAX_REFS_PER_PUSH", "many")]))
+            .expect_err("not a number");
+        assert!(
+            bad.to_string().contains("KALANDRA_MAX_REFS_PER_PUSH"),
+            "{bad}"
+        );
     }
 
     #[test]

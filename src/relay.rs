@@ -1032,14 +1032,26 @@ async fn push_in_phases(
             deletes = first.len(),
             "deleting refs that block new ones before the main push"
         );
-        early = push_without_pack(downstream, &first, options, progress).await?;
+        early = push_without_pack(
+            downstream,
+            &first,
+            &options.push,
+            &options.transport,
+            progress,
+        )
+        .await?;
     }
     let caps = crate::batch::Caps {
         max_pack_bytes: options.push.max_pack_bytes,
         max_refs: options.push.max_refs_per_push,
     };
     let (main, steps) = if caps.may_split(&rest) {
-        crate::batch::push(relay, upstream, downstream, &rest, head, options, progress).await?
+        let sides = crate::batch::Sides {
+            upstream,
+            downstream,
+            transport: &options.transport,
+        };
+        crate::batch::push(relay, &sides, &rest, head, &options.push, progress).await?
     } else {
         (
             relay.push(&rest, &options.push, progress).await?,
@@ -1067,16 +1079,17 @@ fn commands_for(updates: &[RefUpdate], format: ObjectFormat) -> Vec<Command> {
 pub(crate) async fn push_without_pack(
     downstream: &RepoUrl,
     deletes: &[RefUpdate],
-    options: &SyncOptions,
+    push: &PushOptions,
+    transport: &TransportSettings,
     progress: &Progress,
 ) -> Result<PushResult, Error> {
-    let session = connect_downstream(downstream, &options.transport).await?;
+    let session = connect_downstream(downstream, transport).await?;
     let repo = session.repo().to_owned();
     let commands = commands_for(deletes, session.object_format());
     let args = PushArgs {
-        atomic: options.push.atomic && session.supports_atomic(),
-        progress: options.push.progress,
-        push_options: options.push.push_options.clone(),
+        atomic: push.atomic && session.supports_atomic(),
+        progress: push.progress,
+        push_options: push.push_options.clone(),
     };
     let (writer, reader) = session.send_commands(&commands, &args).await?;
     writer.finish().await?;

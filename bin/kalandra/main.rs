@@ -402,6 +402,7 @@ fn main() -> ExitCode {
                     "elapsed_ms": started.elapsed().as_millis() as u64,
                     "downstream_messages": [],
                     "skipped_refs": [],
+                    "steps": [],
                     "outcome": null,
                     "error_kind": error_kind(code),
                     "kind": failure_kind(&failure, code),
@@ -852,8 +853,22 @@ fn print_human(report: &SyncReport) {
     if report.dry_run {
         out!("plan: {what}; nothing was changed");
     } else {
+        let pushes = match report.steps.len() {
+            0 => String::new(),
+            n => {
+                let cut = report.steps.iter().filter(|s| s.cut).count();
+                format!(
+                    " in {n} pushes{}",
+                    match cut {
+                        0 => String::new(),
+                        1 => " (1 cut at the cap and split)".into(),
+                        cut => format!(" ({cut} cut at the cap and split)"),
+                    }
+                )
+            }
+        };
         out!(
-            "{what}; {} relayed in {:.1} s",
+            "{what}; {} relayed{pushes} in {:.1} s",
             human_bytes(report.result.bytes_relayed),
             report.elapsed_ms as f64 / 1000.0
         );

@@ -180,14 +180,32 @@ pub async fn push(
             .map(|u| (u.name.clone(), PushReply::Ok))
             .collect()
     } else {
+        let caps = crate::batch::caps_from_env(options.atomic, |name| std::env::var(name).ok())
+            .map_err(relay::Error::from)?;
         let push_options = PushOptions {
             atomic: options.atomic,
             progress: options.progress,
             push_options: options.push_options.clone(),
-            max_pack_bytes: None,
-            max_refs_per_push: None,
+            max_pack_bytes: caps.max_pack_bytes,
+            max_refs_per_push: caps.max_refs,
         };
-        let result = relay.push(&updates, &push_options, progress).await?;
+        // A push too big for downstream's caps goes in steps, as `kalandra
+        // sync --max-pack-bytes` does.
+        let result = if caps.may_split(&updates) {
+            let sides = crate::batch::Sides {
+                upstream: &pair.upstream,
+                downstream: &pair.downstream,
+                transport: &pair.settings,
+            };
+            let (result, steps) =
+                crate::batch::push(relay, &sides, &updates, None, &push_options, progress).await?;
+            if steps.len() > 1 {
+                tracing::info!("pushed in {} steps", steps.len());
+            }
+            result
+        } else {
+            relay.push(&updates, &push_options, progress).await?
+        };
         for message in &result.downstream_messages {
             if result.rejected() > 0 {
                 eprintln!("downstream: {}", crate::terminal::escape(message));

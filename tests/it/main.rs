@@ -37,6 +37,7 @@ mod plan;
 mod properties;
 mod remote_helper;
 mod scope;
+mod split_push;
 mod ssh;
 mod ssh_config;
 mod sshd;
