@@ -954,6 +954,18 @@ pub async fn sync(
         .filter(|(_, v)| **v == Verdict::Push && !hold_all)
         .map(|(u, _)| u.clone())
         .collect();
+    // A split push that stopped half-way left its temporary refs; a run
+    // that completes deletes them, split or not.
+    let leftovers: Vec<RefUpdate> = relay
+        .downstream_refs()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(crate::batch::CHECKPOINT_PREFIX))
+        .map(|(name, oid)| RefUpdate {
+            name,
+            old: Some(oid),
+            new: None,
+        })
+        .collect();
     let (mut result, steps) = if options.dry_run || to_push.is_empty() {
         relay.close().await;
         (PushResult::empty(), Vec::new())
@@ -964,6 +976,20 @@ pub async fn sync(
         )
         .await?
     };
+    if !options.dry_run && steps.is_empty() && !leftovers.is_empty() && result.rejected() == 0 {
+        let cleaned = push_without_pack(
+            downstream,
+            &leftovers,
+            &options.push,
+            &options.transport,
+            progress,
+        )
+        .await?;
+        tracing::info!(
+            "deleted {} temporary refs a stopped split push left",
+            cleaned.count(RefStatus::Ok)
+        );
+    }
     if !options.dry_run && !options.no_verify && result.pushed > 0 {
         verify(downstream, &options.transport, &mut result).await?;
     }

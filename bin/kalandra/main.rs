@@ -854,7 +854,7 @@ fn print_human(report: &SyncReport) {
         out!("plan: {what}; nothing was changed");
     } else {
         let pushes = match report.steps.len() {
-            0 => String::new(),
+            0 | 1 => String::new(),
             n => {
                 let cut = report.steps.iter().filter(|s| s.cut).count();
                 format!(

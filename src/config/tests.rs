@@ -1010,3 +1010,53 @@ downstream = "/srv/backup/{group}/{path}.git"
         ]
     );
 }
+
+#[test]
+fn config_push_caps_take_sizes_and_counts() {
+    let fleet = fleet(
+        r#"
+[defaults]
+max_pack_bytes = "github"
+
+[[mirror]]
+name = "a"
+upstream = "/srv/a.git"
+downstream = "/srv/b.git"
+max_pack_bytes = 268435456
+max_refs_per_push = 0
+
+[[mirror]]
+name = "b"
+upstream = "/srv/a.git"
+downstream = "/srv/c.git"
+atomic = true
+
+[[mirror]]
+name = "c"
+upstream = "/srv/a.git"
+downstream = "/srv/d.git"
+max_pack_bytes = "256m"
+max_refs_per_push = 50
+"#,
+    );
+    let caps: Vec<(Option<u64>, Option<usize>)> = fleet
+        .mirrors
+        .iter()
+        .map(|m| (m.max_pack_bytes, m.max_refs_per_push))
+        .collect();
+    assert_eq!(
+        caps,
+        [
+            (Some(256 << 20), None),
+            (Some(crate::batch::GITHUB_PRESET), None),
+            (Some(256 << 20), Some(50)),
+        ]
+    );
+    assert_eq!(
+        errors("[[mirror]]\nname = \"a\"\nupstream = \"/a\"\ndownstream = \"/b\"\nmax_pack_bytes = \"5 MB\"\nmax_refs_per_push = -1\n"),
+        [
+            "conf/mirrors.toml:5:18: `max_pack_bytes`: \"5 MB\" is not a size: bytes, or a number with k, m, g (KiB, MiB, GiB), or `github`",
+            "conf/mirrors.toml:6:21: `max_refs_per_push` must be 0 or more, not -1",
+        ]
+    );
+}

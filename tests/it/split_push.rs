@@ -334,3 +334,42 @@ fn a_split_push_into_an_http_downstream_stays_under_its_cap() {
     w.assert_in_sync(&up, &down);
     assert_no_checkpoints(&w, &down);
 }
+
+/// A stopped split push's temporary refs are deleted by the next run that completes, even one
+/// that needs no split (or has nothing to push), and they are never mirrored or pruned as the
+/// user's refs: a pruning scope of `refs/*` leaves them out of the plan.
+#[test]
+fn temporary_refs_a_stopped_run_left_are_deleted_by_the_next_complete_run() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream-bare.git"), fx.join("empty.git"));
+    let main = w
+        .git(&up, &["rev-parse", "refs/heads/main"])
+        .trim()
+        .to_owned();
+    let down_arg = down.to_str().expect("UTF-8");
+    w.git(
+        &up,
+        &["push", "-q", down_arg, "main~1:refs/kalandra/checkpoint/0"],
+    );
+
+    let run = sync(&w, &up, &down, &["--include", "refs/*"]);
+    assert_eq!(run.code, 0, "{run}");
+    let report = report(&run);
+    assert!(
+        !report.to_string().contains("refs/kalandra/"),
+        "a temporary ref was planned: {report}"
+    );
+    assert_no_checkpoints(&w, &down);
+
+    // With nothing to push.
+    w.git(&down, &["update-ref", "refs/kalandra/checkpoint/3", &main]);
+    let run = sync(&w, &up, &down, &["--include", "refs/*", "--no-prune"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(report_refs(&run), 0, "{run}");
+    assert_no_checkpoints(&w, &down);
+}
+
+fn report_refs(run: &Run) -> usize {
+    report(run)["refs"].as_array().map_or(0, Vec::len)
+}
