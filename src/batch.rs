@@ -274,17 +274,24 @@ impl Tips {
     }
 }
 
-/// The updates that make downstream's checkpoint refs (`current`, name →
-/// commit) name `tips`, reusing names. Pure.
+/// The name of the `i`th checkpoint ref of a walk whose names start at
+/// `base`.
+fn checkpoint_name(base: usize, i: usize) -> String {
+    format!("{CHECKPOINT_PREFIX}{}", base + i)
+}
+
+/// The updates that make this walk's checkpoint refs (`current`, name →
+/// commit) name `tips`, reusing names from `base` on. Pure.
 pub fn checkpoint_updates(
     current: &BTreeMap<String, ObjectId>,
     tips: &[ObjectId],
+    base: usize,
 ) -> Vec<RefUpdate> {
     let mut updates = Vec::new();
     let wanted: BTreeMap<String, &ObjectId> = tips
         .iter()
         .enumerate()
-        .map(|(i, tip)| (format!("{CHECKPOINT_PREFIX}{i}"), tip))
+        .map(|(i, tip)| (checkpoint_name(base, i), tip))
         .collect();
     for (name, tip) in &wanted {
         let old = current.get(name);
@@ -549,7 +556,14 @@ impl Run<'_> {
         // the next ones are sized by its bytes per commit: pushes are cheap,
         // cut tries cost up to a cap each.
         let mut step = (order.len() / FIRST_STEP_SHARE).max(1);
-        let mut current = checkpoints;
+        // Refs a stopped run left stay as they are (they hold history the
+        // `have`s already count); this walk's names come after theirs.
+        let base = checkpoints
+            .keys()
+            .filter_map(|name| name.strip_prefix(CHECKPOINT_PREFIX)?.parse::<usize>().ok())
+            .max()
+            .map_or(0, |last| last + 1);
+        let mut current: BTreeMap<String, ObjectId> = BTreeMap::new();
         let mut tips = Tips::default();
         let mut done = 0;
         while done < order.len() {
@@ -559,7 +573,7 @@ impl Run<'_> {
                 next.add(commit, graph.parents(commit).unwrap_or(&[]));
             }
             let wanted: Vec<ObjectId> = next.commits().cloned().collect();
-            let updates = checkpoint_updates(&current, &wanted);
+            let updates = checkpoint_updates(&current, &wanted, base);
             let left = (order.len() - end).div_ceil(step) + 1;
             match self.try_push(&updates, "checkpoint", left).await? {
                 Some(result) => {
@@ -577,7 +591,7 @@ impl Run<'_> {
                     current = wanted
                         .iter()
                         .enumerate()
-                        .map(|(i, tip)| (format!("{CHECKPOINT_PREFIX}{i}"), tip.clone()))
+                        .map(|(i, tip)| (checkpoint_name(base, i), tip.clone()))
                         .collect();
                     step = next_step(cap, end - done, result.bytes_relayed);
                     done = end;
@@ -854,18 +868,22 @@ mod tests {
             (format!("{CHECKPOINT_PREFIX}0"), oid(1)),
             (format!("{CHECKPOINT_PREFIX}1"), oid(2)),
         ]);
-        let updates = checkpoint_updates(&current, &[oid(1)]);
+        let updates = checkpoint_updates(&current, &[oid(1)], 0);
         assert_eq!(
             updates,
             [update(&format!("{CHECKPOINT_PREFIX}1"), Some(2), None)]
         );
-        let updates = checkpoint_updates(&current, &[oid(3), oid(2), oid(4)]);
+        let updates = checkpoint_updates(&current, &[oid(3), oid(2), oid(4)], 0);
         assert_eq!(
             updates,
             [
                 update(&format!("{CHECKPOINT_PREFIX}0"), Some(1), Some(3)),
                 update(&format!("{CHECKPOINT_PREFIX}2"), None, Some(4)),
             ]
+        );
+        assert_eq!(
+            checkpoint_updates(&BTreeMap::new(), &[oid(5)], 7),
+            [update(&format!("{CHECKPOINT_PREFIX}7"), None, Some(5))]
         );
     }
 
