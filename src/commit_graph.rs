@@ -101,6 +101,17 @@ enum Base {
 impl CommitGraph {
     /// Parses a whole pack (header, entries, trailer) held in memory.
     pub fn from_pack(pack: &[u8], format: ObjectFormat, limits: Limits) -> Result<Self, Error> {
+        Self::from_pack_with(pack, format, limits, &mut |_| {})
+    }
+
+    /// [`Self::from_pack`], handing each blob of the pack (resolved from
+    /// its delta if it is one) to `on_blob`.
+    pub fn from_pack_with(
+        pack: &[u8],
+        format: ObjectFormat,
+        limits: Limits,
+        on_blob: &mut dyn FnMut(&[u8]),
+    ) -> Result<Self, Error> {
         if pack.len() as u64 > limits.max_pack_bytes {
             return Err(Error::PackTooLarge {
                 limit: limits.max_pack_bytes,
@@ -148,7 +159,14 @@ impl CommitGraph {
             });
         }
         let mut graph = CommitGraph::default();
-        resolve(&mut slots, hash_kind, &mut budget, limits, &mut graph)?;
+        resolve(
+            &mut slots,
+            hash_kind,
+            &mut budget,
+            limits,
+            &mut graph,
+            on_blob,
+        )?;
         Ok(graph)
     }
 
@@ -228,6 +246,7 @@ fn resolve(
     budget: &mut u64,
     limits: Limits,
     graph: &mut CommitGraph,
+    on_blob: &mut dyn FnMut(&[u8]),
 ) -> Result<(), Error> {
     let by_offset: HashMap<u64, usize> = slots
         .iter()
@@ -259,6 +278,9 @@ fn resolve(
         let id = gix_object::compute_hash(hash_kind, kind, &slots[i].data)
             .map_err(|e| Error::Pack(e.to_string()))?;
         record(graph, kind, &id, &slots[i].data, hash_kind)?;
+        if kind == gix_object::Kind::Blob {
+            on_blob(&slots[i].data);
+        }
         let mut children = offset_children.remove(&i).unwrap_or_default();
         children.extend(id_children.remove(&id).unwrap_or_default());
         for child in children {

@@ -134,6 +134,29 @@ pub fn classify(error: &relay::Error) -> Classified {
         // A pack too big for downstream's cap that cannot be split: no
         // retry makes it smaller.
         E::PackTooLarge { .. } | E::Batch(_) => ErrorKind::Rejected.into(),
+        E::Lfs(error) => classify_lfs(error),
+    }
+}
+
+/// The kind of a failed LFS step: the push was not made.
+pub fn classify_lfs(error: &crate::lfs::Error) -> Classified {
+    use crate::lfs::Error as E;
+    match error {
+        E::Client { source, .. } => classify_http(source),
+        E::Request { source, .. } => classify_reqwest(source).into(),
+        E::Batch { status, .. } => match status {
+            401 | 403 => ErrorKind::Auth,
+            404 => ErrorKind::NotFound,
+            408 => ErrorKind::Timeout,
+            429 | 500..=599 => ErrorKind::Unavailable,
+            _ => ErrorKind::Other,
+        }
+        .into(),
+        E::Answer { .. } | E::Corrupt { .. } => ErrorKind::Protocol.into(),
+        E::Refused { .. } => ErrorKind::Rejected.into(),
+        // A transfer cut or refused midway: another try may get through.
+        E::Object { .. } => ErrorKind::Unavailable.into(),
+        E::NoEndpoint { .. } | E::Scan { .. } => ErrorKind::Unsupported.into(),
     }
 }
 

@@ -41,6 +41,7 @@ pub mod git_config;
 pub mod head;
 pub mod helper;
 mod jitter;
+pub mod lfs;
 pub mod limits;
 pub mod location;
 pub mod oid;

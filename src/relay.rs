@@ -76,6 +76,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Batch(#[from] crate::batch::Error),
+    #[error(transparent)]
+    Lfs(#[from] crate::lfs::Error),
     #[error("downstream {repo} does not support {what} (it does not advertise `{capability}`); nothing was pushed")]
     Unsupported {
         repo: String,
@@ -848,6 +850,8 @@ pub struct SyncOptions {
     /// Skip re-reading downstream's refs after the push.
     pub no_verify: bool,
     pub transport: TransportSettings,
+    /// `--lfs`: whether LFS objects go along ([`crate::lfs`]).
+    pub lfs: crate::lfs::Mode,
 }
 
 /// The result of [`sync`].
@@ -867,6 +871,9 @@ pub struct SyncReport {
     /// `--max-refs-per-push`, in order; empty when it took one push (or
     /// none).
     pub steps: Vec<crate::batch::Step>,
+    /// What was done about LFS objects; `None` when nothing was to be
+    /// pushed or `--lfs=off`.
+    pub lfs: Option<crate::lfs::Report>,
     pub elapsed_ms: u64,
 }
 
@@ -954,6 +961,18 @@ pub async fn sync(
         .filter(|(_, v)| **v == Verdict::Push && !hold_all)
         .map(|(u, _)| u.clone())
         .collect();
+    // Every LFS object the relayed commits point to goes first: downstream
+    // never holds a ref whose LFS content it lacks.
+    let lfs = if options.dry_run || options.lfs == crate::lfs::Mode::Off || to_push.is_empty() {
+        None
+    } else {
+        Some(
+            lfs_step(
+                &mut relay, upstream, downstream, &to_push, options, progress,
+            )
+            .await?,
+        )
+    };
     // A split push that stopped half-way left its temporary refs; a run
     // that completes deletes them, split or not.
     let leftovers: Vec<RefUpdate> = relay
@@ -1026,8 +1045,171 @@ pub async fn sync(
         result,
         skipped_refs,
         steps,
+        lfs,
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// The LFS step of a sync: the pointers among the small blobs of the
+/// commits about to be relayed, and their objects copied from upstream's
+/// LFS server to downstream's. Under `auto`, a sync whose upstream cannot
+/// say (v0, no filter, no LFS server) goes on without; once upstream
+/// serves the objects, any failure fails the sync before the push.
+async fn lfs_step(
+    relay: &mut Relay,
+    upstream: &RepoUrl,
+    downstream: &RepoUrl,
+    to_push: &[RefUpdate],
+    options: &SyncOptions,
+    progress: &Progress,
+) -> Result<crate::lfs::Report, Error> {
+    use crate::lfs::{self, Mode};
+    let haves: BTreeSet<ObjectId> = relay
+        .downstream
+        .advertisement()
+        .refs
+        .iter()
+        .map(|r| r.oid.clone())
+        .collect();
+    let wants: Vec<ObjectId> = to_push
+        .iter()
+        .filter_map(|u| u.new.clone())
+        .filter(|oid| !haves.contains(oid))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if wants.is_empty() {
+        return Ok(lfs::Report::default());
+    }
+    let skip = |reason: String| -> Result<lfs::Report, Error> {
+        if options.lfs == Mode::On {
+            return Err(lfs::Error::Scan { reason }.into());
+        }
+        tracing::warn!("LFS objects are not mirrored: {reason} (--lfs=off silences this)");
+        Ok(lfs::Report {
+            skipped: Some(reason),
+            ..lfs::Report::default()
+        })
+    };
+    // Where the objects would come from and go to, before asking
+    // upstream for anything: a sync with no LFS server upstream (every
+    // file://, ssh:// and git:// upstream for now) pays nothing.
+    let (up, down) = match (
+        lfs::endpoint::for_repo(upstream),
+        lfs::endpoint::for_repo(downstream),
+    ) {
+        (Some(up), Some(down)) => (up, down),
+        (up, _) => {
+            let (side, url) = if up.is_none() {
+                ("upstream", upstream)
+            } else {
+                ("downstream", downstream)
+            };
+            if options.lfs == Mode::On {
+                return Err(lfs::Error::NoEndpoint {
+                    side,
+                    url: url.to_string(),
+                }
+                .into());
+            }
+            // Quietly for upstream: most have no LFS at all.
+            let reason = format!("{side} {url} has no LFS endpoint Kalandra can find");
+            if side == "upstream" {
+                tracing::debug!("LFS left alone: {reason}");
+                return Ok(lfs::Report {
+                    skipped: Some(reason),
+                    ..lfs::Report::default()
+                });
+            }
+            return skip(reason);
+        }
+    };
+    if options.lfs == Mode::Auto {
+        match lfs::has_server(
+            &up,
+            options.transport.upstream_token.as_ref(),
+            options.transport.connect_timeout,
+        )
+        .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!("LFS left alone: upstream has no LFS server at {up}");
+                return Ok(lfs::Report {
+                    skipped: Some(format!("upstream has no LFS server at {up}")),
+                    ..lfs::Report::default()
+                });
+            }
+            Err(error) => return skip(crate::relay::chain(&error)),
+        }
+    }
+    if !relay.upstream.is_v2() {
+        return skip("upstream speaks protocol v0, which cannot send the small blobs alone".into());
+    }
+    if !relay.upstream.fetch_supports("filter") {
+        return skip(
+            "upstream does not offer `filter` for fetch (git: uploadpack.allowFilter), so its pointers cannot be found without a copy".into(),
+        );
+    }
+    progress.phase("LFS: looking for pointers");
+    let haves: Vec<ObjectId> = haves.into_iter().collect();
+    let fetched = relay
+        .upstream
+        .fetch_filtered(
+            &wants,
+            &haves,
+            lfs::SCAN_FILTER,
+            lfs::SCAN_LIMITS.max_pack_bytes,
+        )
+        .await?;
+    let pointers = match lfs::pointers_from(fetched.pack, relay.object_format()) {
+        Ok(pointers) => pointers,
+        Err(error) => return skip(error.to_string()),
+    };
+    if pointers.is_empty() {
+        return Ok(lfs::Report::default());
+    }
+    tracing::info!(
+        "LFS: the relayed commits point to {} objects",
+        pointers.len()
+    );
+    let sides = (
+        lfs::Side {
+            endpoint: up,
+            token: options.transport.upstream_token.as_ref(),
+        },
+        lfs::Side {
+            endpoint: down,
+            token: options.transport.downstream_token.as_ref(),
+        },
+    );
+    match lfs::mirror(
+        &pointers,
+        sides.0,
+        sides.1,
+        options.transport.connect_timeout,
+        progress,
+    )
+    .await
+    {
+        Ok(report) => {
+            tracing::info!(
+                "LFS: {} objects copied ({}), {} already downstream",
+                report.objects,
+                crate::progress::human_bytes(report.bytes),
+                report.present
+            );
+            Ok(report)
+        }
+        // No LFS server upstream: under `auto`, git objects only.
+        Err(lfs::Error::Batch {
+            side: "upstream",
+            status: 404,
+            url,
+            ..
+        }) if options.lfs == Mode::Auto => skip(format!("upstream has no LFS server at {url}")),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Pushes `updates`, first the deletes that free a name a create needs.

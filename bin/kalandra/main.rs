@@ -136,7 +136,7 @@ enum Command {
 }
 
 /// Flags that shape one pair's sync; a config file sets them per mirror.
-const PAIR_ONLY: [&str; 13] = [
+const PAIR_ONLY: [&str; 14] = [
     "upstream",
     "downstream",
     "include",
@@ -150,6 +150,7 @@ const PAIR_ONLY: [&str; 13] = [
     "set_head",
     "max_pack_bytes",
     "max_refs_per_push",
+    "lfs",
 ];
 
 #[derive(Args)]
@@ -221,6 +222,11 @@ struct SyncArgs {
     /// none with --atomic].
     #[arg(long, value_name = "N")]
     max_refs_per_push: Option<usize>,
+    /// Git LFS objects: `auto` mirrors those the relayed commits point to
+    /// when upstream has an LFS server, `on` fails when it cannot, `off`
+    /// relays git objects only.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    lfs: LfsArg,
     /// Do not re-read downstream's refs after the push to check that they
     /// are what downstream reported.
     #[arg(long)]
@@ -274,6 +280,24 @@ struct SyncArgs {
     /// NO_COLOR is set, `always`, or `never`.
     #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
     color: ColorArg,
+}
+
+/// `--lfs` values, as clap sees them.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LfsArg {
+    Auto,
+    On,
+    Off,
+}
+
+impl From<LfsArg> for kalandra::lfs::Mode {
+    fn from(arg: LfsArg) -> Self {
+        match arg {
+            LfsArg::Auto => Self::Auto,
+            LfsArg::On => Self::On,
+            LfsArg::Off => Self::Off,
+        }
+    }
 }
 
 /// `--color` values, as clap sees them.
@@ -403,6 +427,7 @@ fn main() -> ExitCode {
                     "downstream_messages": [],
                     "skipped_refs": [],
                     "steps": [],
+                    "lfs": null,
                     "outcome": null,
                     "error_kind": error_kind(code),
                     "kind": failure_kind(&failure, code),
@@ -631,6 +656,7 @@ async fn run(
         dry_run,
         no_verify: args.no_verify,
         transport: transport_settings(args)?,
+        lfs: args.lfs.into(),
     };
     // Not on a terminal, a plain line every few seconds tells a CI log
     // that a long transfer is alive (docs/usage.md, "Progress and logs").

@@ -27,6 +27,7 @@ pub(super) const MIRROR: &[&str] = &[
     "retries",
     "max_pack_bytes",
     "max_refs_per_push",
+    "lfs",
     "interval",
     "webhook_secret_env",
     "webhook_secret_file",

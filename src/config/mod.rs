@@ -133,6 +133,8 @@ pub struct Mirror {
     /// The most ref updates one push may carry (`max_refs_per_push`,
     /// default 1000); `None`: no cap.
     pub max_refs_per_push: Option<usize>,
+    /// Whether LFS objects go along (`lfs`, default `auto`).
+    pub lfs: crate::lfs::Mode,
     /// `kalandra watch`: how often the mirror syncs without a webhook.
     pub interval: Duration,
     /// `kalandra watch`: what authenticates its webhooks.

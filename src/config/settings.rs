@@ -45,6 +45,7 @@ pub(super) struct Settings {
     pub follow_head: Option<bool>,
     pub retries: Option<u32>,
     pub max_pack_bytes: Option<u64>,
+    pub lfs: Option<crate::lfs::Mode>,
     /// `Some(None)`: `max_refs_per_push = 0`, no cap.
     pub max_refs_per_push: Option<Option<usize>>,
     pub interval: Option<Duration>,
@@ -92,6 +93,7 @@ impl Settings {
             retries,
             max_pack_bytes,
             max_refs_per_push,
+            lfs,
             interval,
             webhook_secret,
             names,
@@ -134,6 +136,7 @@ impl Settings {
             follow_head: self.follow_head.unwrap_or(false),
             retries: self.retries.unwrap_or(DEFAULT_RETRIES),
             max_pack_bytes: self.max_pack_bytes,
+            lfs: self.lfs.unwrap_or_default(),
             // `atomic` asks for one all-or-nothing push: only a cap set
             // outright splits it.
             max_refs_per_push: self.max_refs_per_push.unwrap_or(
@@ -244,6 +247,17 @@ impl Checker<'_> {
                     })
                 }
                 "max_pack_bytes" => s.max_pack_bytes = self.size(name, value),
+                "lfs" => {
+                    s.lfs = self.string(name, value).and_then(|text| {
+                        crate::lfs::Mode::parse(&text).or_else(|| {
+                            self.error(
+                                at,
+                                format!("`lfs` is \"auto\", \"on\" or \"off\", not {text:?}"),
+                            );
+                            None
+                        })
+                    })
+                }
                 "max_refs_per_push" => {
                     s.max_refs_per_push = self.integer(name, value).and_then(|n| {
                         usize::try_from(n)

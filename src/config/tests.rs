@@ -95,6 +95,7 @@ fn config_mirror_takes_the_documented_defaults() {
             retries: DEFAULT_RETRIES,
             max_pack_bytes: None,
             max_refs_per_push: Some(crate::batch::DEFAULT_MAX_REFS),
+            lfs: crate::lfs::Mode::Auto,
             interval: DEFAULT_INTERVAL,
             webhook_secret: None,
             origin: Origin {

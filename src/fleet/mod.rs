@@ -389,6 +389,7 @@ async fn try_attempt(
         dry_run: options.dry_run,
         no_verify: options.no_verify,
         transport: settings,
+        lfs: mirror.lfs,
     };
     let tokens = &*options.app_tokens;
     let mut result = sync_once(mirror, &sync_options, progress, tokens).await;

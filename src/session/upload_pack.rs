@@ -318,6 +318,52 @@ impl UploadPack {
         acks_only: bool,
         max_pack_bytes: u64,
     ) -> Result<CommitsFetch, Error> {
+        let filter = (!acks_only).then_some("tree:0");
+        self.fetch_small(
+            wants,
+            haves,
+            done,
+            deepen,
+            acks_only,
+            filter,
+            max_pack_bytes,
+        )
+        .await
+    }
+
+    /// A v2 fetch with `done` and the filter `filter` (e.g. `blob:limit=1k`
+    /// for the small blobs, as LFS pointers are): a pack that is held in
+    /// memory, up to `max_pack_bytes`. The session stays usable.
+    pub async fn fetch_filtered(
+        &mut self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        filter: &str,
+        max_pack_bytes: u64,
+    ) -> Result<CommitsFetch, Error> {
+        self.fetch_small(
+            wants,
+            haves,
+            true,
+            None,
+            false,
+            Some(filter),
+            max_pack_bytes,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_small(
+        &mut self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        done: bool,
+        deepen: Option<u32>,
+        acks_only: bool,
+        filter: Option<&str>,
+        max_pack_bytes: u64,
+    ) -> Result<CommitsFetch, Error> {
         let agent = agent();
         let request = FetchRequest {
             object_format: self.object_format,
@@ -327,7 +373,7 @@ impl UploadPack {
             thin_pack: false,
             ofs_delta: true,
             no_progress: true,
-            filter: (!acks_only).then_some("tree:0"),
+            filter,
             deepen,
             wait_for_done: acks_only,
         };

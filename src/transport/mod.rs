@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// For [`crate::forge`]'s API calls.
-pub(crate) use http::api_client;
 /// For [`crate::error_kind`], which classifies [`Error::Http`].
 pub(crate) use http::Error as HttpError;
+/// For [`crate::forge`]'s API calls.
+pub(crate) use http::{api_client, credentials_after_401, first_credentials, lfs_client};
 pub use idle::{Activity, LowSpeed};
 pub use process::ServerProcess;
 

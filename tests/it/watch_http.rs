@@ -495,6 +495,7 @@ fn run(name: &str, refs: Vec<RefOutcome>, error: Option<ErrorKind>) -> MirrorRun
         },
         skipped_refs: Vec::new(),
         steps: Vec::new(),
+        lfs: None,
         elapsed_ms: 5,
     };
     MirrorRun {

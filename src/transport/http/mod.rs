@@ -138,6 +138,34 @@ pub(crate) async fn api_client(url: &Url, connect_timeout: Duration) -> Result<C
         .map_err(Error::Client)
 }
 
+/// A client for a repository's LFS endpoint at `url`: git's TLS and proxy
+/// settings, as [`api_client`], with no overall timeout (an object may
+/// take long; a stalled transfer is caught by the caller's idle timeout).
+pub(crate) async fn lfs_client(url: &Url, connect_timeout: Duration) -> Result<Client, Error> {
+    let config = config::HttpConfig::load(url).await?;
+    client_builder(&config, connect_timeout, false)?
+        .build()
+        .map_err(Error::Client)
+}
+
+/// The username and password a request to `url` for `service`'s side
+/// sends first: the URL's, the side's token, or its token variable.
+pub(crate) fn first_credentials(
+    url: &Url,
+    service: Service,
+    configured: Option<&crate::transport::Token>,
+) -> Option<(String, String)> {
+    credential::explicit(url, service, configured).map(|c| (c.username, c.password))
+}
+
+/// The username and password after a 401: netrc, else git's credential
+/// helpers.
+pub(crate) async fn credentials_after_401(url: &Url) -> Option<(String, String)> {
+    credential::lookup(url)
+        .await
+        .map(|c| (c.username, c.password))
+}
+
 /// What every client gets from git's settings for its URL: TLS (CA file,
 /// verification, client certificate, HTTP/2 when `http2`), the proxy, the
 /// user agent, the connect timeout, and git's redirect limit.

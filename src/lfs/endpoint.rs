@@ -1,0 +1,71 @@
+//! Where a repository's LFS objects live, found as git-lfs finds them
+//! (`docs/api/server-discovery.md`): `<url>.git/info/lfs` for an http(s)
+//! remote, a `.git` added when the URL lacks one, unless the config names
+//! the endpoint outright (`lfs.url`-style).
+
+use url::Url;
+
+use crate::url::RepoUrl;
+
+/// The LFS endpoint of `repo`, or `None` where git-lfs would need more
+/// than the URL (ssh's `git-lfs-authenticate`, a local repository's own
+/// storage). Credentials in the URL are dropped: they are sent as git's
+/// are. Pure.
+pub fn for_repo(repo: &RepoUrl) -> Option<Url> {
+    let RepoUrl::Http { url } = repo else {
+        return None;
+    };
+    let mut endpoint = url.clone();
+    let _ = endpoint.set_username("");
+    let _ = endpoint.set_password(None);
+    endpoint.set_query(None);
+    endpoint.set_fragment(None);
+    let path = url.path().trim_end_matches('/');
+    let path = if path.ends_with(".git") {
+        format!("{path}/info/lfs")
+    } else {
+        format!("{path}.git/info/lfs")
+    };
+    endpoint.set_path(&path);
+    Some(endpoint)
+}
+
+/// `{endpoint}/{path}` (`objects/batch`).
+pub fn join(endpoint: &Url, path: &str) -> Url {
+    let mut url = endpoint.clone();
+    let joined = format!("{}/{path}", endpoint.path().trim_end_matches('/'));
+    url.set_path(&joined);
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(raw: &str) -> Option<String> {
+        for_repo(&RepoUrl::parse(raw).expect("a URL")).map(|u| u.to_string())
+    }
+
+    #[test]
+    fn lfs_endpoints_are_derived_as_git_lfs_derives_them() {
+        assert_eq!(
+            endpoint("https://git.example/org/repo.git").as_deref(),
+            Some("https://git.example/org/repo.git/info/lfs")
+        );
+        assert_eq!(
+            endpoint("https://user:secret@git.example/org/repo/").as_deref(),
+            Some("https://git.example/org/repo.git/info/lfs")
+        );
+        assert_eq!(
+            endpoint("http://127.0.0.1:8080/git/repo").as_deref(),
+            Some("http://127.0.0.1:8080/git/repo.git/info/lfs")
+        );
+        assert_eq!(endpoint("ssh://git@git.example/org/repo.git"), None);
+        assert_eq!(endpoint("/srv/repo.git"), None);
+        let base = Url::parse("https://git.example/r.git/info/lfs").expect("URL");
+        assert_eq!(
+            join(&base, "objects/batch").as_str(),
+            "https://git.example/r.git/info/lfs/objects/batch"
+        );
+    }
+}
