@@ -893,8 +893,17 @@ fn print_human(report: &SyncReport) {
                 )
             }
         };
+        let lfs = match &report.lfs {
+            Some(lfs) if lfs.objects > 0 => format!(
+                ", {} LFS object{} ({})",
+                lfs.objects,
+                if lfs.objects == 1 { "" } else { "s" },
+                human_bytes(lfs.bytes)
+            ),
+            _ => String::new(),
+        };
         out!(
-            "{what}; {} relayed{pushes} in {:.1} s",
+            "{what}; {} relayed{pushes}{lfs} in {:.1} s",
             human_bytes(report.result.bytes_relayed),
             report.elapsed_ms as f64 / 1000.0
         );

@@ -66,6 +66,8 @@ pub struct Metrics {
     syncs: Family<ResultLabels, Counter>,
     retries: Family<MirrorLabel, Counter>,
     bytes_relayed: Family<MirrorLabel, Counter>,
+    lfs_objects: Family<MirrorLabel, Counter>,
+    lfs_bytes: Family<MirrorLabel, Counter>,
     refs_updated: Family<KindLabels, Counter>,
     duration: Histogram,
     last_success: Family<MirrorLabel, Gauge<f64, AtomicU64>>,
@@ -111,6 +113,18 @@ impl Metrics {
             "Pack bytes relayed from upstream to downstream",
             bytes_relayed.clone(),
         );
+        let lfs_objects = Family::<MirrorLabel, Counter>::default();
+        registry.register(
+            "lfs_objects",
+            "LFS objects copied from upstream's LFS server to downstream's",
+            lfs_objects.clone(),
+        );
+        let lfs_bytes = Family::<MirrorLabel, Counter>::default();
+        registry.register(
+            "lfs_bytes",
+            "Bytes of the LFS objects copied",
+            lfs_bytes.clone(),
+        );
         let refs_updated = Family::<KindLabels, Counter>::default();
         registry.register(
             "refs_updated",
@@ -144,6 +158,8 @@ impl Metrics {
             syncs,
             retries,
             bytes_relayed,
+            lfs_objects,
+            lfs_bytes,
             refs_updated,
             duration,
             last_success,
@@ -180,6 +196,12 @@ impl Metrics {
         self.bytes_relayed
             .get_or_create(&label)
             .inc_by(run.bytes_relayed());
+        if let Some(lfs) = run.report.as_ref().and_then(|r| r.lfs.as_ref()) {
+            self.lfs_objects
+                .get_or_create(&label)
+                .inc_by(lfs.objects as u64);
+            self.lfs_bytes.get_or_create(&label).inc_by(lfs.bytes);
+        }
         self.up.get_or_create(&label).set(i64::from(run.ok));
         if run.ok {
             let now = SystemTime::now()
@@ -241,6 +263,8 @@ impl Metrics {
         let label = MirrorLabel { mirror };
         self.retries.remove(&label);
         self.bytes_relayed.remove(&label);
+        self.lfs_objects.remove(&label);
+        self.lfs_bytes.remove(&label);
         self.last_success.remove(&label);
         self.up.remove(&label);
     }
