@@ -157,6 +157,7 @@ pub fn classify_lfs(error: &crate::lfs::Error) -> Classified {
         // A transfer cut or refused midway: another try may get through.
         E::Object { .. } => ErrorKind::Unavailable.into(),
         E::NoEndpoint { .. } | E::Scan { .. } => ErrorKind::Unsupported.into(),
+        E::Setting { .. } => ErrorKind::Usage.into(),
     }
 }
 

@@ -966,12 +966,12 @@ pub async fn sync(
     let lfs = if options.dry_run || options.lfs == crate::lfs::Mode::Off || to_push.is_empty() {
         None
     } else {
-        Some(
-            lfs_step(
-                &mut relay, upstream, downstream, &to_push, options, progress,
-            )
-            .await?,
-        )
+        let sides = crate::batch::Sides {
+            upstream,
+            downstream,
+            transport: &options.transport,
+        };
+        Some(lfs_step(&mut relay, &sides, &to_push, options.lfs, progress).await?)
     };
     // A split push that stopped half-way left its temporary refs; a run
     // that completes deletes them, split or not.
@@ -1055,15 +1055,15 @@ pub async fn sync(
 /// LFS server to downstream's. Under `auto`, a sync whose upstream cannot
 /// say (v0, no filter, no LFS server) goes on without; once upstream
 /// serves the objects, any failure fails the sync before the push.
-async fn lfs_step(
+pub(crate) async fn lfs_step(
     relay: &mut Relay,
-    upstream: &RepoUrl,
-    downstream: &RepoUrl,
+    sides: &crate::batch::Sides<'_>,
     to_push: &[RefUpdate],
-    options: &SyncOptions,
+    mode: crate::lfs::Mode,
     progress: &Progress,
 ) -> Result<crate::lfs::Report, Error> {
     use crate::lfs::{self, Mode};
+    let (upstream, downstream, transport) = (sides.upstream, sides.downstream, sides.transport);
     let haves: BTreeSet<ObjectId> = relay
         .downstream
         .advertisement()
@@ -1082,7 +1082,7 @@ async fn lfs_step(
         return Ok(lfs::Report::default());
     }
     let skip = |reason: String| -> Result<lfs::Report, Error> {
-        if options.lfs == Mode::On {
+        if mode == Mode::On {
             return Err(lfs::Error::Scan { reason }.into());
         }
         tracing::warn!("LFS objects are not mirrored: {reason} (--lfs=off silences this)");
@@ -1105,7 +1105,7 @@ async fn lfs_step(
             } else {
                 ("downstream", downstream)
             };
-            if options.lfs == Mode::On {
+            if mode == Mode::On {
                 return Err(lfs::Error::NoEndpoint {
                     side,
                     url: url.to_string(),
@@ -1124,11 +1124,11 @@ async fn lfs_step(
             return skip(reason);
         }
     };
-    if options.lfs == Mode::Auto {
+    if mode == Mode::Auto {
         match lfs::has_server(
             &up,
-            options.transport.upstream_token.as_ref(),
-            options.transport.connect_timeout,
+            transport.upstream_token.as_ref(),
+            transport.connect_timeout,
         )
         .await
         {
@@ -1176,18 +1176,18 @@ async fn lfs_step(
     let sides = (
         lfs::Side {
             endpoint: up,
-            token: options.transport.upstream_token.as_ref(),
+            token: transport.upstream_token.as_ref(),
         },
         lfs::Side {
             endpoint: down,
-            token: options.transport.downstream_token.as_ref(),
+            token: transport.downstream_token.as_ref(),
         },
     );
     match lfs::mirror(
         &pointers,
         sides.0,
         sides.1,
-        options.transport.connect_timeout,
+        transport.connect_timeout,
         progress,
     )
     .await
@@ -1207,7 +1207,7 @@ async fn lfs_step(
             status: 404,
             url,
             ..
-        }) if options.lfs == Mode::Auto => skip(format!("upstream has no LFS server at {url}")),
+        }) if mode == Mode::Auto => skip(format!("upstream has no LFS server at {url}")),
         Err(error) => Err(error.into()),
     }
 }

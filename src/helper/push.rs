@@ -189,14 +189,25 @@ pub async fn push(
             max_pack_bytes: caps.max_pack_bytes,
             max_refs_per_push: caps.max_refs,
         };
+        let sides = crate::batch::Sides {
+            upstream: &pair.upstream,
+            downstream: &pair.downstream,
+            transport: &pair.settings,
+        };
+        // The LFS objects the pushed commits point to go first, from UP's
+        // LFS server to DOWN's, as `kalandra sync` sends them.
+        let lfs = crate::lfs::mode_from_env(|name| std::env::var(name).ok())
+            .map_err(relay::Error::from)?;
+        let mut relay = relay;
+        if lfs != crate::lfs::Mode::Off {
+            let report = relay::lfs_step(&mut relay, &sides, &updates, lfs, progress).await?;
+            if report.objects > 0 {
+                tracing::info!("{} LFS objects copied", report.objects);
+            }
+        }
         // A push too big for downstream's caps goes in steps, as `kalandra
         // sync --max-pack-bytes` does.
         let result = if caps.may_split(&updates) {
-            let sides = crate::batch::Sides {
-                upstream: &pair.upstream,
-                downstream: &pair.downstream,
-                transport: &pair.settings,
-            };
             let (result, steps) =
                 crate::batch::push(relay, &sides, &updates, None, &push_options, progress).await?;
             if steps.len() > 1 {

@@ -75,6 +75,18 @@ impl Mode {
     }
 }
 
+/// The remote helper's `--lfs`, from `KALANDRA_LFS` (`env` reads a
+/// variable; unset: `auto`). Pure.
+pub fn mode_from_env(env: impl Fn(&str) -> Option<String>) -> Result<Mode, Error> {
+    match env("KALANDRA_LFS").filter(|v| !v.trim().is_empty()) {
+        None => Ok(Mode::Auto),
+        Some(text) => Mode::parse(text.trim()).ok_or(Error::Setting {
+            name: "KALANDRA_LFS",
+            reason: format!("{text:?} is not auto, on or off"),
+        }),
+    }
+}
+
 /// What a sync did about LFS.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Report {
@@ -137,6 +149,8 @@ pub enum Error {
     },
     #[error("LFS: {side} {url} has no LFS endpoint Kalandra can find (only http(s) URLs have one yet); use --lfs=off to relay git objects only")]
     NoEndpoint { side: &'static str, url: String },
+    #[error("invalid {name}: {reason}")]
+    Setting { name: &'static str, reason: String },
     #[error("LFS: cannot find the pointers of the relayed commits: {reason}")]
     Scan { reason: String },
 }
@@ -321,5 +335,8 @@ mod tests {
         assert_eq!(Mode::parse("off"), Some(Mode::Off));
         assert_eq!(Mode::parse("yes"), None);
         assert_eq!(Mode::default(), Mode::Auto);
+        assert_eq!(mode_from_env(|_| None).ok(), Some(Mode::Auto));
+        assert_eq!(mode_from_env(|_| Some("off".into())).ok(), Some(Mode::Off));
+        assert!(mode_from_env(|_| Some("maybe".into())).is_err());
     }
 }
