@@ -119,6 +119,7 @@ pub struct LfsServer {
     /// `<world root>/lfs-<name>`: config, log, store.
     dir: PathBuf,
     nginx_port: u16,
+    nginx_tls_port: u16,
     nginx_conf: PathBuf,
     nginx_access_log: PathBuf,
     /// giftless' own port (0 while stopped).
@@ -167,6 +168,7 @@ impl LfsServer {
             token: token.to_owned(),
             dir,
             nginx_port: nginx.port,
+            nginx_tls_port: nginx.tls_port,
             nginx_conf: nginx.conf_dir().join(format!("lfs-{name}.conf")),
             nginx_access_log: nginx.conf_dir().join("logs/access.log"),
             port: 0,
@@ -315,6 +317,15 @@ impl LfsServer {
         format!(
             "http://127.0.0.1:{}/lfs-{}/{repo}",
             self.nginx_port, self.name
+        )
+    }
+
+    /// Like [`LfsServer::url`], over TLS on nginx's `tls_port` (its certificate is signed by
+    /// `Nginx::ca`, for `http.sslCAInfo`); giftless' hrefs are https then too.
+    pub fn https_url(&self, repo: &str) -> String {
+        format!(
+            "https://127.0.0.1:{}/lfs-{}/{repo}",
+            self.nginx_tls_port, self.name
         )
     }
 
@@ -825,6 +836,45 @@ mod tests {
         // The second push sends nothing.
         push_with_lfs(&w, &work, &lfs.url_with_token(REPO));
         assert_eq!(lfs.uploads().len(), 3);
+    }
+
+    /// Over TLS the API's hrefs are https too, and git-lfs follows them.
+    #[test]
+    fn lfs_server_over_https() {
+        let w = World::new();
+        enable_lfs(&w);
+        let nginx = Nginx::start(&w);
+        let lfs = LfsServer::start(&w, &nginx, "up", TOKEN);
+        bare_repo(&w, REPO);
+        let work = w.root().join("work");
+        lfs_work_repo(&w, &work);
+        let files = lfs_commit(&w, &work, 0..2, 30_000, "two objects");
+        let url = lfs
+            .https_url(REPO)
+            .replace("https://", &format!("https://lfs-user:{TOKEN}@"));
+        let ca = format!("http.sslCAInfo={}", nginx.ca.display());
+        w.git(&work, &["-c", &ca, "lfs", "push", "--all", &url]);
+        w.git(&work, &["-c", &ca, "push", "-q", &url, "main"]);
+        assert_eq!(lfs.objects(REPO), oids(&files));
+        let clone = w.root().join("clone");
+        w.git(
+            w.root(),
+            &[
+                "-c",
+                &ca,
+                "clone",
+                "-q",
+                &url,
+                clone.to_str().expect("UTF-8"),
+            ],
+        );
+        assert_lfs_complete(&w, &clone, &oids(&files));
+        let batch = lfs
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/objects/batch"))
+            .count();
+        assert!(batch >= 2, "{:?}", lfs.requests());
     }
 
     /// Two servers at once serve the same repository path from separate stores.
