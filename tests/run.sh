@@ -24,6 +24,8 @@ declare -A NEEDED=(
   [groff]=groff-base
   [node]=nodejs
   [npm]=npm
+  [git-lfs]=git-lfs
+  [python3]=python3
 )
 
 have() {
@@ -64,6 +66,29 @@ if ! cmp -s "$forge/package-lock.json" "$forge/node_modules/.kalandra-installed-
   echo "== npm ci (tests/forge)"
   (cd "$forge" && npm ci --no-audit --no-fund --loglevel=error)
   cp "$forge/package-lock.json" "$forge/node_modules/.kalandra-installed-lock"
+fi
+
+# The LFS tests' server (tests/lfs): giftless and its dependencies, exactly as
+# requirements.txt pins them, in a venv of their own (pip in a venv: no clash with Debian's
+# externally managed Python), installed again whenever the file changed.
+lfs=tests/lfs
+if ! cmp -s "$lfs/requirements.txt" "$lfs/.venv/.kalandra-installed-requirements"; then
+  echo "== pip install (tests/lfs)"
+  rm -rf "$lfs/.venv"
+  # Debian's python3 makes venvs (with pip) only once python3-venv is installed.
+  if ! python3 -m venv "$lfs/.venv" >/dev/null 2>&1; then
+    echo "tests/run.sh: installing python3-venv" >&2
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -q
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends python3-venv
+    rm -rf "$lfs/.venv"
+    python3 -m venv "$lfs/.venv"
+  fi
+  "$lfs/.venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
+    -r "$lfs/requirements.txt"
+  cp "$lfs/requirements.txt" "$lfs/.venv/.kalandra-installed-requirements"
 fi
 
 # Regenerate fixtures from their scripts rather than from any archive lying around.

@@ -22,6 +22,9 @@
 //!   (`auth_request`), because `auth_basic` knows one password per user name.
 //! - whatever `<root>/nginx/gitlab-api*.conf` holds when nginx starts or [`Nginx::reload`]s
 //!   (`crate::gitlab_api::GitlabApi::behind_nginx` puts its proxy there).
+//! - whatever `<root>/nginx/lfs-*.conf` holds when nginx starts or reloads: each
+//!   `crate::lfs_server::LfsServer` puts its `/lfs-<name>/...` location there (git data as on
+//!   `/v2/`, [`Nginx::git_backend`], and `.git/info/lfs/` to its giftless).
 //!
 //! The same locations are served over TLS on [`Nginx::tls_port`], with a certificate from a
 //! CA the harness generates ([`Nginx::ca`]), and on [`Nginx::mtls_port`], which also requires
@@ -73,6 +76,8 @@ pub struct Nginx {
     pub ca: PathBuf,
     /// The global git config http-backend runs with (see [`Nginx::set_server_config`]).
     server_config: PathBuf,
+    /// The body of `/v2/`'s location: http-backend with PATH_INFO `$1`.
+    git_backend: String,
     nginx: Child,
     fcgiwrap: Child,
 }
@@ -290,6 +295,7 @@ impl Nginx {
       auth_request /_kalandra/gitlab-auth;
 {auth}    }}
     include {d}/gitlab-api*.conf;
+    include {d}/lfs-*.conf;
 ",
             htpasswd = htpasswd.display(),
             gitlab_auth = gitlab_auth.display(),
@@ -370,6 +376,7 @@ http {{
             h2_port,
             ca,
             server_config,
+            git_backend: v2.clone(),
             nginx,
             fcgiwrap,
         };
@@ -549,6 +556,13 @@ http {{
             .status()
             .expect("can run kill");
         assert!(status.success(), "kill -HUP nginx failed: {status}");
+    }
+
+    /// The directives of `/v2/`'s location (git http-backend, protocol v2, pushes allowed,
+    /// every repository under the world root), for a location whose regex captures the
+    /// repository path and what follows as `$1`.
+    pub fn git_backend(&self) -> &str {
+        &self.git_backend
     }
 
     /// nginx's error log so far.

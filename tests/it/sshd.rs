@@ -383,6 +383,29 @@ impl Sshd {
             .expect("can append to authorized_keys");
     }
 
+    /// Make every key already let in run `command` (a forced command) instead of what the
+    /// client asks for; the command finds the request in `SSH_ORIGINAL_COMMAND`, as a forge's
+    /// shell (gitlab-shell) does. Keys forced before keep their command.
+    pub fn force_command_for_all(&self, command: &str) {
+        assert!(
+            !command.contains('"'),
+            "a forced command here cannot contain a double quote: {command}"
+        );
+        let path = self.dir.join("authorized_keys");
+        let text = std::fs::read_to_string(&path).expect("can read authorized_keys");
+        let forced: String = text
+            .lines()
+            .map(|line| {
+                if line.trim().is_empty() || line.starts_with("command=") {
+                    format!("{line}\n")
+                } else {
+                    format!("command=\"{command}\" {line}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&path, forced).expect("can write authorized_keys");
+    }
+
     /// Replace the server side's global git config by the default one plus `extra`.
     pub fn set_server_git_config(&self, extra: &str) {
         std::fs::write(
