@@ -1091,55 +1091,38 @@ pub(crate) async fn lfs_step(
             ..lfs::Report::default()
         })
     };
-    // Where the objects would come from and go to, before asking
-    // upstream for anything: a sync with no LFS server upstream (every
-    // file://, ssh:// and git:// upstream for now) pays nothing.
-    let (up, down) = match (
-        lfs::endpoint::for_repo(upstream),
-        lfs::endpoint::for_repo(downstream),
-    ) {
-        (Some(up), Some(down)) => (up, down),
-        (up, _) => {
-            let (side, url) = if up.is_none() {
-                ("upstream", upstream)
-            } else {
-                ("downstream", downstream)
-            };
-            if mode == Mode::On {
-                return Err(lfs::Error::NoEndpoint {
-                    side,
-                    url: url.to_string(),
-                }
-                .into());
+    // Where the objects would come from, before asking upstream for
+    // anything: a sync with no LFS server upstream (every file://, ssh://
+    // and git:// upstream for now) pays nothing.
+    let quiet = |reason: String| -> Result<lfs::Report, Error> {
+        tracing::debug!("LFS left alone: {reason}");
+        Ok(lfs::Report {
+            skipped: Some(reason),
+            ..lfs::Report::default()
+        })
+    };
+    let (Some(up), RepoUrl::Http { url: up_repo }) = (lfs::endpoint::for_repo(upstream), upstream)
+    else {
+        if mode == Mode::On {
+            return Err(lfs::Error::NoEndpoint {
+                side: "upstream",
+                url: upstream.to_string(),
             }
-            // Quietly for upstream: most have no LFS at all.
-            let reason = format!("{side} {url} has no LFS endpoint Kalandra can find");
-            if side == "upstream" {
-                tracing::debug!("LFS left alone: {reason}");
-                return Ok(lfs::Report {
-                    skipped: Some(reason),
-                    ..lfs::Report::default()
-                });
-            }
-            return skip(reason);
+            .into());
         }
+        return quiet(format!(
+            "upstream {upstream} has no LFS endpoint Kalandra can find"
+        ));
+    };
+    let up_side = lfs::Side {
+        endpoint: up.clone(),
+        repo: up_repo,
+        token: transport.upstream_token.as_ref(),
     };
     if mode == Mode::Auto {
-        match lfs::has_server(
-            &up,
-            transport.upstream_token.as_ref(),
-            transport.connect_timeout,
-        )
-        .await
-        {
+        match lfs::has_server(&up_side, transport.connect_timeout).await {
             Ok(true) => {}
-            Ok(false) => {
-                tracing::debug!("LFS left alone: upstream has no LFS server at {up}");
-                return Ok(lfs::Report {
-                    skipped: Some(format!("upstream has no LFS server at {up}")),
-                    ..lfs::Report::default()
-                });
-            }
+            Ok(false) => return quiet(format!("upstream has no LFS server at {up}")),
             Err(error) => return skip(crate::relay::chain(&error)),
         }
     }
@@ -1173,20 +1156,30 @@ pub(crate) async fn lfs_step(
         "LFS: the relayed commits point to {} objects",
         pointers.len()
     );
-    let sides = (
-        lfs::Side {
-            endpoint: up,
-            token: transport.upstream_token.as_ref(),
-        },
-        lfs::Side {
-            endpoint: down,
-            token: transport.downstream_token.as_ref(),
-        },
-    );
+    let (Some(down), RepoUrl::Http { url: down_repo }) =
+        (lfs::endpoint::for_repo(downstream), downstream)
+    else {
+        if mode == Mode::On {
+            return Err(lfs::Error::NoEndpoint {
+                side: "downstream",
+                url: downstream.to_string(),
+            }
+            .into());
+        }
+        return skip(format!(
+            "the relayed commits point to {} LFS objects, but downstream {downstream} has no LFS endpoint Kalandra can find",
+            pointers.len()
+        ));
+    };
+    let down_side = lfs::Side {
+        endpoint: down,
+        repo: down_repo,
+        token: transport.downstream_token.as_ref(),
+    };
     match lfs::mirror(
         &pointers,
-        sides.0,
-        sides.1,
+        up_side,
+        down_side,
         transport.connect_timeout,
         progress,
     )

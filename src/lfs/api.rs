@@ -18,7 +18,7 @@ use url::Url;
 use super::pointer::Pointer;
 use super::Error;
 use crate::terminal::escape;
-use crate::transport::{Service, Token};
+use crate::transport::Service;
 
 pub const MEDIA_TYPE: &str = "application/vnd.git-lfs+json";
 
@@ -136,19 +136,20 @@ pub struct Server {
 
 impl Server {
     pub async fn new(
-        endpoint: Url,
+        of: &super::Side<'_>,
         side: &'static str,
         service: Service,
-        token: Option<&Token>,
         connect_timeout: Duration,
     ) -> Result<Self, Error> {
+        let endpoint = of.endpoint.clone();
         let client = crate::transport::lfs_client(&endpoint, connect_timeout)
             .await
             .map_err(|source| Error::Client {
                 endpoint: endpoint.to_string(),
                 source,
             })?;
-        let credentials = crate::transport::first_credentials(&endpoint, service, token);
+        // The git URL's user and password, else the side's token.
+        let credentials = crate::transport::first_credentials(of.repo, service, of.token);
         Ok(Self {
             endpoint,
             side,
@@ -214,6 +215,49 @@ impl Server {
                 reason,
             });
         }
+    }
+
+    /// Whether an LFS server answers at the endpoint: a batch request for
+    /// an object no one has gets 2xx, or an error in LFS's media type (some
+    /// servers answer 404 or 422 then); any other server answers otherwise.
+    /// Refused credentials are an error.
+    pub async fn probe(&mut self) -> Result<bool, Error> {
+        let url = super::endpoint::join(&self.endpoint, "objects/batch");
+        let nobody = Pointer {
+            oid: "0".repeat(64),
+            size: 1,
+        };
+        let body = request_body(Operation::Download, &[nobody]).to_string();
+        let mut request = self
+            .client
+            .post(url.clone())
+            .header(ACCEPT, MEDIA_TYPE)
+            .header(CONTENT_TYPE, MEDIA_TYPE)
+            .body(body);
+        if let Some((user, password)) = &self.credentials {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().await.map_err(|source| Error::Request {
+            side: self.side,
+            url: url.to_string(),
+            source,
+        })?;
+        let status = response.status();
+        let lfs_answer = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with(MEDIA_TYPE));
+        if matches!(status.as_u16(), 401 | 403) {
+            let answer = response.bytes().await.unwrap_or_default();
+            return Err(Error::Batch {
+                side: self.side,
+                url: url.to_string(),
+                status: status.as_u16(),
+                detail: detail(&answer),
+            });
+        }
+        Ok(status.is_success() || lfs_answer)
     }
 
     /// `request` with an action's headers; the side's credentials when

@@ -187,34 +187,20 @@ pub fn pointers_from(
     }
 }
 
-/// Whether `endpoint` is an LFS server: a batch request for no objects
-/// answers 2xx there, and 404 (or another refusal) elsewhere. A server
-/// that cannot be reached is an error.
-pub async fn has_server(
-    endpoint: &Url,
-    token: Option<&Token>,
-    connect_timeout: Duration,
-) -> Result<bool, Error> {
-    let mut server = Server::new(
-        endpoint.clone(),
-        "upstream",
-        Service::UploadPack,
-        token,
-        connect_timeout,
-    )
-    .await?;
-    match server.batch(Operation::Download, &[]).await {
-        Ok(_) => Ok(true),
-        Err(Error::Batch { status, .. }) if status == 404 || status == 405 || status == 501 => {
-            Ok(false)
-        }
-        Err(error) => Err(error),
-    }
+/// Whether `side`'s endpoint is an LFS server: a batch request answers
+/// 2xx there, and 404 elsewhere. A server that cannot be reached, or that
+/// refuses the credentials, is an error.
+pub async fn has_server(side: &Side<'_>, connect_timeout: Duration) -> Result<bool, Error> {
+    let mut server = Server::new(side, "upstream", Service::UploadPack, connect_timeout).await?;
+    server.probe().await
 }
 
 /// One side's LFS server, as the sync sees it.
 pub struct Side<'a> {
     pub endpoint: Url,
+    /// The side's git URL: a user and password in it are sent to the LFS
+    /// server too, as git-lfs sends them.
+    pub repo: &'a Url,
     pub token: Option<&'a Token>,
 }
 
@@ -231,22 +217,8 @@ pub async fn mirror(
         pointers: pointers.len(),
         ..Report::default()
     };
-    let mut up = Server::new(
-        up.endpoint,
-        "upstream",
-        Service::UploadPack,
-        up.token,
-        connect_timeout,
-    )
-    .await?;
-    let mut down = Server::new(
-        down.endpoint,
-        "downstream",
-        Service::ReceivePack,
-        down.token,
-        connect_timeout,
-    )
-    .await?;
+    let mut up = Server::new(&up, "upstream", Service::UploadPack, connect_timeout).await?;
+    let mut down = Server::new(&down, "downstream", Service::ReceivePack, connect_timeout).await?;
     let all: Vec<Pointer> = pointers.iter().cloned().collect();
     for chunk in all.chunks(api::BATCH_SIZE) {
         let mut uploads = Vec::new();
@@ -311,7 +283,7 @@ pub async fn mirror(
         let copying: Vec<_> = copies
             .iter()
             .map(|(pointer, download, upload, verify)| {
-                transfer::copy(&up, &down, pointer, download, upload, verify.as_ref())
+                copy_with_retries(&up, &down, pointer, download, upload, verify.as_ref())
             })
             .collect();
         let mut running = futures_util::stream::iter(copying).buffer_unordered(CONCURRENT);
@@ -322,6 +294,32 @@ pub async fn mirror(
         }
     }
     Ok(report)
+}
+
+/// How many times one object is tried, as git-lfs retries a transfer.
+const TRIES: u32 = 3;
+
+/// [`transfer::copy`], tried again after a failed transfer (a reset, a
+/// 5xx): a corrupt object is not.
+async fn copy_with_retries(
+    up: &Server,
+    down: &Server,
+    pointer: &Pointer,
+    download: &api::Action,
+    upload: &api::Action,
+    verify: Option<&api::Action>,
+) -> Result<u64, Error> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match transfer::copy(up, down, pointer, download, upload, verify).await {
+            Err(error @ Error::Object { .. }) if tries < TRIES => {
+                tracing::info!("{error}; trying again");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ mod hooks;
 mod hostile_input;
 mod hostile_transport;
 mod http;
+mod lfs;
 mod lfs_server;
 mod mirror;
 mod nginx;
