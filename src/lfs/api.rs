@@ -174,20 +174,7 @@ impl Server {
         let body = request_body(operation, objects).to_string();
         let mut retried = false;
         loop {
-            let mut request = self
-                .client
-                .post(url.clone())
-                .header(ACCEPT, MEDIA_TYPE)
-                .header(CONTENT_TYPE, MEDIA_TYPE)
-                .body(body.clone());
-            if let Some((user, password)) = &self.credentials {
-                request = request.basic_auth(user, Some(password));
-            }
-            let response = request.send().await.map_err(|source| Error::Request {
-                side: self.side,
-                url: url.to_string(),
-                source,
-            })?;
+            let response = self.post_batch(&url, body.clone()).await?;
             let status = response.status();
             let answer = response.bytes().await.map_err(|source| Error::Request {
                 side: self.side,
@@ -228,20 +215,7 @@ impl Server {
             size: 1,
         };
         let body = request_body(Operation::Download, &[nobody]).to_string();
-        let mut request = self
-            .client
-            .post(url.clone())
-            .header(ACCEPT, MEDIA_TYPE)
-            .header(CONTENT_TYPE, MEDIA_TYPE)
-            .body(body);
-        if let Some((user, password)) = &self.credentials {
-            request = request.basic_auth(user, Some(password));
-        }
-        let response = request.send().await.map_err(|source| Error::Request {
-            side: self.side,
-            url: url.to_string(),
-            source,
-        })?;
+        let response = self.post_batch(&url, body).await?;
         let status = response.status();
         let lfs_answer = response
             .headers()
@@ -258,6 +232,24 @@ impl Server {
             });
         }
         Ok(status.is_success() || lfs_answer)
+    }
+
+    /// `POST url` of a batch `body`, with the side's credentials.
+    async fn post_batch(&self, url: &Url, body: String) -> Result<reqwest::Response, Error> {
+        let mut request = self
+            .client
+            .post(url.clone())
+            .header(ACCEPT, MEDIA_TYPE)
+            .header(CONTENT_TYPE, MEDIA_TYPE)
+            .body(body);
+        if let Some((user, password)) = &self.credentials {
+            request = request.basic_auth(user, Some(password));
+        }
+        request.send().await.map_err(|source| Error::Request {
+            side: self.side,
+            url: url.to_string(),
+            source,
+        })
     }
 
     /// `request` with an action's headers; the side's credentials when
