@@ -138,12 +138,13 @@ pub(crate) async fn api_client(url: &Url, connect_timeout: Duration) -> Result<C
         .map_err(Error::Client)
 }
 
-/// A client for a repository's LFS endpoint at `url`: git's TLS and proxy
-/// settings, as [`api_client`], with no overall timeout (an object may
-/// take long; a stalled transfer is caught by the caller's idle timeout).
+/// A client for a repository's LFS endpoint at `url`: git's TLS, proxy and
+/// `http.version` settings for it, as git-lfs takes them, with no overall
+/// timeout (an object may take long). Not git's extra headers: the
+/// client also follows the batch API's hrefs, often to other hosts.
 pub(crate) async fn lfs_client(url: &Url, connect_timeout: Duration) -> Result<Client, Error> {
     let config = config::HttpConfig::load(url).await?;
-    client_builder(&config, connect_timeout, false)?
+    client_builder(&config, connect_timeout, config.http2())?
         .build()
         .map_err(Error::Client)
 }
