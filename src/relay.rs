@@ -852,6 +852,9 @@ pub struct SyncOptions {
     pub transport: TransportSettings,
     /// `--lfs`: whether LFS objects go along ([`crate::lfs`]).
     pub lfs: crate::lfs::Mode,
+    /// `--upstream-lfs-url`, `--downstream-lfs-url`: LFS endpoints given
+    /// outright, as git's `lfs.url` / `remote.<name>.lfsurl`.
+    pub lfs_urls: crate::lfs::Endpoints,
 }
 
 /// The result of [`sync`].
@@ -971,7 +974,16 @@ pub async fn sync(
             downstream,
             transport: &options.transport,
         };
-        Some(lfs_step(&mut relay, &sides, &to_push, options.lfs, progress).await?)
+        Some(
+            lfs_step(
+                &mut relay,
+                &sides,
+                &to_push,
+                (options.lfs, &options.lfs_urls),
+                progress,
+            )
+            .await?,
+        )
     };
     // A split push that stopped half-way left its temporary refs; a run
     // that completes deletes them, split or not.
@@ -1059,7 +1071,7 @@ pub(crate) async fn lfs_step(
     relay: &mut Relay,
     sides: &crate::batch::Sides<'_>,
     to_push: &[RefUpdate],
-    mode: crate::lfs::Mode,
+    (mode, given): (crate::lfs::Mode, &crate::lfs::Endpoints),
     progress: &Progress,
 ) -> Result<crate::lfs::Report, Error> {
     use crate::lfs::{self, Mode};
@@ -1101,8 +1113,7 @@ pub(crate) async fn lfs_step(
             ..lfs::Report::default()
         })
     };
-    let (Some(up), RepoUrl::Http { url: up_repo }) = (lfs::endpoint::for_repo(upstream), upstream)
-    else {
+    let Some((up, up_repo)) = lfs::endpoint::side(upstream, given.upstream.as_ref()) else {
         if mode == Mode::On {
             return Err(lfs::Error::NoEndpoint {
                 side: "upstream",
@@ -1116,7 +1127,7 @@ pub(crate) async fn lfs_step(
     };
     let up_side = lfs::Side {
         endpoint: up.clone(),
-        repo: up_repo,
+        repo: &up_repo,
         token: transport.upstream_token.as_ref(),
     };
     if mode == Mode::Auto {
@@ -1156,9 +1167,7 @@ pub(crate) async fn lfs_step(
         "LFS: the relayed commits point to {} objects",
         pointers.len()
     );
-    let (Some(down), RepoUrl::Http { url: down_repo }) =
-        (lfs::endpoint::for_repo(downstream), downstream)
-    else {
+    let Some((down, down_repo)) = lfs::endpoint::side(downstream, given.downstream.as_ref()) else {
         if mode == Mode::On {
             return Err(lfs::Error::NoEndpoint {
                 side: "downstream",
@@ -1173,7 +1182,7 @@ pub(crate) async fn lfs_step(
     };
     let down_side = lfs::Side {
         endpoint: down,
-        repo: down_repo,
+        repo: &down_repo,
         token: transport.downstream_token.as_ref(),
     };
     match lfs::mirror(

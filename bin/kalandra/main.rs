@@ -136,7 +136,7 @@ enum Command {
 }
 
 /// Flags that shape one pair's sync; a config file sets them per mirror.
-const PAIR_ONLY: [&str; 14] = [
+const PAIR_ONLY: [&str; 16] = [
     "upstream",
     "downstream",
     "include",
@@ -151,6 +151,8 @@ const PAIR_ONLY: [&str; 14] = [
     "max_pack_bytes",
     "max_refs_per_push",
     "lfs",
+    "upstream_lfs_url",
+    "downstream_lfs_url",
 ];
 
 #[derive(Args)]
@@ -227,6 +229,13 @@ struct SyncArgs {
     /// relays git objects only.
     #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
     lfs: LfsArg,
+    /// Upstream's LFS endpoint, when it is not `<UP>.git/info/lfs` (as
+    /// git's `lfs.url`).
+    #[arg(long, value_name = "URL", value_parser = kalandra::lfs::parse_endpoint)]
+    upstream_lfs_url: Option<url::Url>,
+    /// Downstream's LFS endpoint, when it is not `<DOWN>.git/info/lfs`.
+    #[arg(long, value_name = "URL", value_parser = kalandra::lfs::parse_endpoint)]
+    downstream_lfs_url: Option<url::Url>,
     /// Do not re-read downstream's refs after the push to check that they
     /// are what downstream reported.
     #[arg(long)]
@@ -657,6 +666,10 @@ async fn run(
         no_verify: args.no_verify,
         transport: transport_settings(args)?,
         lfs: args.lfs.into(),
+        lfs_urls: kalandra::lfs::Endpoints {
+            upstream: args.upstream_lfs_url.clone(),
+            downstream: args.downstream_lfs_url.clone(),
+        },
     };
     // Not on a terminal, a plain line every few seconds tells a CI log
     // that a long transfer is alive (docs/usage.md, "Progress and logs").

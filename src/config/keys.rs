@@ -28,6 +28,8 @@ pub(super) const MIRROR: &[&str] = &[
     "max_pack_bytes",
     "max_refs_per_push",
     "lfs",
+    "upstream_lfs_url",
+    "downstream_lfs_url",
     "interval",
     "webhook_secret_env",
     "webhook_secret_file",

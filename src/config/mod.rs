@@ -135,6 +135,8 @@ pub struct Mirror {
     pub max_refs_per_push: Option<usize>,
     /// Whether LFS objects go along (`lfs`, default `auto`).
     pub lfs: crate::lfs::Mode,
+    /// `upstream_lfs_url`, `downstream_lfs_url`.
+    pub lfs_urls: crate::lfs::Endpoints,
     /// `kalandra watch`: how often the mirror syncs without a webhook.
     pub interval: Duration,
     /// `kalandra watch`: what authenticates its webhooks.

@@ -46,6 +46,8 @@ pub(super) struct Settings {
     pub retries: Option<u32>,
     pub max_pack_bytes: Option<u64>,
     pub lfs: Option<crate::lfs::Mode>,
+    pub upstream_lfs_url: Option<url::Url>,
+    pub downstream_lfs_url: Option<url::Url>,
     /// `Some(None)`: `max_refs_per_push = 0`, no cap.
     pub max_refs_per_push: Option<Option<usize>>,
     pub interval: Option<Duration>,
@@ -94,6 +96,8 @@ impl Settings {
             max_pack_bytes,
             max_refs_per_push,
             lfs,
+            upstream_lfs_url,
+            downstream_lfs_url,
             interval,
             webhook_secret,
             names,
@@ -137,6 +141,10 @@ impl Settings {
             retries: self.retries.unwrap_or(DEFAULT_RETRIES),
             max_pack_bytes: self.max_pack_bytes,
             lfs: self.lfs.unwrap_or_default(),
+            lfs_urls: crate::lfs::Endpoints {
+                upstream: self.upstream_lfs_url.clone(),
+                downstream: self.downstream_lfs_url.clone(),
+            },
             // `atomic` asks for one all-or-nothing push: only a cap set
             // outright splits it.
             max_refs_per_push: self.max_refs_per_push.unwrap_or(
@@ -257,6 +265,18 @@ impl Checker<'_> {
                             None
                         })
                     })
+                }
+                "upstream_lfs_url" | "downstream_lfs_url" => {
+                    let parsed = self.string(name, value).and_then(|text| {
+                        crate::lfs::parse_endpoint(&text)
+                            .map_err(|e| self.error(at, format!("`{name}`: {e}")))
+                            .ok()
+                    });
+                    if name == "upstream_lfs_url" {
+                        s.upstream_lfs_url = parsed;
+                    } else {
+                        s.downstream_lfs_url = parsed;
+                    }
                 }
                 "max_refs_per_push" => {
                     s.max_refs_per_push = self.integer(name, value).and_then(|n| {

@@ -96,6 +96,7 @@ fn config_mirror_takes_the_documented_defaults() {
             max_pack_bytes: None,
             max_refs_per_push: Some(crate::batch::DEFAULT_MAX_REFS),
             lfs: crate::lfs::Mode::Auto,
+            lfs_urls: crate::lfs::Endpoints::default(),
             interval: DEFAULT_INTERVAL,
             webhook_secret: None,
             origin: Origin {

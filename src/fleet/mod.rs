@@ -390,6 +390,7 @@ async fn try_attempt(
         no_verify: options.no_verify,
         transport: settings,
         lfs: mirror.lfs,
+        lfs_urls: mirror.lfs_urls.clone(),
     };
     let tokens = &*options.app_tokens;
     let mut result = sync_once(mirror, &sync_options, progress, tokens).await;

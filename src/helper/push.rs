@@ -200,7 +200,9 @@ pub async fn push(
             .map_err(relay::Error::from)?;
         let mut relay = relay;
         if lfs != crate::lfs::Mode::Off {
-            let report = relay::lfs_step(&mut relay, &sides, &updates, lfs, progress).await?;
+            let given = crate::lfs::Endpoints::default();
+            let report =
+                relay::lfs_step(&mut relay, &sides, &updates, (lfs, &given), progress).await?;
             if report.objects > 0 {
                 tracing::info!("{} LFS objects copied", report.objects);
             }

@@ -30,6 +30,18 @@ pub fn for_repo(repo: &RepoUrl) -> Option<Url> {
     Some(endpoint)
 }
 
+/// A side's LFS endpoint and the URL whose user and password go with it:
+/// `given` (`--*-lfs-url`) when set, else derived from `repo`. `None`
+/// when there is neither. Pure.
+pub fn side(repo: &RepoUrl, given: Option<&Url>) -> Option<(Url, Url)> {
+    let endpoint = given.cloned().or_else(|| for_repo(repo))?;
+    let credentials_from = match repo {
+        RepoUrl::Http { url } if given.is_none() => url.clone(),
+        _ => endpoint.clone(),
+    };
+    Some((endpoint, credentials_from))
+}
+
 /// `{endpoint}/{path}` (`objects/batch`).
 pub fn join(endpoint: &Url, path: &str) -> Url {
     let mut url = endpoint.clone();
@@ -62,6 +74,15 @@ mod tests {
         );
         assert_eq!(endpoint("ssh://git@git.example/org/repo.git"), None);
         assert_eq!(endpoint("/srv/repo.git"), None);
+        let given = Url::parse("https://lfs.example/store").expect("URL");
+        let ssh = RepoUrl::parse("ssh://git@git.example/org/repo.git").expect("a URL");
+        assert_eq!(
+            side(&ssh, Some(&given))
+                .map(|(e, _)| e.to_string())
+                .as_deref(),
+            Some("https://lfs.example/store")
+        );
+        assert_eq!(side(&ssh, None), None);
         let base = Url::parse("https://git.example/r.git/info/lfs").expect("URL");
         assert_eq!(
             join(&base, "objects/batch").as_str(),

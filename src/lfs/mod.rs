@@ -50,6 +50,42 @@ pub const SCAN_LIMITS: Limits = Limits {
     max_object_bytes: 1 << 30,
 };
 
+/// LFS endpoints given outright, per side.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    pub upstream: Option<Url>,
+    pub downstream: Option<Url>,
+}
+
+/// An LFS endpoint as `--*-lfs-url` and `*_lfs_url` take it: http(s), no
+/// credentials (those come as git's do), no query. Pure.
+pub fn parse_endpoint(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text.trim())
+        .map_err(|e| format!("{:?} is not a URL: {e}", crate::url::mask_credentials(text)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "{} is not an http(s) URL",
+            crate::url::mask_credentials(text)
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{} has credentials in it: they come from the side's token, netrc or git's helpers",
+            crate::url::mask_credentials(text)
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{} has a query or fragment",
+            crate::url::mask_credentials(text)
+        ));
+    }
+    let mut url = url;
+    let path = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&path);
+    Ok(url)
+}
+
 /// `--lfs`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -336,5 +372,13 @@ mod tests {
         assert_eq!(mode_from_env(|_| None).ok(), Some(Mode::Auto));
         assert_eq!(mode_from_env(|_| Some("off".into())).ok(), Some(Mode::Off));
         assert!(mode_from_env(|_| Some("maybe".into())).is_err());
+        assert_eq!(
+            parse_endpoint("https://lfs.example/a/").map(|u| u.to_string()),
+            Ok("https://lfs.example/a".into())
+        );
+        assert!(parse_endpoint("https://u:secret@lfs.example/a")
+            .expect_err("credentials")
+            .contains("credentials"));
+        assert!(parse_endpoint("ssh://lfs.example/a").is_err());
     }
 }

@@ -300,3 +300,44 @@ fn a_push_through_the_remote_helper_copies_the_lfs_objects_too() {
     assert_eq!(fx.down.objects(DOWN), fx.oids);
     fx.check_downstream("clone", &fx.oids);
 }
+
+/// An LFS endpoint given outright (`--upstream-lfs-url`, as git's `lfs.url`) is used where
+/// the one derived from the git URL would not be an LFS server: here upstream's git data is
+/// read from another location than its LFS server's.
+#[test]
+fn an_lfs_endpoint_given_outright_is_used() {
+    let fx = Fx::new(3, 64 * 1024);
+    let up_git = fx.nginx.url("v2", UP);
+    let down = fx.down.url(DOWN);
+    let given = fx.up.lfs_url(UP);
+    let run = fx.w.kalandra_env(
+        fx.w.root(),
+        &["sync", &up_git, &down, "--json", "--lfs=on"],
+        &fx.w.global_config(),
+        &[
+            ("KALANDRA_UPSTREAM_TOKEN", Some(UP_TOKEN.into())),
+            ("KALANDRA_DOWNSTREAM_TOKEN", Some(DOWN_TOKEN.into())),
+        ],
+    );
+    assert_ne!(run.code, 0, "the derived endpoint is no LFS server{run}");
+    let run = fx.w.kalandra_env(
+        fx.w.root(),
+        &[
+            "sync",
+            &up_git,
+            &down,
+            "--json",
+            "--lfs=on",
+            "--upstream-lfs-url",
+            &given,
+        ],
+        &fx.w.global_config(),
+        &[
+            ("KALANDRA_UPSTREAM_TOKEN", Some(UP_TOKEN.into())),
+            ("KALANDRA_DOWNSTREAM_TOKEN", Some(DOWN_TOKEN.into())),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(report(&run)["lfs"]["objects"], 3, "{run}");
+    fx.check_downstream("clone", &fx.oids);
+}
