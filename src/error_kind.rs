@@ -158,6 +158,7 @@ pub fn classify_lfs(error: &crate::lfs::Error) -> Classified {
         E::Object { .. } => ErrorKind::Unavailable.into(),
         E::NoEndpoint { .. } | E::Scan { .. } => ErrorKind::Unsupported.into(),
         E::Setting { .. } => ErrorKind::Usage.into(),
+        E::Authenticate { .. } => ErrorKind::Connection.into(),
     }
 }
 
@@ -435,6 +436,7 @@ fn classify_ssh(error: &ssh::Error) -> ErrorKind {
         | E::ProxyCommand { .. }
         | E::UnsafeForProxyCommand { .. }
         | E::TooManyHops { .. } => ErrorKind::Usage,
+        E::Output { .. } => ErrorKind::Connection,
     }
 }
 

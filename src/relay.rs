@@ -1104,8 +1104,8 @@ pub(crate) async fn lfs_step(
         })
     };
     // Where the objects would come from, before asking upstream for
-    // anything: a sync with no LFS server upstream (every file://, ssh://
-    // and git:// upstream for now) pays nothing.
+    // anything: a sync with no LFS server upstream (a file:// or git://
+    // upstream without a given endpoint) pays nothing.
     let quiet = |reason: String| -> Result<lfs::Report, Error> {
         tracing::debug!("LFS left alone: {reason}");
         Ok(lfs::Report {
@@ -1113,29 +1113,45 @@ pub(crate) async fn lfs_step(
             ..lfs::Report::default()
         })
     };
-    let Some((up, up_repo)) = lfs::endpoint::side(upstream, given.upstream.as_ref()) else {
-        if mode == Mode::On {
-            return Err(lfs::Error::NoEndpoint {
-                side: "upstream",
-                url: upstream.to_string(),
+    // An ssh upstream's endpoint costs a connection of its own
+    // (`git-lfs-authenticate`): under `auto` it is asked only once the
+    // relayed commits turn out to hold pointers.
+    let ssh_later =
+        mode == Mode::Auto && given.upstream.is_none() && matches!(upstream, RepoUrl::Ssh { .. });
+    let mut up_found = None;
+    if !ssh_later {
+        let resolved =
+            match lfs::resolve(upstream, given.upstream.as_ref(), "upstream", transport).await {
+                Ok(resolved) => resolved,
+                Err(error) if mode == Mode::Auto => return quiet(error.to_string()),
+                Err(error) => return Err(error.into()),
+            };
+        let Some((up, up_repo, up_headers)) = resolved else {
+            if mode == Mode::On {
+                return Err(lfs::Error::NoEndpoint {
+                    side: "upstream",
+                    url: upstream.to_string(),
+                }
+                .into());
             }
-            .into());
+            return quiet(format!(
+                "upstream {upstream} has no LFS endpoint Kalandra can find"
+            ));
+        };
+        if mode == Mode::Auto {
+            let probe = lfs::Side {
+                endpoint: up.clone(),
+                headers: up_headers.clone(),
+                repo: &up_repo,
+                token: transport.upstream_token.as_ref(),
+            };
+            match lfs::has_server(&probe, transport.connect_timeout).await {
+                Ok(true) => {}
+                Ok(false) => return quiet(format!("upstream has no LFS server at {up}")),
+                Err(error) => return skip(crate::relay::chain(&error)),
+            }
         }
-        return quiet(format!(
-            "upstream {upstream} has no LFS endpoint Kalandra can find"
-        ));
-    };
-    let up_side = lfs::Side {
-        endpoint: up.clone(),
-        repo: &up_repo,
-        token: transport.upstream_token.as_ref(),
-    };
-    if mode == Mode::Auto {
-        match lfs::has_server(&up_side, transport.connect_timeout).await {
-            Ok(true) => {}
-            Ok(false) => return quiet(format!("upstream has no LFS server at {up}")),
-            Err(error) => return skip(crate::relay::chain(&error)),
-        }
+        up_found = Some((up, up_repo, up_headers));
     }
     if !relay.upstream.is_v2() {
         return skip("upstream speaks protocol v0, which cannot send the small blobs alone".into());
@@ -1167,7 +1183,33 @@ pub(crate) async fn lfs_step(
         "LFS: the relayed commits point to {} objects",
         pointers.len()
     );
-    let Some((down, down_repo)) = lfs::endpoint::side(downstream, given.downstream.as_ref()) else {
+    let (up, up_repo, up_headers) = match up_found {
+        Some(found) => found,
+        None => match lfs::resolve(upstream, None, "upstream", transport).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                return skip(format!(
+                    "the relayed commits point to {} LFS objects, but upstream {upstream} answers no git-lfs-authenticate",
+                    pointers.len()
+                ))
+            }
+            Err(error) => return skip(error.to_string()),
+        },
+    };
+    let up_side = lfs::Side {
+        endpoint: up,
+        headers: up_headers,
+        repo: &up_repo,
+        token: transport.upstream_token.as_ref(),
+    };
+    let Some((down, down_repo, down_headers)) = lfs::resolve(
+        downstream,
+        given.downstream.as_ref(),
+        "downstream",
+        transport,
+    )
+    .await?
+    else {
         if mode == Mode::On {
             return Err(lfs::Error::NoEndpoint {
                 side: "downstream",
@@ -1182,6 +1224,7 @@ pub(crate) async fn lfs_step(
     };
     let down_side = lfs::Side {
         endpoint: down,
+        headers: down_headers,
         repo: &down_repo,
         token: transport.downstream_token.as_ref(),
     };

@@ -132,6 +132,8 @@ pub struct Server {
     pub side: &'static str,
     client: Client,
     credentials: Option<(String, String)>,
+    /// Sent with every batch request (`git-lfs-authenticate`'s headers).
+    headers: BTreeMap<String, String>,
 }
 
 impl Server {
@@ -148,9 +150,17 @@ impl Server {
                 endpoint: endpoint.to_string(),
                 source,
             })?;
-        // The git URL's user and password, else the side's token.
-        let credentials = crate::transport::first_credentials(of.repo, service, of.token);
+        // The git URL's user and password, else the side's token; none when
+        // git-lfs-authenticate gave an Authorization header.
+        let authorized = of
+            .headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case(AUTHORIZATION.as_str()));
+        let credentials = (!authorized)
+            .then(|| crate::transport::first_credentials(of.repo, service, of.token))
+            .flatten();
         Ok(Self {
+            headers: of.headers.clone(),
             endpoint,
             side,
             client,
@@ -242,6 +252,9 @@ impl Server {
             .header(ACCEPT, MEDIA_TYPE)
             .header(CONTENT_TYPE, MEDIA_TYPE)
             .body(body);
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
         if let Some((user, password)) = &self.credentials {
             request = request.basic_auth(user, Some(password));
         }

@@ -42,6 +42,54 @@ pub fn side(repo: &RepoUrl, given: Option<&Url>) -> Option<(Url, Url)> {
     Some((endpoint, credentials_from))
 }
 
+/// What `git-lfs-authenticate` answers (git-lfs `docs/api/server-discovery.md`):
+/// the endpoint and the headers to send to it. `Debug` leaves the headers
+/// out: they hold a token.
+#[derive(Clone, serde::Deserialize)]
+pub struct Authenticated {
+    pub href: String,
+    #[serde(default)]
+    pub header: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("href", &crate::url::mask_credentials(&self.href))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The command git-lfs runs over ssh for `path`: `git-lfs-authenticate
+/// 'PATH' download|upload`. Pure.
+pub fn authenticate_command(path: &str, upload: bool) -> String {
+    format!(
+        "git-lfs-authenticate {} {}",
+        crate::transport::ssh::sq_quote(path),
+        if upload { "upload" } else { "download" }
+    )
+}
+
+/// `git-lfs-authenticate`'s answer, checked: an http(s) `href`. Pure.
+pub fn parse_authenticated(out: &[u8]) -> Result<(Url, Authenticated), String> {
+    let answer: Authenticated = serde_json::from_slice(out).map_err(|e| {
+        format!(
+            "git-lfs-authenticate answered what is not its JSON ({e}): {}",
+            crate::terminal::escape(&String::from_utf8_lossy(&out[..out.len().min(200)]))
+        )
+    })?;
+    let url = Url::parse(&answer.href)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| {
+            format!(
+                "git-lfs-authenticate's href {} is not an http(s) URL",
+                crate::url::mask_credentials(&answer.href)
+            )
+        })?;
+    Ok((url, answer))
+}
+
 /// `{endpoint}/{path}` (`objects/batch`).
 pub fn join(endpoint: &Url, path: &str) -> Url {
     let mut url = endpoint.clone();
@@ -83,6 +131,19 @@ mod tests {
             Some("https://lfs.example/store")
         );
         assert_eq!(side(&ssh, None), None);
+        assert_eq!(
+            authenticate_command("/srv/it's.git", true),
+            "git-lfs-authenticate '/srv/it'\\''s.git' upload"
+        );
+        let (url, answer) = parse_authenticated(
+            br#"{"href":"https://lfs.example/r.git/info/lfs","header":{"Authorization":"Bearer t"},"expires_in":3600}"#,
+        )
+        .expect("valid");
+        assert_eq!(url.as_str(), "https://lfs.example/r.git/info/lfs");
+        assert_eq!(answer.header["Authorization"], "Bearer t");
+        assert!(!format!("{answer:?}").contains("Bearer"));
+        assert!(parse_authenticated(b"not json").is_err());
+        assert!(parse_authenticated(br#"{"href":"ssh://x/y"}"#).is_err());
         let base = Url::parse("https://git.example/r.git/info/lfs").expect("URL");
         assert_eq!(
             join(&base, "objects/batch").as_str(),

@@ -187,6 +187,8 @@ pub enum Error {
     NoEndpoint { side: &'static str, url: String },
     #[error("invalid {name}: {reason}")]
     Setting { name: &'static str, reason: String },
+    #[error("LFS: {side}'s git-lfs-authenticate over ssh failed: {reason}")]
+    Authenticate { side: &'static str, reason: String },
     #[error("LFS: cannot find the pointers of the relayed commits: {reason}")]
     Scan { reason: String },
 }
@@ -231,9 +233,43 @@ pub async fn has_server(side: &Side<'_>, connect_timeout: Duration) -> Result<bo
     server.probe().await
 }
 
+/// A side's LFS endpoint: `given` when set; else derived from an http(s)
+/// URL; else, for an ssh URL, what `git-lfs-authenticate` answers over ssh
+/// (`upload` for downstream). The URL whose user and password go with it,
+/// and the headers to send. `None` when the side has none.
+pub async fn resolve(
+    repo: &crate::url::RepoUrl,
+    given: Option<&Url>,
+    side: &'static str,
+    settings: &crate::transport::TransportSettings,
+) -> Result<Option<(Url, Url, std::collections::BTreeMap<String, String>)>, Error> {
+    if let Some((endpoint, credentials)) = endpoint::side(repo, given) {
+        return Ok(Some((endpoint, credentials, Default::default())));
+    }
+    let crate::url::RepoUrl::Ssh { path, .. } = repo else {
+        return Ok(None);
+    };
+    let command = endpoint::authenticate_command(path, side == "downstream");
+    let failed = |reason: String| Error::Authenticate { side, reason };
+    let out = match crate::transport::ssh_output(repo, &command, settings).await {
+        Some(Ok(out)) => out,
+        Some(Err(e)) => return Err(failed(crate::relay::chain(&e))),
+        None => return Ok(None),
+    };
+    // A server without git-lfs-authenticate prints nothing (its error goes
+    // to stderr): no LFS there.
+    if out.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let (url, answer) = endpoint::parse_authenticated(&out).map_err(failed)?;
+    Ok(Some((url.clone(), url, answer.header)))
+}
+
 /// One side's LFS server, as the sync sees it.
 pub struct Side<'a> {
     pub endpoint: Url,
+    /// Headers to send to it (`git-lfs-authenticate`'s `header`).
+    pub headers: std::collections::BTreeMap<String, String>,
     /// The side's git URL: a user and password in it are sent to the LFS
     /// server too, as git-lfs sends them.
     pub repo: &'a Url,

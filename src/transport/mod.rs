@@ -349,6 +349,27 @@ pub async fn connect_linked(
     })
 }
 
+/// What `command` prints when run over ssh on `url`'s host (for
+/// `git-lfs-authenticate`), at most 64 KiB. `None` for a URL that is not
+/// ssh.
+pub async fn ssh_output(
+    url: &RepoUrl,
+    command: &str,
+    settings: &TransportSettings,
+) -> Option<Result<Vec<u8>, Error>> {
+    let RepoUrl::Ssh {
+        user, host, port, ..
+    } = url
+    else {
+        return None;
+    };
+    Some(
+        ssh::output(user.as_deref(), host, *port, command, settings, 64 << 10)
+            .await
+            .map_err(Error::from),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -341,3 +341,45 @@ fn an_lfs_endpoint_given_outright_is_used() {
     assert_eq!(report(&run)["lfs"]["objects"], 3, "{run}");
     fx.check_downstream("clone", &fx.oids);
 }
+
+/// An ssh upstream's LFS endpoint comes from `git-lfs-authenticate` over ssh (answered here
+/// as GitLab and GitHub answer it: an href and an Authorization header), asked only once the
+/// relayed commits turn out to hold pointers.
+#[test]
+fn an_ssh_upstreams_lfs_endpoint_comes_from_git_lfs_authenticate() {
+    let w = World::new();
+    enable_lfs(&w);
+    let nginx = Nginx::start(&w);
+    let up = LfsServer::start(&w, &nginx, "up", UP_TOKEN);
+    let down = LfsServer::start(&w, &nginx, "down", DOWN_TOKEN);
+    let sshd = crate::sshd::start_for(&w, crate::sshd::Protocol::V2);
+    let ssh = crate::lfs_server::ssh_lfs_authenticate(&w, &sshd);
+    up.serve_over_ssh(&ssh, UP);
+    let up_bare = bare_repo(&w, UP);
+    w.git(&up_bare, &["config", "uploadpack.allowFilter", "true"]);
+    bare_repo(&w, DOWN);
+    let store = down.object_path(DOWN, "x");
+    std::fs::create_dir_all(store.parent().expect("a directory")).expect("the store");
+    let work = w.root().join("work");
+    let files = lfs_history(&w, &work, 4, 64 * 1024);
+    push_with_lfs(&w, &work, &up.url_with_token(UP));
+
+    let up_url = sshd.url(&up_bare);
+    let down_url = down.url(DOWN);
+    let run = w.kalandra_env(
+        w.root(),
+        &["sync", &up_url, &down_url, "--json"],
+        &w.global_config(),
+        &[("KALANDRA_DOWNSTREAM_TOKEN", Some(DOWN_TOKEN.into()))],
+    );
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(report(&run)["lfs"]["objects"], 4, "{run}");
+    assert!(
+        ssh.calls().iter().any(|c| c.ends_with(" download")),
+        "{:?}",
+        ssh.calls()
+    );
+    let clone = w.root().join("clone");
+    clone_with_lfs(&w, &down.url_with_token(DOWN), &clone);
+    assert_lfs_complete(&w, &clone, &oids(&files));
+}

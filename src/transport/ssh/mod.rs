@@ -97,6 +97,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("ssh {command:?}: {reason}")]
+    Output { command: String, reason: String },
     #[error("{variable} uses the \"simple\" ssh variant, which cannot take a port; set GIT_SSH_VARIANT=ssh if it accepts -p")]
     PortUnsupported { variable: &'static str },
 }
@@ -121,6 +123,51 @@ pub(super) async fn connect(
     }
     let target = target::Target::resolve(user, host, port, options.settings.connect_timeout)?;
     client::connect(target, &command, protocol_v2).await
+}
+
+/// Runs `command` on `host` over ssh, as git-lfs runs `git-lfs-authenticate`,
+/// and returns what it prints, at most `limit` bytes, within `within`.
+pub(super) async fn output(
+    user: Option<&str>,
+    host: &str,
+    port: Option<u16>,
+    command: &str,
+    settings: &super::TransportSettings,
+    limit: usize,
+) -> Result<Vec<u8>, Error> {
+    use tokio::io::AsyncReadExt;
+    let repo = host.to_owned();
+    let connection = match external::from_settings().await {
+        Some(external) => external.connect(user, host, port, command, false, &repo)?,
+        None => {
+            let target = target::Target::resolve(user, host, port, settings.connect_timeout)?;
+            client::connect(target, command, false).await?
+        }
+    };
+    let mut reader = connection.reader;
+    let mut out = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = reader.read(&mut chunk).await?;
+            if n == 0 || out.len() + n > limit {
+                out.extend_from_slice(&chunk[..n.min(limit - out.len().min(limit))]);
+                return Ok::<_, std::io::Error>(());
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+    };
+    match tokio::time::timeout(settings.idle_timeout, read).await {
+        Ok(Ok(())) => Ok(out),
+        Ok(Err(source)) => Err(Error::Output {
+            command: command.to_owned(),
+            reason: source.to_string(),
+        }),
+        Err(_) => Err(Error::Output {
+            command: command.to_owned(),
+            reason: format!("no answer within {} s", settings.idle_timeout.as_secs()),
+        }),
+    }
 }
 
 /// Quotes a path for the remote shell the way git does (`sq_quote_buf`):
