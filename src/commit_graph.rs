@@ -112,6 +112,21 @@ impl CommitGraph {
         limits: Limits,
         on_blob: &mut dyn FnMut(&[u8]),
     ) -> Result<Self, Error> {
+        Self::from_pack_visit(pack, format, limits, &mut |kind, _, data| {
+            if kind == gix_object::Kind::Blob {
+                on_blob(data);
+            }
+        })
+    }
+
+    /// [`Self::from_pack`], handing every object of the pack (resolved from
+    /// its delta if it is one) to `on_object` with its kind and id.
+    pub fn from_pack_visit(
+        pack: &[u8],
+        format: ObjectFormat,
+        limits: Limits,
+        on_object: &mut dyn FnMut(gix_object::Kind, &ObjectId, &[u8]),
+    ) -> Result<Self, Error> {
         if pack.len() as u64 > limits.max_pack_bytes {
             return Err(Error::PackTooLarge {
                 limit: limits.max_pack_bytes,
@@ -165,7 +180,7 @@ impl CommitGraph {
             &mut budget,
             limits,
             &mut graph,
-            on_blob,
+            on_object,
         )?;
         Ok(graph)
     }
@@ -246,7 +261,7 @@ fn resolve(
     budget: &mut u64,
     limits: Limits,
     graph: &mut CommitGraph,
-    on_blob: &mut dyn FnMut(&[u8]),
+    on_object: &mut dyn FnMut(gix_object::Kind, &ObjectId, &[u8]),
 ) -> Result<(), Error> {
     let by_offset: HashMap<u64, usize> = slots
         .iter()
@@ -278,9 +293,7 @@ fn resolve(
         let id = gix_object::compute_hash(hash_kind, kind, &slots[i].data)
             .map_err(|e| Error::Pack(e.to_string()))?;
         record(graph, kind, &id, &slots[i].data, hash_kind)?;
-        if kind == gix_object::Kind::Blob {
-            on_blob(&slots[i].data);
-        }
+        on_object(kind, &to_oid(&id), &slots[i].data);
         let mut children = offset_children.remove(&i).unwrap_or_default();
         children.extend(id_children.remove(&id).unwrap_or_default());
         for child in children {

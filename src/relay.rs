@@ -979,7 +979,7 @@ pub async fn sync(
                 &mut relay,
                 &sides,
                 &to_push,
-                (options.lfs, &options.lfs_urls),
+                (options.lfs, &options.lfs_urls, up_refs.head.as_ref()),
                 progress,
             )
             .await?,
@@ -1071,7 +1071,7 @@ pub(crate) async fn lfs_step(
     relay: &mut Relay,
     sides: &crate::batch::Sides<'_>,
     to_push: &[RefUpdate],
-    (mode, given): (crate::lfs::Mode, &crate::lfs::Endpoints),
+    (mode, given, head): (crate::lfs::Mode, &crate::lfs::Endpoints, Option<&ObjectId>),
     progress: &Progress,
 ) -> Result<crate::lfs::Report, Error> {
     use crate::lfs::{self, Mode};
@@ -1196,6 +1196,18 @@ pub(crate) async fn lfs_step(
             Err(error) => return skip(error.to_string()),
         },
     };
+    // `.lfsconfig` at upstream's HEAD may name the LFS server, below an
+    // endpoint given outright, as git-lfs reads it.
+    let up = match (given.upstream.as_ref(), head) {
+        (None, Some(head)) => match lfs_config_url(relay, head).await {
+            Some(named) => {
+                tracing::info!("LFS: upstream's .lfsconfig names {named}");
+                named
+            }
+            None => up,
+        },
+        _ => up,
+    };
     let up_side = lfs::Side {
         endpoint: up,
         headers: up_headers,
@@ -1254,6 +1266,31 @@ pub(crate) async fn lfs_step(
             ..
         }) if mode == Mode::Auto => skip(format!("upstream has no LFS server at {url}")),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// The LFS endpoint `.lfsconfig` at `head` names, if upstream can send it
+/// alone and it names one; a failure to look is only logged.
+async fn lfs_config_url(relay: &mut Relay, head: &ObjectId) -> Option<url::Url> {
+    use crate::lfs::lfsconfig;
+    let fetched = relay
+        .upstream
+        .fetch_shallow_filtered(head, lfsconfig::FILTER, lfsconfig::LIMITS.max_pack_bytes)
+        .await;
+    let pack = match fetched.map(|f| f.pack) {
+        Ok(Some(crate::session::upload_pack::CommitsPack::Bytes(pack))) => pack,
+        Ok(_) => return None,
+        Err(error) => {
+            tracing::debug!("LFS: cannot look at .lfsconfig: {}", chain(&error));
+            return None;
+        }
+    };
+    match lfsconfig::url_in(&pack, relay.object_format(), head) {
+        Ok(url) => url,
+        Err(reason) => {
+            tracing::warn!("LFS: upstream's .lfsconfig cannot be read: {reason}");
+            None
+        }
     }
 }
 

@@ -202,7 +202,8 @@ pub async fn push(
         if lfs != crate::lfs::Mode::Off {
             let given = crate::lfs::Endpoints::default();
             let report =
-                relay::lfs_step(&mut relay, &sides, &updates, (lfs, &given), progress).await?;
+                relay::lfs_step(&mut relay, &sides, &updates, (lfs, &given, None), progress)
+                    .await?;
             if report.objects > 0 {
                 tracing::info!("{} LFS objects copied", report.objects);
             }

@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod endpoint;
+pub mod lfsconfig;
 pub mod pointer;
 pub mod transfer;
 

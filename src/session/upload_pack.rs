@@ -353,6 +353,26 @@ impl UploadPack {
         .await
     }
 
+    /// `want` alone, one commit deep (`deepen 1`), with `filter`: a look at
+    /// one commit's top-level files. The session stays usable.
+    pub async fn fetch_shallow_filtered(
+        &mut self,
+        want: &ObjectId,
+        filter: &str,
+        max_pack_bytes: u64,
+    ) -> Result<CommitsFetch, Error> {
+        self.fetch_small(
+            std::slice::from_ref(want),
+            &[],
+            true,
+            Some(1),
+            false,
+            Some(filter),
+            max_pack_bytes,
+        )
+        .await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn fetch_small(
         &mut self,

@@ -383,3 +383,40 @@ fn an_ssh_upstreams_lfs_endpoint_comes_from_git_lfs_authenticate() {
     clone_with_lfs(&w, &down.url_with_token(DOWN), &clone);
     assert_lfs_complete(&w, &clone, &oids(&files));
 }
+
+/// `.lfsconfig` at upstream's HEAD names upstream's LFS server (`lfs.url`), as git-lfs reads
+/// it: here upstream's git data is read from a location whose derived endpoint is no LFS
+/// server, and the file is what finds the objects.
+#[test]
+fn lfsconfig_at_upstreams_head_names_its_lfs_server() {
+    let fx = Fx::new(3, 64 * 1024);
+    fx.w.write(
+        &fx.work,
+        ".lfsconfig",
+        format!("[lfs]\n\turl = {}\n", fx.up.lfs_url(UP)).as_bytes(),
+    );
+    fx.w.git(&fx.work, &["add", ".lfsconfig"]);
+    fx.w.git(&fx.work, &["commit", "-q", "-m", "name the LFS server"]);
+    push_with_lfs(&fx.w, &fx.work, &fx.up.url_with_token(UP));
+    let up_git = fx.nginx.url("v2", UP);
+    let down = fx.down.url(DOWN);
+    let run = fx.w.kalandra_env(
+        fx.w.root(),
+        &["sync", &up_git, &down, "--json", "--lfs=on", "-v"],
+        &fx.w.global_config(),
+        &[
+            ("KALANDRA_UPSTREAM_TOKEN", Some(UP_TOKEN.into())),
+            ("KALANDRA_DOWNSTREAM_TOKEN", Some(DOWN_TOKEN.into())),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stderr.contains("upstream's .lfsconfig names"), "{run}");
+    assert_eq!(report(&run)["lfs"]["objects"], 3, "{run}");
+    // A clone of downstream would follow the mirrored .lfsconfig to upstream's server, so
+    // downstream's store is checked itself.
+    assert_eq!(fx.down.objects(DOWN), fx.oids);
+    for oid in &fx.oids {
+        let stored = crate::lfs_server::sha256_file(&fx.down.object_path(DOWN, oid));
+        assert_eq!(&stored, oid);
+    }
+}
