@@ -263,6 +263,12 @@ def main() -> None:
           f"{bench.fmt_b(s.meta['pack_bytes'])} pack, {s.meta['commits']} commits, {s.meta['refs']} refs; "
           f"cap {bench.fmt_b(cap)}; {gv}; {kv}", file=sys.stderr, flush=True)
     runs: dict[str, list[dict]] = dict(uncapped=[], capped=[], naive=[])
+    # rewritten after every leg, so that an interrupted run still leaves what it measured
+    partial = WORK_DIR / "results" / f"batched-{a.size}-s{a.seed}-cap{a.cap}-partial-{os.getpid()}.json"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint(rnd: dict) -> None:
+        partial.write_text(json.dumps(dict(report, rounds=report["rounds"] + [rnd]), indent=2, default=str) + "\n")
     try:
         for i in range(a.repeat):
             rnd: dict = {}
@@ -277,6 +283,7 @@ def main() -> None:
                       f" verified={r['verified']}", file=sys.stderr, flush=True)
                 if r["rc"]:
                     print(r.get("error", ""), file=sys.stderr)
+                checkpoint(rnd)
             if not a.no_naive:
                 r = run_naive(s)
                 runs["naive"].append(r)
@@ -308,6 +315,7 @@ def main() -> None:
               f"{bench.fmt_b(c['landed_bytes'])} landed in {c['down_packs']:.0f} packs; "
               f"largest landed push {bench.fmt_b(c['largest_landed_push'])} (cap {bench.fmt_b(cap)})")
     bench.save_report(report, f"batched-{a.size}-s{a.seed}-cap{a.cap}", a.json)
+    partial.unlink(missing_ok=True)
     if not report["verified"]:
         print("VERIFICATION FAILED (see the JSON report)", file=sys.stderr)
         sys.exit(1)
