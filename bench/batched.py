@@ -97,8 +97,10 @@ def packs_in(down: Path) -> tuple[int, int]:
     return len(packs), sum(p.stat().st_size for p in packs)
 
 
-def run_sync(s: bench.Setup, binary: Path, cap: int | None, cap_text: str | None) -> dict:
-    """One initial mirror into a fresh empty bare downstream; measured, then verified."""
+def run_sync(s: bench.Setup, binary: Path, cap: int | None, cap_text: str | None,
+             log: Path | None = None) -> dict:
+    """One initial mirror into a fresh empty bare downstream; measured, then verified.
+    kalandra's stderr is also appended to `log` as it comes."""
     down = bench.init_bare(s.fresh("down-capped.git" if cap else "down-uncapped.git"))
     cmd = [str(binary), "sync", "-v", "--json"]
     if cap:
@@ -106,7 +108,8 @@ def run_sync(s: bench.Setup, binary: Path, cap: int | None, cap_text: str | None
         bench.git("-C", str(down), "config", "receive.maxInputSize", str(cap))
         cmd += ["--max-pack-bytes", cap_text or str(cap)]
     cmd += [bench.url(s.up), bench.url(down)]
-    m = bench.measure(cmd, stderr_tail=200_000)
+    print(f"   {' '.join(cmd)}" + (f"  (log: {log})" if log else ""), file=sys.stderr, flush=True)
+    m = bench.measure(cmd, stderr_tail=200_000, stderr_file=log)
     res: dict = dict(
         cmd=cmd, rc=m["rc"], wall=m["wall"], cpu=m["cpu"], own_cpu=m["own_cpu"],
         own_peak_rss=m["own_peak_rss"], tree_peak_rss=m["tree_peak_rss"],
@@ -274,7 +277,8 @@ def main() -> None:
             rnd: dict = {}
             # interleaved, so that load from elsewhere spreads over every leg
             for leg in ("uncapped", "capped"):
-                r = run_sync(s, binary, cap if leg == "capped" else None, a.cap)
+                r = run_sync(s, binary, cap if leg == "capped" else None, a.cap,
+                             log=partial.with_name(f"batched-{a.size}-s{a.seed}-cap{a.cap}-{os.getpid()}-{i + 1}-{leg}.log"))
                 runs[leg].append(r)
                 rnd[leg] = r
                 extra = (f" pushes={r.get('pushes')} cut={r.get('cut_tries')}" if leg == "capped" else "")

@@ -131,7 +131,8 @@ def _own_cpu(pid: int) -> float | None:
 
 def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture",
             cwd: Path | None = None, run_env: dict[str, str] | None = None,
-            others: tuple[int, ...] = (), stderr_tail: int = 4000) -> dict:
+            others: tuple[int, ...] = (), stderr_tail: int = 4000,
+            stderr_file: Path | None = None) -> dict:
     """Run cmd and sample /proc every POLL seconds (every FAST_POLL during the
     first FAST_FOR seconds) until it exits.
 
@@ -146,6 +147,7 @@ def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture
     run_env: the environment (default env()).  others: pids of other process trees
     (servers, say) sampled at the same times: others_peak_rss is the max over samples
     of the sum of their trees' VmRSS.  stderr_tail: how many characters of stderr to keep.
+    stderr_file: also append stderr there as it comes (to follow a long run).
     """
     fin = open(stdin, "rb") if stdin else subprocess.DEVNULL
     out_target = {"capture": subprocess.PIPE, "count": subprocess.PIPE, "null": subprocess.DEVNULL}[stdout]
@@ -168,8 +170,14 @@ def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture
 
     def drain_err() -> None:
         assert p.stderr is not None
-        for b in iter(lambda: p.stderr.read(65536), b""):
+        tee = open(stderr_file, "ab") if stderr_file else None
+        for b in iter(lambda: p.stderr.read1(65536), b""):
             errs.append(b)
+            if tee:
+                tee.write(b)
+                tee.flush()
+        if tee:
+            tee.close()
 
     st_ = dict(hwm=None, tree_peak=0, samples=0, others_peak=0)
 
