@@ -119,9 +119,20 @@ def _descendants(pid: int) -> list[int]:
     return seen
 
 
+def _own_cpu(pid: int) -> float | None:
+    """utime + stime (seconds) of the process itself, children excluded, from
+    /proc/PID/stat; read while it is a zombie, so the figures are final."""
+    st = _read(f"/proc/{pid}/stat")
+    if not st:
+        return None
+    f = st.rsplit(")", 1)[1].split()  # f[0] is field 3 (state); utime, stime are fields 14, 15
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture",
             cwd: Path | None = None, run_env: dict[str, str] | None = None,
-            others: tuple[int, ...] = ()) -> dict:
+            others: tuple[int, ...] = (), stderr_tail: int = 4000,
+            stderr_file: Path | None = None) -> dict:
     """Run cmd and sample /proc every POLL seconds (every FAST_POLL during the
     first FAST_FOR seconds) until it exits.
 
@@ -135,7 +146,8 @@ def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture
     stdout: "capture" (kept, decoded), "count" (drained and counted), or "null".
     run_env: the environment (default env()).  others: pids of other process trees
     (servers, say) sampled at the same times: others_peak_rss is the max over samples
-    of the sum of their trees' VmRSS.
+    of the sum of their trees' VmRSS.  stderr_tail: how many characters of stderr to keep.
+    stderr_file: also append stderr there as it comes (to follow a long run).
     """
     fin = open(stdin, "rb") if stdin else subprocess.DEVNULL
     out_target = {"capture": subprocess.PIPE, "count": subprocess.PIPE, "null": subprocess.DEVNULL}[stdout]
@@ -158,8 +170,14 @@ def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture
 
     def drain_err() -> None:
         assert p.stderr is not None
-        for b in iter(lambda: p.stderr.read(65536), b""):
+        tee = open(stderr_file, "ab") if stderr_file else None
+        for b in iter(lambda: p.stderr.read1(65536), b""):
             errs.append(b)
+            if tee:
+                tee.write(b)
+                tee.flush()
+        if tee:
+            tee.close()
 
     st_ = dict(hwm=None, tree_peak=0, samples=0, others_peak=0)
 
@@ -215,6 +233,7 @@ def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture
     if w is not None:
         thread_writes[str(pid)] = w
     tree_w = _field(_read(f"/proc/{pid}/io"), "write_bytes:")
+    own_cpu = _own_cpu(pid)
     _, status, ru = os.wait4(pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     for t in threads:
@@ -230,11 +249,12 @@ def measure(cmd: list[str], *, stdin: Path | None = None, stdout: str = "capture
         tree_write_bytes=tree_w,
         max_single_rss=ru.ru_maxrss * 1024,
         cpu=ru.ru_utime + ru.ru_stime,  # the process and every descendant it waited for
+        own_cpu=own_cpu,  # the process alone (its threads, not its children)
         others_peak_rss=st_["others_peak"] * 1024,
         samples=samples,
         stdout=b"".join(chunks).decode(errors="replace") if stdout == "capture" else None,
         stdout_bytes=counted[0],
-        stderr=b"".join(errs).decode(errors="replace")[-4000:],
+        stderr=b"".join(errs).decode(errors="replace")[-stderr_tail:],
     )
 
 
