@@ -307,6 +307,9 @@ fn resolve(
             slots[child].kind = Some(kind);
             ready.push(child);
         }
+        // Recorded, and every delta on it applied: its bytes are done with
+        // (a walk of a long history would otherwise hold them all).
+        slots[i].data = Vec::new();
     }
     if resolved < slots.len() {
         let stuck = slots
