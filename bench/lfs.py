@@ -450,8 +450,12 @@ def run_naive(world: World, srv: Nginx, lfs: list[Giftless], up: Path, down_stor
     (cwd / "tmp").mkdir(parents=True)
     mirror = cwd / "mirror.git"
     up_url, down_url = srv.url("up", UP_REPO, UP_TOKEN), srv.url("down", repo, DOWN_TOKEN)
-    script = ('set -e; git clone -q --mirror "$1" "$3"; cd "$3"; git lfs fetch --all origin; '
-              'git push -q --mirror "$2"; git lfs push --all "$2"')
+    # each step's end time on stdout (date is a few ms), to show where the time goes
+    script = ('set -e; t() { echo "$1 $(date +%s.%N)"; }; t start; '
+              'git clone -q --mirror "$1" "$3"; t clone; cd "$3"; '
+              'git lfs fetch --all origin >/dev/null; t lfs_fetch; '
+              'git push -q --mirror "$2"; t push; '
+              'git lfs push --all "$2" >/dev/null; t lfs_push')
     e = world.env(TMPDIR=str(cwd / "tmp"))
     cpu0 = servers_cpu(lfs)
     m = measure(["sh", "-c", script, "naive", up_url, down_url, str(mirror)], cwd=cwd, run_env=e,
@@ -463,6 +467,8 @@ def run_naive(world: World, srv: Nginx, lfs: list[Giftless], up: Path, down_stor
                samples=m["samples"], rc=m["rc"])
     if m["rc"]:
         res["error"] = m["stderr"][-2000:]
+    marks = [line.split() for line in (m["stdout"] or "").splitlines() if len(line.split()) == 2]
+    res["steps"] = {b[0]: float(b[1]) - float(a[1]) for a, b in zip(marks, marks[1:])}
     res["verify"] = verify(world, up, down, store, oids)
     shutil.rmtree(down)
     shutil.rmtree(store)
@@ -508,6 +514,11 @@ def table(report: dict) -> str:
                 f"{ratio(km['cpu'], nm['cpu'])} |")
     rows.append(f"| both giftless' CPU meanwhile | {fmt_s(km['giftless_cpu'])} | {fmt_s(nm['giftless_cpu'])} | "
                 f"{ratio(km['giftless_cpu'], nm['giftless_cpu'])} |")
+    steps = {st: statistics.median([r["steps"].get(st, 0) for r in n]) for st in
+             ("clone", "lfs_fetch", "push", "lfs_push")} if n and all(r.get("steps") for r in n) else {}
+    if steps:
+        rows.append("| naive's steps (medians) | | " + ", ".join(f"{st} {fmt_s(v)}" for st, v in steps.items())
+                    + " | |")
     ok = lambda runs: "yes" if runs and all(r["rc"] == 0 and r["verify"]["ok"] for r in runs) else "NO"  # noqa: E731
     rows.append(f"| verified (refs, every object's sha256, fsck) | {ok(k)} | {ok(n)} | |")
     return "\n".join(rows)
