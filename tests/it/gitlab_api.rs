@@ -19,9 +19,7 @@
 //! the server; so does the end of the test process, because the server exits when its
 //! standard input closes.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -29,16 +27,10 @@ use serde_json::{json, Value};
 use crate::github_api::{http_request, ApiResponse};
 use crate::harness::World;
 use crate::nginx::Nginx;
-
-/// How long the server may take to load the description and listen.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::node_server::NodeServer;
 
 pub struct GitlabApi {
-    dir: PathBuf,
-    port: u16,
-    child: Child,
-    /// Held open: the server exits when it closes.
-    stdin: Option<ChildStdin>,
+    server: NodeServer,
 }
 
 /// One request the server received, from its log.
@@ -67,98 +59,24 @@ pub struct GitlabRequest {
     pub raw: Value,
 }
 
-fn forge_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/forge")
-}
-
-fn node() -> PathBuf {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|d| d.join("node"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("node is not installed: the forge contract tests need it (tests/run.sh installs nodejs)")
-        })
-}
-
 impl GitlabApi {
     /// Starts the server with `scenario` (see `tests/forge/README.md`).
     pub fn start(w: &World, scenario: &Value) -> Self {
-        let forge = forge_dir();
-        let marker = forge.join("node_modules/ajv/package.json");
-        assert!(
-            marker.is_file(),
-            "{} is missing: run `npm ci` in {} (tests/run.sh does it before the suite)",
-            marker.display(),
-            forge.display()
-        );
-        let dir = (1..)
-            .map(|n| w.root().join(format!("gitlab-api-{n}")))
-            .find(|d| !d.exists())
-            .expect("an endless iterator");
-        std::fs::create_dir_all(&dir).expect("can create the API server's directory");
-        let scenario_path = dir.join("scenario.json");
-        std::fs::write(&scenario_path, scenario.to_string()).expect("can write the scenario");
-        let log = dir.join("requests.jsonl");
-        std::fs::write(&log, "").expect("can create the request log");
-        let stderr_path = dir.join("server.stderr");
-        let mut cmd = Command::new(node());
-        // The server runs git for projects it creates: the test's git environment.
-        w.isolate(&mut cmd, &w.global_config());
-        let mut child = cmd
-            .arg(forge.join("gitlab.js"))
-            .arg("--scenario")
-            .arg(&scenario_path)
-            .arg("--log")
-            .arg(&log)
-            .args(["--port", "0"])
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path).expect("can create the stderr file"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the GitLab API server (node): {e}"));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            tx.send(lines.next()).ok();
-            // Keep draining, so that the server never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let mut server = GitlabApi {
-            dir,
-            port: 0,
-            child,
-            stdin,
-        };
-        let line = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Some(Ok(line))) => line,
-            other => {
-                let status = server.child.try_wait().ok().flatten();
-                panic!(
-                    "the GitLab API server did not start ({}): {other:?}\n--- its stderr:\n{}",
-                    status.map_or("still running".to_string(), |s| s.to_string()),
-                    server.stderr()
-                );
-            }
-        };
-        server.port = line
-            .strip_prefix("listening http://127.0.0.1:")
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| {
-                panic!("unexpected first line from the GitLab API server: {line:?}")
-            });
-        server
+        GitlabApi {
+            server: NodeServer::start(
+                w,
+                "gitlab.js",
+                "ajv/package.json",
+                "gitlab-api",
+                "the GitLab API server",
+                scenario,
+            ),
+        }
     }
 
     /// `http://127.0.0.1:PORT`: the instance's base URL; the API is at `/api/v4`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.server.port)
     }
 
     /// `http://127.0.0.1:PORT/api/v4`.
@@ -168,12 +86,10 @@ impl GitlabApi {
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<GitlabRequest> {
-        let text = std::fs::read_to_string(self.dir.join("requests.jsonl"))
-            .expect("can read the request log");
-        text.lines()
-            .map(|line| {
-                let raw: Value = serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("bad request log line {line:?}: {e}"));
+        self.server
+            .log_entries()
+            .into_iter()
+            .map(|raw| {
                 let s = |k: &str| raw[k].as_str().unwrap_or_default().to_string();
                 let opt = |v: &Value| v.as_str().map(str::to_string);
                 GitlabRequest {
@@ -256,7 +172,7 @@ impl GitlabApi {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> ApiResponse {
-        http_request(self.port, method, path, headers, body)
+        http_request(self.server.port, method, path, headers, body)
     }
 
     /// `GET path` with `PRIVATE-TOKEN: token`, or anonymous.
@@ -269,7 +185,7 @@ impl GitlabApi {
     /// as a GitLab instance serves it (`X-Forwarded-Proto` makes the URLs in answers https
     /// over TLS). nginx reloads its configuration; this returns once the new one serves.
     pub fn behind_nginx(&self, nginx: &Nginx) {
-        let probe = format!("/_kalandra/gitlab-api-{}", self.port);
+        let probe = format!("/_kalandra/gitlab-api-{}", self.server.port);
         std::fs::write(
             nginx.conf_dir().join("gitlab-api.conf"),
             format!(
@@ -281,7 +197,7 @@ impl GitlabApi {
     }}
     location = {probe} {{ return 204; }}
 ",
-                port = self.port
+                port = self.server.port
             ),
         )
         .expect("can write the nginx proxy configuration");
@@ -303,19 +219,6 @@ impl GitlabApi {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// What the server wrote on stderr so far.
-    pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.stderr")).unwrap_or_default()
-    }
-}
-
-impl Drop for GitlabApi {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        self.child.kill().ok();
-        self.child.wait().ok();
     }
 }
 
@@ -1063,34 +966,5 @@ mod tests {
         );
         assert_eq!(r.status, 400, "{r:?}");
         assert_eq!(api.get("/api/v4/projects/200", Some(TOKEN)).status, 200);
-    }
-
-    #[test]
-    fn the_server_ends_when_its_test_process_does() {
-        let w = World::new();
-        let mut api = GitlabApi::start(&w, &scenario(0));
-        // Its stdin closes whenever the test process ends, SIGKILL included.
-        drop(api.stdin.take());
-        let start = Instant::now();
-        while api.child.try_wait().expect("can wait").is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the server outlived its stdin"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    #[test]
-    fn the_server_ends_with_its_handle() {
-        let w = World::new();
-        let api = GitlabApi::start(&w, &scenario(0));
-        let pid = api.child.id();
-        assert!(Path::new(&format!("/proc/{pid}")).exists());
-        drop(api);
-        assert!(
-            !Path::new(&format!("/proc/{pid}")).exists(),
-            "the API server outlived its handle"
-        );
     }
 }

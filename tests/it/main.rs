@@ -33,6 +33,7 @@ mod lfs;
 mod lfs_server;
 mod mirror;
 mod nginx;
+mod node_server;
 mod output;
 mod pack;
 mod plan;
