@@ -32,17 +32,6 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// How long to wait before listing again, for a rate limit.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::Gitlab { source, .. } => source.retry_after(),
-            Self::Github(github_org::Error::RateLimited { retry_after, .. }) => Some(*retry_after),
-            _ => None,
-        }
-    }
-}
-
 /// Adds the mirrors of every forge table of `fleet` to its mirrors. A
 /// discovered name already taken (by a `[[mirror]]`, a template or an
 /// earlier table) is skipped with a warning: the first one wins. So is a

@@ -157,16 +157,6 @@ pub enum Error {
     TooManyPages { url: String },
 }
 
-impl Error {
-    /// How long to wait before trying again, for a rate limit.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::RateLimited { retry_after, .. } => Some(*retry_after),
-            _ => None,
-        }
-    }
-}
-
 /// What Kalandra reads of a project.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Project {

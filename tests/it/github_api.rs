@@ -170,17 +170,7 @@ impl GithubApi {
     /// they expire, the next token of an installation is the one after the last issued;
     /// fault counters start again).
     pub fn set_scenario(&self, scenario: &Value) {
-        let r = self.request(
-            "PUT",
-            "/_kalandra/scenario",
-            &[],
-            Some(scenario.to_string().as_bytes()),
-        );
-        assert_eq!(
-            r.status, 204,
-            "the server refused the scenario: {:?}",
-            r.body
-        );
+        self.server.set_scenario(scenario);
     }
 
     /// Sends one request (HTTP/1.1, `Connection: close`) and reads the whole answer. `headers`
@@ -192,7 +182,7 @@ impl GithubApi {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> ApiResponse {
-        http_request(self.server.port, method, path, headers, body)
+        self.server.request(method, path, headers, body)
     }
 
     /// Revokes the installation token `token` as its holder does on GitHub

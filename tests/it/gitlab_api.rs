@@ -150,17 +150,7 @@ impl GitlabApi {
     /// Replaces the scenario of the running server (projects created through the API are
     /// forgotten, fault counters start again).
     pub fn set_scenario(&self, scenario: &Value) {
-        let r = self.request(
-            "PUT",
-            "/_kalandra/scenario",
-            &[],
-            Some(scenario.to_string().as_bytes()),
-        );
-        assert_eq!(
-            r.status, 204,
-            "the server refused the scenario: {:?}",
-            r.body
-        );
+        self.server.set_scenario(scenario);
     }
 
     /// Sends one request (HTTP/1.1, `Connection: close`) and reads the whole answer. `headers`
@@ -172,7 +162,7 @@ impl GitlabApi {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> ApiResponse {
-        http_request(self.server.port, method, path, headers, body)
+        self.server.request(method, path, headers, body)
     }
 
     /// `GET path` with `PRIVATE-TOKEN: token`, or anonymous.

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::github_api::{http_request, ApiResponse};
 use crate::harness::World;
 
 /// How long the server may take to load its description and listen.
@@ -133,6 +134,33 @@ impl NodeServer {
                     .unwrap_or_else(|e| panic!("bad request log line {line:?}: {e}"))
             })
             .collect()
+    }
+
+    /// Sends one request (HTTP/1.1, `Connection: close`) and reads the whole answer.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> ApiResponse {
+        http_request(self.port, method, path, headers, body)
+    }
+
+    /// Replaces the scenario of the running server (`PUT /_kalandra/scenario`, the harness's
+    /// door, never logged).
+    pub fn set_scenario(&self, scenario: &Value) {
+        let r = self.request(
+            "PUT",
+            "/_kalandra/scenario",
+            &[],
+            Some(scenario.to_string().as_bytes()),
+        );
+        assert_eq!(
+            r.status, 204,
+            "the server refused the scenario: {:?}",
+            r.body
+        );
     }
 
     /// What the server wrote on stderr so far.
