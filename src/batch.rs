@@ -468,7 +468,10 @@ impl Run<'_> {
             .push_capped(
                 updates,
                 self.options,
-                self.caps.max_pack_bytes,
+                relay::Capped {
+                    cap: self.caps.max_pack_bytes,
+                    search_deltas: kind == "checkpoint",
+                },
                 self.progress,
             )
             .await;

@@ -319,6 +319,31 @@ pub struct Relay {
     downstream: ReceivePack,
 }
 
+/// How a push of one step of a split is made.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Capped {
+    /// Cut the pack once it passes this many bytes.
+    pub cap: Option<u64>,
+    /// Ask upstream for fresh deltas against what downstream holds (see
+    /// [`ALL_OBJECTS`]), for a pack of old history whose stored deltas point
+    /// at newer objects.
+    pub search_deltas: bool,
+}
+
+/// A filter that omits nothing (no tree is a million levels deep; git
+/// refuses trees past `core.maxTreeDepth`, 4096), sent for what it turns
+/// off. git's pack-objects walks with reachability bitmaps whenever it can,
+/// and a bitmap walk gives its delta search no bases from the `have` side:
+/// an object whose stored delta base is not sent goes whole. History sent
+/// oldest first is that case throughout (a pack stores newer versions whole
+/// and older ones as deltas against them), and measured on a 94 MB history
+/// in 4 steps, the steps came to 166 MB with bitmaps and 102 MB without.
+/// Bitmaps serve no `tree:<depth>` filter but `tree:0`, so this one makes
+/// upstream walk the objects and use the `have` side's trees as delta bases
+/// (a thin pack, which receive-pack completes). Were anything omitted after
+/// all, downstream's connectivity check would refuse the push.
+pub const ALL_OBJECTS: &str = "tree:1000000";
+
 /// How a push is made.
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {
@@ -471,19 +496,21 @@ impl Relay {
         options: &PushOptions,
         progress: &Progress,
     ) -> Result<PushResult, Error> {
-        self.push_capped(updates, options, None, progress).await
+        self.push_capped(updates, options, Capped::default(), progress)
+            .await
     }
 
     /// [`Self::push`], cut off with [`Error::PackTooLarge`] once the pack
-    /// passes `cap` bytes. The pack's last bytes (its checksum) are never
-    /// sent then, so downstream cannot take a cut pack for a whole one.
+    /// passes `capped.cap` bytes. The pack's last bytes (its checksum) are
+    /// never sent then, so downstream cannot take a cut pack for a whole one.
     pub async fn push_capped(
         self,
         updates: &[RefUpdate],
         options: &PushOptions,
-        cap: Option<u64>,
+        capped: Capped,
         progress: &Progress,
     ) -> Result<PushResult, Error> {
+        let Capped { cap, search_deltas } = capped;
         let Self {
             mut upstream,
             downstream,
@@ -560,6 +587,7 @@ impl Relay {
             // receiver understands.
             ofs_delta: caps.contains("ofs-delta"),
             progress: options.progress,
+            filter: (search_deltas && upstream.fetch_supports("filter")).then_some(ALL_OBJECTS),
         };
         progress.phase("waiting for upstream's pack");
         let mut stream = upstream.fetch(&fetch_args, progress).await?;

@@ -82,6 +82,7 @@ pub async fn fetch(
         thin_pack: true,
         ofs_delta: true,
         progress: show_progress,
+        filter: None,
     };
     let mut index = Command::new("git")
         .args(["index-pack", "--stdin", "--fix-thin"])

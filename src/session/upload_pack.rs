@@ -169,6 +169,8 @@ pub struct FetchArgs {
     pub thin_pack: bool,
     pub ofs_delta: bool,
     pub progress: bool,
+    /// `filter <spec>`, only for a server whose `fetch` lists `filter`.
+    pub filter: Option<&'static str>,
 }
 
 /// A connected upload-pack after its first response.
@@ -604,7 +606,7 @@ impl UploadPack {
                     thin_pack: args.thin_pack,
                     ofs_delta: args.ofs_delta,
                     no_progress: !args.progress,
-                    filter: None,
+                    filter: args.filter,
                     deepen: None,
                     wait_for_done: false,
                 }
