@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, PartialEq, Eq)]
 pub enum RepoUrl {
     /// A path on this machine: `/abs`, `./rel`, `../rel`, `rel` or `file:///abs`.
-    Local { path: PathBuf },
+    Local {
+        path: PathBuf,
+        /// The `file://` URL as written, which is how it is shown (a
+        /// `file://` URL holds no credentials); `None` for a plain path.
+        url: Option<String>,
+    },
     /// `ssh://[user@]host[:port]/path` or scp-like `[user@]host:path`.
     Ssh {
         user: Option<String>,
@@ -86,6 +91,7 @@ impl RepoUrl {
                 refuse_option("path", input)?;
                 Ok(Self::Local {
                     path: PathBuf::from(input),
+                    url: None,
                 })
             }
         }
@@ -122,6 +128,7 @@ impl RepoUrl {
                 }
                 Ok(Self::Local {
                     path: PathBuf::from(path()?),
+                    url: Some(input.to_owned()),
                 })
             }
             "ssh" | "git+ssh" | "ssh+git" => {
@@ -196,7 +203,7 @@ impl RepoUrl {
     /// The local path, for [`RepoUrl::Local`].
     pub fn local_path(&self) -> Option<&Path> {
         match self {
-            Self::Local { path } => Some(path),
+            Self::Local { path, .. } => Some(path),
             _ => None,
         }
     }
@@ -310,7 +317,8 @@ fn shown(input: &str) -> String {
 impl fmt::Display for RepoUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Local { path } => write!(f, "{}", path.display()),
+            Self::Local { url: Some(url), .. } => f.write_str(url),
+            Self::Local { path, url: None } => write!(f, "{}", path.display()),
             Self::Ssh {
                 user,
                 host,

@@ -700,7 +700,7 @@ async fn run(
     progress.finish();
     let report = result?;
     let head = match &downstream {
-        kalandra::url::RepoUrl::Local { path } => {
+        kalandra::url::RepoUrl::Local { path, .. } => {
             let set = args.set_head && !dry_run;
             match kalandra::head::check_local(path, report.upstream_head.as_deref(), set).await {
                 Ok(head) => Some((path.clone(), head)),

@@ -150,6 +150,7 @@ impl Checker<'_> {
                         }
                         return Some(RepoUrl::Local {
                             path: Default::default(),
+                            url: None,
                         });
                     }
                 }
@@ -229,8 +230,10 @@ impl Checker<'_> {
             _ => Direction::Fetch,
         };
         match RepoUrl::parse(&self.rewrites.apply(raw, direction)) {
-            Ok(RepoUrl::Local { path }) => Some(RepoUrl::Local {
+            // A file:// URL is absolute: only a plain path is relative.
+            Ok(RepoUrl::Local { path, url }) => Some(RepoUrl::Local {
                 path: self.beside_config(&path),
+                url,
             }),
             Ok(RepoUrl::Http { mut url }) if is_token(url.username()) => {
                 let _ = url.set_username("***");

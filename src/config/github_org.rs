@@ -171,6 +171,7 @@ impl Checker<'_> {
             .map_or("{name}".to_owned(), |n| n.value.clone());
         let placeholder = RepoUrl::Local {
             path: Default::default(),
+            url: None,
         };
         let origin = Origin {
             line: self.place(header).line,

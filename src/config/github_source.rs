@@ -239,6 +239,7 @@ impl Checker<'_> {
         };
         let placeholder = RepoUrl::Local {
             path: Default::default(),
+            url: None,
         };
         let origin = Origin {
             line: self.place(t.header).line,

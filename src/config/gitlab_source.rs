@@ -278,6 +278,7 @@ impl Checker<'_> {
             .map_or_else(|| default_api_url(&url), |i| i.api_url.clone());
         let placeholder = RepoUrl::Local {
             path: Default::default(),
+            url: None,
         };
         let origin = Origin {
             line: self.place(t.header).line,

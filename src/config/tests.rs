@@ -55,6 +55,7 @@ downstream = "ssh://git@backup.example/git.git"
 fn local(path: &str) -> RepoUrl {
     RepoUrl::Local {
         path: PathBuf::from(path),
+        url: None,
     }
 }
 
@@ -590,7 +591,13 @@ downstream = "file:///abs/b.git"
     assert_eq!(fleet.mirrors[0].upstream, local("conf/../repos/a"));
     assert_eq!(fleet.mirrors[0].downstream, local("conf/a.git"));
     assert_eq!(fleet.mirrors[1].upstream, local("/abs/b"));
-    assert_eq!(fleet.mirrors[1].downstream, local("/abs/b.git"));
+    assert_eq!(
+        fleet.mirrors[1].downstream,
+        RepoUrl::Local {
+            path: "/abs/b.git".into(),
+            url: Some("file:///abs/b.git".into()),
+        }
+    );
 
     let beside = parse(
         "[[mirror]]\nname = \"a\"\nupstream = \"-a\"\ndownstream = \"./-a.git\"\n",

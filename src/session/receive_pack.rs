@@ -238,7 +238,9 @@ impl ReceivePack {
         if caps.contains("object-format") || self.object_format != ObjectFormat::Sha1 {
             out.push(format!("object-format={}", self.object_format));
         }
-        out.push(format!("agent={}", agent()));
+        if caps.contains("agent") {
+            out.push(format!("agent={}", agent()));
+        }
         out
     }
 

@@ -183,6 +183,8 @@ pub struct UploadPack {
     process: Option<ServerProcess>,
     protocol: Protocol,
     object_format: ObjectFormat,
+    /// Whether a request has been sent (a v0 session takes one only).
+    requested: bool,
 }
 
 impl UploadPack {
@@ -210,6 +212,7 @@ impl UploadPack {
                 advertisement: Advertisement::default(),
             },
             object_format: ObjectFormat::Sha1,
+            requested: false,
         };
         session.protocol = session.read_first_response().await?;
         tracing::debug!(
@@ -281,6 +284,26 @@ impl UploadPack {
 
     pub fn object_format(&self) -> ObjectFormat {
         self.object_format
+    }
+
+    /// The `object-format` to name in a v2 request: only to a server that
+    /// advertised the capability.
+    fn announced_format(&self) -> Option<ObjectFormat> {
+        match &self.protocol {
+            Protocol::V2 { capabilities } if capabilities.contains("object-format") => {
+                Some(self.object_format)
+            }
+            _ => None,
+        }
+    }
+
+    /// The `agent` to send: only to a server that advertised its own.
+    fn announced_agent<'a>(&self, agent: &'a str) -> Option<&'a str> {
+        let advertised = match &self.protocol {
+            Protocol::V2 { capabilities } => capabilities.contains("agent"),
+            Protocol::V0 { advertisement } => advertisement.capabilities.contains("agent"),
+        };
+        advertised.then_some(agent)
     }
 
     /// Whether the server speaks protocol v2.
@@ -388,8 +411,8 @@ impl UploadPack {
     ) -> Result<CommitsFetch, Error> {
         let agent = agent();
         let request = FetchRequest {
-            object_format: self.object_format,
-            agent: &agent,
+            object_format: self.announced_format(),
+            agent: self.announced_agent(&agent),
             wants,
             haves,
             thin_pack: false,
@@ -529,8 +552,8 @@ impl UploadPack {
                 wanted.push("HEAD".to_owned());
                 let agent = agent();
                 let request = LsRefsRequest {
-                    object_format: self.object_format,
-                    agent: &agent,
+                    object_format: self.announced_format(),
+                    agent: self.announced_agent(&agent),
                     prefixes: &wanted,
                     symrefs: true,
                     peel: true,
@@ -599,8 +622,8 @@ impl UploadPack {
         match &self.protocol {
             Protocol::V2 { .. } => {
                 let request = FetchRequest {
-                    object_format: self.object_format,
-                    agent: &agent,
+                    object_format: self.announced_format(),
+                    agent: self.announced_agent(&agent),
                     wants: &args.wants,
                     haves: &args.haves,
                     thin_pack: args.thin_pack,
@@ -615,11 +638,18 @@ impl UploadPack {
                 self.skip_to_packfile_section().await?;
                 Ok(PackStream::new(self, progress, false))
             }
-            Protocol::V0 { .. } => {
+            Protocol::V0 { advertisement } => {
                 // v0 serves only advertised tips unless the server allows
                 // more (uploadpack.allowAnySHA1InWant); ask anyway, the
                 // server's ERR names the problem if it refuses.
-                let request = v0_fetch_request(args, &agent);
+                let Some(request) = v0_fetch_request(args, &agent, &advertisement.capabilities)
+                else {
+                    return Err(Error::Unexpected {
+                        repo: self.repo.clone(),
+                        expected: "side-band or side-band-64k among the capabilities",
+                        found: "neither (a pack without side-band is not supported)".into(),
+                    });
+                };
                 self.send(&request).await?;
                 Ok(PackStream::new(self, progress, true))
             }
@@ -694,8 +724,8 @@ impl UploadPack {
         }
         let agent = agent();
         let request = FetchRequest {
-            object_format: self.object_format,
-            agent: &agent,
+            object_format: self.announced_format(),
+            agent: self.announced_agent(&agent),
             wants,
             haves,
             thin_pack: false,
@@ -715,7 +745,12 @@ impl UploadPack {
 
     /// Ends the session politely and waits for the server to exit.
     pub async fn close(mut self) {
-        if self.is_v2() {
+        // A flush ends a v2 session between commands; in v0 it is an empty
+        // want list, which upload-pack takes as a clean goodbye. Without
+        // it the server logs "the remote end hung up unexpectedly" (git
+        // daemon) or a traceback (dulwich). After a v0 request the server
+        // has sent its pack and is gone.
+        if self.is_v2() || !self.requested {
             if let Some(trace) = &mut self.sent {
                 trace.packets(pkt::FLUSH);
             }
@@ -729,6 +764,7 @@ impl UploadPack {
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.requested = true;
         if let Some(trace) = &mut self.sent {
             trace.packets(bytes);
         }
@@ -791,19 +827,31 @@ impl UploadPack {
 /// A v0 fetch: wants with capabilities on the first line, a flush, then
 /// haves and `done` (gitprotocol-pack, "Packfile Negotiation"). Without
 /// multi_ack the server answers one ACK or NAK, then the pack.
-fn v0_fetch_request(args: &FetchArgs, agent: &str) -> Vec<u8> {
+///
+/// Only capabilities the server advertised are asked for (a client "MUST
+/// NOT ask for capabilities the server did not say it supports"): git's
+/// upload-pack ignores an unknown one, older servers and other
+/// implementations die on it. `None` when the server offers no side-band,
+/// which every server since 2009 does, and without which the pack would
+/// come as raw bytes with no way to tell its end from a dropped connection.
+fn v0_fetch_request(args: &FetchArgs, agent: &str, offered: &Capabilities) -> Option<Vec<u8>> {
     let mut out = Vec::new();
-    let mut caps = vec!["side-band-64k".to_owned()];
-    if args.thin_pack {
-        caps.push("thin-pack".into());
+    let mut caps = vec![["side-band-64k", "side-band"]
+        .into_iter()
+        .find(|band| offered.contains(band))?
+        .to_owned()];
+    for (wanted, word) in [
+        (args.thin_pack, "thin-pack"),
+        (args.ofs_delta, "ofs-delta"),
+        (!args.progress, "no-progress"),
+    ] {
+        if wanted && offered.contains(word) {
+            caps.push(word.into());
+        }
     }
-    if args.ofs_delta {
-        caps.push("ofs-delta".into());
+    if offered.contains("agent") {
+        caps.push(format!("agent={agent}"));
     }
-    if !args.progress {
-        caps.push("no-progress".into());
-    }
-    caps.push(format!("agent={agent}"));
     let line = |text: &str, out: &mut Vec<u8>| {
         pkt::encode_text(text, out)
             .expect("because object ids and capability words fit in a pkt-line")
@@ -820,5 +868,70 @@ fn v0_fetch_request(args: &FetchArgs, agent: &str) -> Vec<u8> {
         line(&format!("have {have}"), &mut out);
     }
     line("done", &mut out);
-    out
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> FetchArgs {
+        FetchArgs {
+            wants: vec![ObjectId::from_hex(&[b'a'; 40]).expect("hex")],
+            haves: vec![ObjectId::from_hex(&[b'b'; 40]).expect("hex")],
+            thin_pack: true,
+            ofs_delta: true,
+            progress: false,
+            filter: None,
+        }
+    }
+
+    fn offered(words: &str) -> Capabilities {
+        let mut caps = Capabilities::default();
+        for word in words.split(' ') {
+            match word.split_once('=') {
+                Some((name, value)) => caps.push(name, Some(value)),
+                None => caps.push(word, None),
+            }
+        }
+        caps
+    }
+
+    fn first_line(request: &[u8]) -> String {
+        let len = usize::from_str_radix(std::str::from_utf8(&request[..4]).expect("ascii"), 16)
+            .expect("hex length");
+        String::from_utf8(request[4..len].to_vec()).expect("utf-8")
+    }
+
+    #[test]
+    fn a_v0_request_asks_only_for_what_git_offered() {
+        let git = offered(
+            "multi_ack thin-pack side-band side-band-64k ofs-delta shallow no-progress \
+             include-tag multi_ack_detailed agent=git/2.47.3",
+        );
+        let request = v0_fetch_request(&args(), "kalandra/1", &git).expect("side-band");
+        assert_eq!(
+            first_line(&request),
+            format!(
+                "want {} side-band-64k thin-pack ofs-delta no-progress agent=kalandra/1\n",
+                "a".repeat(40)
+            )
+        );
+        assert!(request.ends_with(b"0032have bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n0009done\n"));
+    }
+
+    #[test]
+    fn a_v0_request_leaves_out_what_an_older_server_lacks() {
+        // A server from before side-band-64k, ofs-delta, no-progress and agent.
+        let old = offered("multi_ack thin-pack side-band");
+        let request = v0_fetch_request(&args(), "kalandra/1", &old).expect("side-band");
+        assert_eq!(
+            first_line(&request),
+            format!("want {} side-band thin-pack\n", "a".repeat(40))
+        );
+        assert_eq!(
+            v0_fetch_request(&args(), "kalandra/1", &offered("multi_ack ofs-delta")),
+            None
+        );
+    }
 }

@@ -305,7 +305,7 @@ pub async fn connect_linked(
     // limit (flag, environment, fleet config) is off.
     let mut git_low_speed = None;
     let connection = match url {
-        RepoUrl::Local { path } => file::connect(path, service, &options)?,
+        RepoUrl::Local { path, .. } => file::connect(path, service, &options)?,
         RepoUrl::Http { url } => {
             let (connection, low_speed) = http::connect(url, service, &options).await?;
             git_low_speed = low_speed;

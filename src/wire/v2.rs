@@ -117,17 +117,30 @@ pub fn parse_ls_refs_line(payload: &[u8]) -> Result<LsRef, Error> {
 
 /// Common start of a v2 command request: the command, then capabilities,
 /// then the delimiter before the command's arguments
-/// (gitprotocol-v2.txt, "Command Request").
-fn encode_command_header(command: &str, agent: &str, format: ObjectFormat, out: &mut Vec<u8>) {
+/// (gitprotocol-v2.txt, "Command Request"). `agent` and `object-format` go
+/// only to a server that advertised them: one that did not (an upload-pack
+/// older than git 2.28 knows no `object-format`) dies on the unknown word.
+fn encode_command_header(
+    command: &str,
+    agent: Option<&str>,
+    format: Option<ObjectFormat>,
+    out: &mut Vec<u8>,
+) {
     encode_fixed(&format!("command={command}"), out);
-    encode_fixed(&format!("agent={agent}"), out);
-    encode_fixed(&format!("object-format={format}"), out);
+    if let Some(agent) = agent {
+        encode_fixed(&format!("agent={agent}"), out);
+    }
+    if let Some(format) = format {
+        encode_fixed(&format!("object-format={format}"), out);
+    }
     out.extend_from_slice(DELIM);
 }
 
 pub struct LsRefsRequest<'a> {
-    pub object_format: ObjectFormat,
-    pub agent: &'a str,
+    /// Sent only when the server advertised `object-format`.
+    pub object_format: Option<ObjectFormat>,
+    /// Sent only when the server advertised `agent`.
+    pub agent: Option<&'a str>,
     /// Only refs starting with one of these; empty means all refs.
     pub prefixes: &'a [String],
     pub symrefs: bool,
@@ -158,8 +171,10 @@ impl LsRefsRequest<'_> {
 }
 
 pub struct FetchRequest<'a> {
-    pub object_format: ObjectFormat,
-    pub agent: &'a str,
+    /// Sent only when the server advertised `object-format`.
+    pub object_format: Option<ObjectFormat>,
+    /// Sent only when the server advertised `agent`.
+    pub agent: Option<&'a str>,
     pub wants: &'a [ObjectId],
     pub haves: &'a [ObjectId],
     pub thin_pack: bool,
@@ -396,8 +411,8 @@ symref-target:refs/heads/main\n\
     fn encodes_ls_refs_like_git_clone() {
         let prefixes = ["HEAD".to_owned(), "refs/heads/".into(), "refs/tags/".into()];
         let request = LsRefsRequest {
-            object_format: ObjectFormat::Sha1,
-            agent: "git/2.47.3",
+            object_format: Some(ObjectFormat::Sha1),
+            agent: Some("git/2.47.3"),
             prefixes: &prefixes,
             symrefs: true,
             peel: true,
@@ -405,8 +420,8 @@ symref-target:refs/heads/main\n\
         };
         assert_eq!(request.encode().expect("fits"), CLONE_LS_REFS_REQUEST);
         let minimal = LsRefsRequest {
-            object_format: ObjectFormat::Sha256,
-            agent: "kalandra",
+            object_format: Some(ObjectFormat::Sha256),
+            agent: Some("kalandra"),
             prefixes: &[],
             symrefs: false,
             peel: false,
@@ -419,11 +434,28 @@ symref-target:refs/heads/main\n\
     }
 
     #[test]
+    fn unadvertised_agent_and_object_format_are_not_sent() {
+        // What git sends to a server that advertises neither (git < 2.28).
+        let old_server = LsRefsRequest {
+            object_format: None,
+            agent: None,
+            prefixes: &[],
+            symrefs: false,
+            peel: false,
+            unborn: false,
+        };
+        assert_eq!(
+            old_server.encode().expect("fits"),
+            b"0014command=ls-refs\n00010000"
+        );
+    }
+
+    #[test]
     fn an_oversized_ref_prefix_is_an_error_not_a_panic() {
         let prefixes = [format!("refs/heads/{}", "p".repeat(MAX_DATA_LEN))];
         let request = LsRefsRequest {
-            object_format: ObjectFormat::Sha1,
-            agent: "kalandra",
+            object_format: Some(ObjectFormat::Sha1),
+            agent: Some("kalandra"),
             prefixes: &prefixes,
             symrefs: true,
             peel: true,
@@ -442,8 +474,8 @@ symref-target:refs/heads/main\n\
         let wants = [oid("a46acda9c6bbc9781e9380077fcaf50499e5402d")];
         let haves = [oid("890c228dd533332a4add2fb4e2ec8c3971b3f9cf")];
         let request = FetchRequest {
-            object_format: ObjectFormat::Sha1,
-            agent: "git/2.47.3",
+            object_format: Some(ObjectFormat::Sha1),
+            agent: Some("git/2.47.3"),
             wants: &wants,
             haves: &haves,
             thin_pack: true,

@@ -64,6 +64,33 @@ fn the_summary_counts_each_kind_of_change() {
     w.assert_fsck(&down);
 }
 
+/// A `file://` URL is shown as given in the report, the log and errors, not as the bare path
+/// it names.
+#[test]
+fn file_urls_are_shown_as_given() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    let up_url = format!("file://{}", up.display());
+    let down_url = format!("file://{}", down.display());
+    let run = w.kalandra(&["sync", "-v", "--json", &up_url, &down_url]);
+    run.assert_code(0);
+    let report = run.report();
+    assert_eq!(report.0["upstream"], up_url.as_str(), "{run}");
+    assert_eq!(report.0["downstream"], down_url.as_str(), "{run}");
+    assert!(
+        run.stderr
+            .contains(&format!("connected to upstream {up_url} ")),
+        "{run}"
+    );
+    w.assert_in_sync(&up, &down);
+
+    let missing = format!("file://{}/no-such.git", w.root().display());
+    let run = w.kalandra(&["sync", &up_url, &missing]);
+    run.assert_code(4);
+    run.assert_stderr_mentions(&[&missing]);
+}
+
 #[test]
 fn quiet_is_silent_on_success_but_prints_a_rejected_ref() {
     let Mirrored { w, up, down } = mirrored();

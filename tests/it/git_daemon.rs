@@ -16,15 +16,22 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(root: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Self::start_on(root, port)
+        Self::start_on(root, free_port())
     }
 
     /// [`Daemon::start`] on a given port.
     pub(crate) fn start_on(root: &Path, port: u16) -> Self {
+        Self::spawn(root, port, Stdio::null())
+    }
+
+    /// [`Daemon::start`], its log (and its upload-packs' errors) going to `log`.
+    pub(crate) fn start_logging(root: &Path, log: &Path) -> Self {
+        let log = std::fs::File::create(log)
+            .unwrap_or_else(|err| panic!("cannot create {}: {err}", log.display()));
+        Self::spawn(root, free_port(), log.into())
+    }
+
+    fn spawn(root: &Path, port: u16, log: Stdio) -> Self {
         let child = Command::new("git")
             .args([
                 "daemon",
@@ -43,7 +50,7 @@ impl Daemon {
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start git daemon: {err}"));
         let started = Instant::now();
@@ -65,6 +72,13 @@ impl Daemon {
     pub(crate) fn url(&self, repo: &str) -> String {
         format!("git://127.0.0.1:{}/{repo}", self.port)
     }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl Drop for Daemon {
@@ -104,6 +118,45 @@ fn git_to_git_over_protocol_v2_then_incremental() {
     w.commit_file(&up, "daemon.txt", "over git://\n", "a commit over git://");
     let report = w.sync_ok_as(&up, &down, &up_url, &down_url, &[]);
     assert_eq!(report.pack().map(|(objects, _)| objects), Some(3));
+}
+
+/// A v0 conversation that wants nothing (a plan, a no-op sync) ends with the flush that
+/// tells upload-pack so, as git's own clients do, rather than by hanging up on it.
+#[test]
+fn protocol_v0_sessions_say_goodbye() {
+    let w = World::new();
+    let fx = w.fixture("mirror.sh");
+    let (up, down) = (fx.join("upstream"), fx.join("empty.git"));
+    let log = w.root().join("daemon.log");
+    let daemon = Daemon::start_logging(w.root(), &log);
+    let (up_url, down_url) = (
+        daemon.url("mirror/upstream"),
+        daemon.url("mirror/empty.git"),
+    );
+    let v0 = w.global_config_with("v0", "[protocol]\n\tversion = 0\n");
+    let kalandra = |args: &[&str]| {
+        let run = w.kalandra_with_env(
+            w.root(),
+            args,
+            &v0,
+            &[("KALANDRA_LOG", "kalandra=debug".into())],
+        );
+        run.assert_code(0);
+        assert!(run.stderr.contains("speaks protocol v0"), "{run}");
+        run
+    };
+    kalandra(&["plan", &up_url, &down_url]);
+    kalandra(&["sync", &up_url, &down_url]);
+    kalandra(&["sync", &up_url, &down_url]);
+    w.assert_in_sync(&up, &down);
+    drop(daemon);
+    let log = std::fs::read_to_string(&log).expect("the daemon's log");
+    // One is the harness's own: it connects once, without a word, to see the daemon listen.
+    assert_eq!(
+        log.matches("the remote end hung up unexpectedly").count(),
+        1,
+        "git daemon's log:\n{log}"
+    );
 }
 
 #[test]

@@ -439,8 +439,8 @@ proptest! {
         deepen in proptest::option::of(1..1000u32),
     ) {
         let request = LsRefsRequest {
-            object_format: ObjectFormat::Sha1,
-            agent: "kalandra/test",
+            object_format: Some(ObjectFormat::Sha1),
+            agent: Some("kalandra/test"),
             prefixes: &prefixes,
             symrefs: flags[0],
             peel: flags[1],
@@ -454,8 +454,8 @@ proptest! {
         prop_assert!(bytes.ends_with(pkt::FLUSH));
 
         let request = FetchRequest {
-            object_format: ObjectFormat::Sha1,
-            agent: "kalandra/test",
+            object_format: Some(ObjectFormat::Sha1),
+            agent: Some("kalandra/test"),
             wants: &wants,
             haves: &haves,
             thin_pack: flags[3],
