@@ -231,22 +231,23 @@ pub fn batches(refs: Vec<RefUpdate>, max: Option<usize>) -> VecDeque<Vec<RefUpda
 /// `tip`'s commits in `graph`, parents first: a depth-first post-order,
 /// first parents first. A commit's parents outside `graph` (downstream
 /// has them) are not followed. Pure.
-pub fn parents_first(graph: &CommitGraph, tip: &ObjectId) -> Vec<ObjectId> {
+pub fn parents_first<'g>(graph: &'g CommitGraph, tip: &ObjectId) -> Vec<&'g ObjectId> {
+    // Borrowed from the graph: a walk of a long history holds each id once.
     let mut order = Vec::with_capacity(graph.commit_count());
-    if !graph.contains_commit(tip) {
+    let Some(tip) = graph.commit(tip) else {
         return order;
-    }
-    let mut seen: HashSet<ObjectId> = HashSet::from([tip.clone()]);
-    let mut stack: Vec<(ObjectId, usize)> = vec![(tip.clone(), 0)];
+    };
+    let mut seen: HashSet<&ObjectId> = HashSet::from([tip]);
+    let mut stack: Vec<(&ObjectId, usize)> = vec![(tip, 0)];
     while let Some((commit, next)) = stack.last_mut() {
         let parents = graph.parents(commit).unwrap_or(&[]);
         if let Some(parent) = parents.get(*next) {
             *next += 1;
-            if graph.contains_commit(parent) && seen.insert(parent.clone()) {
-                stack.push((parent.clone(), 0));
+            if graph.contains_commit(parent) && seen.insert(parent) {
+                stack.push((parent, 0));
             }
         } else {
-            order.push(commit.clone());
+            order.push(*commit);
             stack.pop();
         }
     }

@@ -84,12 +84,28 @@ pub struct CommitGraph {
 }
 
 /// One pack entry as read: its kind (a delta's is its base's, learnt when
-/// resolved) and its inflated bytes (for a delta, the delta instructions).
+/// resolved), where its compressed bytes are in the pack, and its inflated
+/// bytes while they are needed (empty until then, and again once every
+/// delta on it is applied: a walk of a long history holds the pack and
+/// little more).
 struct Slot {
     offset: u64,
     kind: Option<gix_object::Kind>,
     base: Base,
+    compressed: std::ops::Range<usize>,
+    size: u64,
     data: Vec<u8>,
+}
+
+impl Slot {
+    /// The entry's bytes as stored (a delta's instructions), inflated.
+    fn inflate(&self, pack: &[u8]) -> Result<Vec<u8>, Error> {
+        let compressed = pack.get(self.compressed.clone()).unwrap_or_default();
+        inflate(compressed, self.size).map_err(|reason| Error::Delta {
+            offset: self.offset,
+            reason,
+        })
+    }
 }
 
 enum Base {
@@ -133,9 +149,15 @@ impl CommitGraph {
             });
         }
         let hash_kind = hash_kind(format);
-        let entries =
-            BytesToEntriesIter::new_from_header(pack, Mode::Verify, EntryDataMode::Keep, hash_kind)
-                .map_err(|e| Error::Pack(e.to_string()))?;
+        // The iterator checks the framing and the trailer; the compressed
+        // bytes stay in `pack`, inflated only when resolved.
+        let entries = BytesToEntriesIter::new_from_header(
+            pack,
+            Mode::Verify,
+            EntryDataMode::Ignore,
+            hash_kind,
+        )
+        .map_err(|e| Error::Pack(e.to_string()))?;
         let mut budget = limits.max_object_bytes;
         let mut slots: Vec<Slot> = Vec::new();
         for entry in entries {
@@ -161,20 +183,21 @@ impl CommitGraph {
             budget = budget.checked_sub(size).ok_or(Error::ObjectsTooLarge {
                 limit: limits.max_object_bytes,
             })?;
-            let compressed = entry.compressed.as_deref().unwrap_or_default();
-            let data = inflate(compressed, size).map_err(|reason| Error::Delta {
-                offset: entry.pack_offset,
-                reason,
-            })?;
+            let start = entry.pack_offset + u64::from(entry.header_size);
+            let end = start + entry.compressed_size;
+            let range = |at: u64| usize::try_from(at).map_err(|e| Error::Pack(e.to_string()));
             slots.push(Slot {
                 offset: entry.pack_offset,
                 kind,
                 base,
-                data,
+                compressed: range(start)?..range(end)?,
+                size,
+                data: Vec::new(),
             });
         }
         let mut graph = CommitGraph::default();
         resolve(
+            pack,
             &mut slots,
             hash_kind,
             &mut budget,
@@ -188,6 +211,11 @@ impl CommitGraph {
     /// The parents of `commit`, if it is in the pack.
     pub fn parents(&self, commit: &ObjectId) -> Option<&[ObjectId]> {
         self.commits.get(commit).map(Vec::as_slice)
+    }
+
+    /// `commit` as the graph holds it, if it is in the pack.
+    pub fn commit(&self, commit: &ObjectId) -> Option<&ObjectId> {
+        self.commits.get_key_value(commit).map(|(id, _)| id)
     }
 
     pub fn contains_commit(&self, commit: &ObjectId) -> bool {
@@ -256,6 +284,7 @@ fn inflate(compressed: &[u8], size: u64) -> Result<Vec<u8>, String> {
 /// bases before their deltas: a walk from the non-delta entries down to
 /// the deltas on them, linear in the number of entries whatever their order.
 fn resolve(
+    pack: &[u8],
     slots: &mut [Slot],
     hash_kind: gix_hash::Kind,
     budget: &mut u64,
@@ -290,6 +319,9 @@ fn resolve(
         let kind = slots[i]
             .kind
             .expect("because a slot is ready once its kind is known");
+        if matches!(slots[i].base, Base::None) {
+            slots[i].data = slots[i].inflate(pack)?;
+        }
         let id = gix_object::compute_hash(hash_kind, kind, &slots[i].data)
             .map_err(|e| Error::Pack(e.to_string()))?;
         record(graph, kind, &id, &slots[i].data, hash_kind)?;
@@ -297,12 +329,13 @@ fn resolve(
         let mut children = offset_children.remove(&i).unwrap_or_default();
         children.extend(id_children.remove(&id).unwrap_or_default());
         for child in children {
-            let full = apply_delta(&slots[i].data, &slots[child].data, budget, limits).map_err(
-                |reason| Error::Delta {
+            let delta = slots[child].inflate(pack)?;
+            let full = apply_delta(&slots[i].data, &delta, budget, limits).map_err(|reason| {
+                Error::Delta {
                     offset: slots[child].offset,
                     reason,
-                },
-            )?;
+                }
+            })?;
             slots[child].data = full;
             slots[child].kind = Some(kind);
             ready.push(child);
