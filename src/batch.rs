@@ -346,6 +346,14 @@ pub async fn push(
         max_pack_bytes: options.max_pack_bytes,
         max_refs: options.max_refs_per_push,
     };
+    // Checkpoints downstream are a walk a stopped run began: its ref was too
+    // big for one push then, and trying it whole again would relay a cap's
+    // worth only to be cut. Walk it straight away instead.
+    let resuming = caps.max_pack_bytes.is_some()
+        && first
+            .downstream_refs()
+            .iter()
+            .any(|(name, _)| name.starts_with(CHECKPOINT_PREFIX));
     let mut run = Run {
         upstream: sides.upstream,
         downstream: sides.downstream,
@@ -356,6 +364,7 @@ pub async fn push(
         steps: Vec::new(),
         landed: None,
         first: Some(first),
+        resuming,
     };
     let ordered = order(updates, head);
     // Under a byte cap, HEAD's branch goes alone: in an initial mirror it
@@ -403,6 +412,8 @@ struct Run<'a> {
     landed: Option<relay::PackStats>,
     /// The sync's own relay, for the first push.
     first: Option<Relay>,
+    /// Whether the first single-ref batch is walked without a try first.
+    resuming: bool,
 }
 
 impl Run<'_> {
@@ -423,6 +434,16 @@ impl Run<'_> {
         let mut walked: HashSet<String> = HashSet::new();
         while let Some(batch) = pending.pop_front() {
             let queued = pending.len();
+            if std::mem::take(&mut self.resuming) && batch.len() == 1 {
+                tracing::info!("{}: resuming the walk a stopped run began", batch[0].name);
+                walked.insert(batch[0].name.clone());
+                // Each step connects anew; a connection left idle through
+                // the walk's own fetch would only time out.
+                if let Some(relay) = self.first.take() {
+                    relay.close().await;
+                }
+                self.walk(&batch[0]).await?;
+            }
             match self.try_push(&batch, "refs", queued).await? {
                 Some(result) => merged.merge(result),
                 None if batch.len() > 1 => {
