@@ -48,7 +48,7 @@ impl Fx {
         }
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.w.root()
     }
 
@@ -79,7 +79,7 @@ impl Fx {
     }
 
     /// A plain, non-bare clone of UP at `<root>/local` (its own objects: all of UP's).
-    fn local(&self) -> PathBuf {
+    pub(crate) fn local(&self) -> PathBuf {
         let local = self.root().join("local");
         self.w.git(
             self.root(),
