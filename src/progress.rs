@@ -147,6 +147,8 @@ struct State {
     last_message: String,
     lines: [LineAssembler; 2],
     finished: bool,
+    /// The side whose finished lines are echoed as git's `remote:` lines.
+    echo: Option<Side>,
 }
 
 impl Progress {
@@ -185,6 +187,7 @@ impl Progress {
                 last_message: String::new(),
                 lines: [LineAssembler::default(), LineAssembler::default()],
                 finished: false,
+                echo: None,
             }),
         });
         if let Some(bar) = &inner.bar {
@@ -195,6 +198,15 @@ impl Progress {
             _ => None,
         };
         Self { inner, _stop: stop }
+    }
+
+    /// Shows every finished line `side` says on its side-band 2 as git shows
+    /// a server's: `remote: <line>` on stderr, whatever the display, and
+    /// also under `-q` (git hides only its own progress then; a hook's
+    /// output always shows). The remote helper uses this for downstream,
+    /// the server that `git push` believes it talks to.
+    pub fn echo_remote_lines(&self, side: Side) {
+        self.inner.lock().echo = Some(side);
     }
 
     /// A side-band 2 message from a server. Progress text uses `\r` to
@@ -211,7 +223,15 @@ impl Progress {
             let shown = format!("{}: {}", side.name(), crate::terminal::escape(text));
             if whole {
                 tracing::debug!(target: "kalandra::server", "{shown}");
-                if let Some(bar) = &self.inner.bar {
+                if state.echo == Some(side) {
+                    let line = remote_line(text, self.inner.bar.is_none());
+                    match &self.inner.bar {
+                        Some(bar) => bar.println(line.trim_end_matches('\n')),
+                        None => {
+                            let _ = std::io::stderr().write_all(line.as_bytes());
+                        }
+                    }
+                } else if let Some(bar) = &self.inner.bar {
                     bar.println(&shown);
                 }
             }
@@ -331,6 +351,21 @@ impl Inner {
             bar.set_message(fit(&message, room));
         }
     }
+}
+
+/// A server's finished line as git's sideband.c shows it: `remote: `, the
+/// text, and a clear-to-end-of-line suffix after a non-empty one (eight
+/// spaces where stderr is no terminal, as git's `DUMB_SUFFIX`). The text is
+/// escaped ([`crate::terminal::escape`]): a server's bytes never drive the
+/// terminal.
+fn remote_line(text: &str, suffix: bool) -> String {
+    use std::io::IsTerminal;
+    let suffix = match (suffix, text.is_empty()) {
+        (true, false) if std::io::stderr().is_terminal() => "\x1b[K",
+        (true, false) => "        ",
+        _ => "",
+    };
+    format!("remote: {}{suffix}\n", crate::terminal::escape(text))
 }
 
 /// The columns the bar takes before its message: spinner, elapsed time,

@@ -268,11 +268,6 @@ pub async fn push(
         } else {
             relay.push(&updates, &push_options, progress).await?
         };
-        for message in &result.downstream_messages {
-            if result.rejected() > 0 {
-                eprintln!("downstream: {}", crate::terminal::escape(message));
-            }
-        }
         result
             .refs
             .into_iter()
