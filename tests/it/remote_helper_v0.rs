@@ -1,10 +1,9 @@
-//! The remote helper against a protocol v0 upstream, against servers that serve one connection
-//! at a time, and with downstream hooks that talk.
+//! The remote helper against a protocol v0 upstream.
 //!
-//! UP is forced to v0 the way servers without v2 behave: a `git` first on PATH that unsets
-//! `GIT_PROTOCOL` before running the real one, so the helper's `git upload-pack` answers with
-//! a v0 ref advertisement and serves only its advertised tips (a want of anything else fails
-//! with `not our ref`).
+//! UP is forced to v0 the way servers without v2 behave: the helper's `git` is a wrapper that
+//! unsets `GIT_PROTOCOL` before running the real one ([`v0_exec_path`]), so its
+//! `git upload-pack` answers with a v0 ref advertisement and serves only its advertised tips
+//! (a want of anything else fails with `not our ref`).
 //!
 //! After every push, DOWN passes `git fsck --connectivity-only` and holds exactly the refs the
 //! test expects.
@@ -248,6 +247,12 @@ fn v0_upstream_is_asked_only_for_advertised_tips() {
     expected.insert("refs/heads/one-back".into(), parent);
     expected.insert("refs/heads/two-back".into(), old);
     v.assert_down(&expected, "DOWN after pushing objects below the tips");
+
+    // The commit an advertised annotated tag points to comes through the tag.
+    let run = v.push(&local, &["v1.0^{commit}:refs/heads/from-tag"]);
+    run.assert_ok();
+    expected.insert("refs/heads/from-tag".into(), w.rev(&v.up, "v1.0^{commit}"));
+    v.assert_down(&expected, "DOWN after pushing a tag's commit");
 
     // A commit UP has, but under no advertised tip the local repository knows: UP moved its
     // branch away from it after the clone.
