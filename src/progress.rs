@@ -201,10 +201,12 @@ impl Progress {
     }
 
     /// Shows every finished line `side` says on its side-band 2 as git shows
-    /// a server's: `remote: <line>` on stderr, whatever the display, and
-    /// also under `-q` (git hides only its own progress then; a hook's
-    /// output always shows). The remote helper uses this for downstream,
-    /// the server that `git push` believes it talks to.
+    /// a server's: `remote: <line>` on stderr, also when progress is hidden
+    /// (git hides only its own progress under `-q`; a hook's output always
+    /// shows). A bar prints every server's lines above itself already, with
+    /// the side's name, which tells upstream's from downstream's. The remote
+    /// helper uses this for downstream, the server that `git push` believes
+    /// it talks to.
     pub fn echo_remote_lines(&self, side: Side) {
         self.inner.lock().echo = Some(side);
     }
@@ -223,16 +225,10 @@ impl Progress {
             let shown = format!("{}: {}", side.name(), crate::terminal::escape(text));
             if whole {
                 tracing::debug!(target: "kalandra::server", "{shown}");
-                if state.echo == Some(side) {
-                    let line = remote_line(text, self.inner.bar.is_none());
-                    match &self.inner.bar {
-                        Some(bar) => bar.println(line.trim_end_matches('\n')),
-                        None => {
-                            let _ = std::io::stderr().write_all(line.as_bytes());
-                        }
-                    }
-                } else if let Some(bar) = &self.inner.bar {
+                if let Some(bar) = &self.inner.bar {
                     bar.println(&shown);
+                } else if state.echo == Some(side) {
+                    let _ = std::io::stderr().write_all(remote_line(text).as_bytes());
                 }
             }
             state.last_message = shown.clone();
@@ -358,12 +354,14 @@ impl Inner {
 /// spaces where stderr is no terminal, as git's `DUMB_SUFFIX`). The text is
 /// escaped ([`crate::terminal::escape`]): a server's bytes never drive the
 /// terminal.
-fn remote_line(text: &str, suffix: bool) -> String {
+fn remote_line(text: &str) -> String {
     use std::io::IsTerminal;
-    let suffix = match (suffix, text.is_empty()) {
-        (true, false) if std::io::stderr().is_terminal() => "\x1b[K",
-        (true, false) => "        ",
-        _ => "",
+    let suffix = if text.is_empty() {
+        ""
+    } else if std::io::stderr().is_terminal() {
+        "\x1b[K"
+    } else {
+        "        "
     };
     format!("remote: {}{suffix}\n", crate::terminal::escape(text))
 }
