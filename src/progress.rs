@@ -228,7 +228,9 @@ impl Progress {
                 if let Some(bar) = &self.inner.bar {
                     bar.println(&shown);
                 } else if state.echo == Some(side) {
-                    let _ = std::io::stderr().write_all(remote_line(text).as_bytes());
+                    use std::io::IsTerminal;
+                    let line = remote_line(text, std::io::stderr().is_terminal());
+                    let _ = std::io::stderr().write_all(line.as_bytes());
                 }
             }
             state.last_message = shown.clone();
@@ -354,11 +356,10 @@ impl Inner {
 /// spaces where stderr is no terminal, as git's `DUMB_SUFFIX`). The text is
 /// escaped ([`crate::terminal::escape`]): a server's bytes never drive the
 /// terminal.
-fn remote_line(text: &str) -> String {
-    use std::io::IsTerminal;
+fn remote_line(text: &str, terminal: bool) -> String {
     let suffix = if text.is_empty() {
         ""
-    } else if std::io::stderr().is_terminal() {
+    } else if terminal {
         "\x1b[K"
     } else {
         "        "
@@ -624,6 +625,28 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_lines_read_as_gits() {
+        // git 2.47.3 `git push 2>file` with a post-receive hook that echoes.
+        assert_eq!(
+            remote_line("hook says hi", false),
+            "remote: hook says hi        \n"
+        );
+        assert_eq!(
+            remote_line("hook says hi", true),
+            "remote: hook says hi\x1b[K\n"
+        );
+        assert_eq!(remote_line("", false), "remote: \n");
+        assert_eq!(
+            remote_line("\x1b]0;title\x07", false),
+            format!(
+                "remote: {}        \n",
+                crate::terminal::escape("\x1b]0;title\x07")
+            )
+        );
+        assert!(!remote_line("\x1b]0;title\x07", false).contains('\x1b'));
+    }
 
     #[test]
     fn sizes_read_well() {
