@@ -303,9 +303,9 @@ pub async fn push(
 /// something to acknowledge, and with `wait-for-done` it sends no pack. The
 /// session stays usable, unless a want is missing: upload-pack then fails
 /// with `not our ref <oid>`, naming exactly one, and ends. That one is set
-/// aside, both sides are connected again (one after the other, so a server
-/// that serves one connection at a time is never asked for two), and the
-/// rest asked again.
+/// aside, the relay closed and both sides connected anew (so no server ever
+/// has two of the helper's connections open at once), and the rest asked
+/// again.
 ///
 /// A server without `wait-for-done` (git before 2.32) would send a pack
 /// instead; it is asked on a connection of its own beside the relay's

@@ -24,7 +24,14 @@ fn proxied(proxy: &FaultProxy, root: &Path, repo: &Path) -> String {
 }
 
 fn helper_git(w: &World, dir: &Path, args: &[&str], idle_timeout: &str) -> GitRun {
-    w.try_helper_git_env(dir, args, &[("KALANDRA_IDLE_TIMEOUT", idle_timeout.into())])
+    w.try_helper_git_env(
+        dir,
+        args,
+        &[
+            ("KALANDRA_IDLE_TIMEOUT", idle_timeout.into()),
+            ("KALANDRA_LOG", "kalandra=info".into()),
+        ],
+    )
 }
 
 #[track_caller]
@@ -87,11 +94,15 @@ fn a_server_that_serves_one_connection_at_a_time_is_never_asked_for_two() {
 
         // A new branch, and a fast-forward from a clone that has DOWN's value.
         let branch = format!("refs/heads/one-{name}");
-        run_git(
+        let run = run_git(
             &clone,
             &["push", &url, &format!("origin/develop~1:{branch}")],
-        )
-        .assert_ok();
+        );
+        run.assert_ok();
+        // `protocol.version=0` reaches the helper too: UP (git daemon) then serves only its
+        // tips, and develop~1 comes through develop.
+        let spoken = format!("(protocol {name})");
+        assert!(run.stderr.contains(&spoken), "{name}: UP spoke {name}{run}");
         run_git(&clone, &["push", &url, &format!("origin/develop:{branch}")]).assert_ok();
         assert_eq!(w.rev(&down, &branch), next, "{name}: push");
         w.assert_fsck(&down);
