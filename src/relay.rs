@@ -417,6 +417,12 @@ impl Relay {
         self.want_through.insert(object, tip);
     }
 
+    /// Every [`Relay::want_through`] given so far, for a relay that takes
+    /// over (the later pushes of a split one, [`crate::batch`]).
+    pub fn wants_through(&self) -> &BTreeMap<ObjectId, ObjectId> {
+        &self.want_through
+    }
+
     pub fn object_format(&self) -> ObjectFormat {
         self.downstream.object_format()
     }

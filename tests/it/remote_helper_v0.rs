@@ -123,6 +123,16 @@ impl V0 {
         refs
     }
 
+    /// A whole clone of UP, straight from UP (its remote-tracking refs hold UP's tips).
+    fn full_clone(&self) -> PathBuf {
+        let local = self.w.root().join("local");
+        self.w.git(
+            self.w.root(),
+            &["clone", "-q", &file_url(&self.up), path_arg(&local)],
+        );
+        local
+    }
+
     /// A depth-1 clone of UP's `branch`, as CI makes it (straight from UP: the helper's v0
     /// fetch does not deepen).
     fn shallow_clone(&self, branch: &str) -> PathBuf {
@@ -224,11 +234,7 @@ fn shallow_checkout_pushes_through_a_v0_upstream() {
 fn v0_upstream_is_asked_only_for_advertised_tips() {
     let v = V0::empty();
     let w = &v.w;
-    let local = w.root().join("local");
-    w.git(
-        w.root(),
-        &["clone", "-q", &file_url(&v.up), path_arg(&local)],
-    );
+    let local = v.full_clone();
     let before = w.refs(&v.down);
 
     // Not tips: each comes through the tip that holds it.
@@ -276,4 +282,40 @@ fn v0_upstream_is_asked_only_for_advertised_tips() {
     run.assert_failed();
     expected.insert("refs/heads/again".into(), w.rev(&v.up, "develop~1"));
     v.assert_down(&expected, "DOWN after a push with one unreachable object");
+}
+
+/// A push split into several (`KALANDRA_MAX_REFS_PER_PUSH=1`) asks for each object through
+/// its tip in every push, not only in the first.
+#[test]
+fn v0_split_push_asks_for_tips_in_every_step() {
+    let v = V0::empty();
+    let w = &v.w;
+    let local = v.full_clone();
+    let url = v.url();
+    let env = [
+        ("GIT_EXEC_PATH", v.exec_path.clone()),
+        ("KALANDRA_MAX_REFS_PER_PUSH", "1".into()),
+        ("KALANDRA_LOG", "kalandra=info".into()),
+    ];
+    let run = w.try_helper_git_env(
+        &local,
+        &[
+            "push",
+            &url,
+            "develop~1:refs/heads/a",
+            "develop~2:refs/heads/b",
+            "origin/main~1:refs/heads/c",
+        ],
+        &env,
+    );
+    run.assert_ok();
+    assert_spoke_v0(&run);
+    assert!(run.stderr.contains("pushed in 3 steps"), "{run}");
+    let expected: Refs = [
+        ("refs/heads/a".to_owned(), w.rev(&v.up, "develop~1")),
+        ("refs/heads/b".to_owned(), w.rev(&v.up, "develop~2")),
+        ("refs/heads/c".to_owned(), w.rev(&v.up, "main~1")),
+    ]
+    .into();
+    v.assert_down(&expected, "DOWN after a split push from a v0 upstream");
 }
