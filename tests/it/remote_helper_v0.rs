@@ -319,3 +319,43 @@ fn v0_split_push_asks_for_tips_in_every_step() {
     .into();
     v.assert_down(&expected, "DOWN after a split push from a v0 upstream");
 }
+
+/// A fetch of an object that is not a tip (`git fetch <url> <oid>`) fails before UP is asked,
+/// with git's own words for a v0 server and the reason, as plain git fails against UP in v0;
+/// a tip is fetched.
+#[test]
+fn v0_fetch_of_an_unadvertised_object_fails_as_git_does() {
+    let v = V0::empty();
+    let w = &v.w;
+    let local = w.root().join("fresh");
+    w.git(w.root(), &["init", "-q", path_arg(&local)]);
+    let below = w.rev(&v.up, "develop~1");
+    let url = v.url();
+    let run = v.git(&local, &["fetch", &url, &below]);
+    run.assert_failed().assert_stderr_has(&[
+        &format!("Server does not allow request for unadvertised object {below}"),
+        "protocol v0",
+    ]);
+    assert!(!run.stderr.contains("not our ref"), "UP was not asked{run}");
+    let plain = w.try_git(
+        &local,
+        &[
+            "-c",
+            "protocol.version=0",
+            "fetch",
+            &file_url(&v.up),
+            &below,
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains(&format!(
+            "Server does not allow request for unadvertised object {below}"
+        )),
+        "precondition: plain git says the same against UP in v0"
+    );
+
+    let tip = w.rev(&v.up, "develop");
+    v.git(&local, &["fetch", "-q", &url, &tip]).assert_ok();
+    assert_eq!(w.rev(&local, "FETCH_HEAD"), tip);
+    w.assert_fsck(&local);
+}
