@@ -13,7 +13,7 @@ use kalandra::helper::options::{OptionReply, Options};
 use kalandra::helper::pair::Pair;
 use kalandra::helper::{fetch, list_downstream, list_upstream, proxy, push};
 use kalandra::oid::ObjectId;
-use kalandra::progress::{Color, Display, LogWriter, Progress};
+use kalandra::progress::{Color, Display, LogWriter, Progress, Side};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Stdin, Stdout};
 
 mod helper_cli;
@@ -209,6 +209,8 @@ async fn run_push(
     options: &Options,
 ) -> Result<Vec<(String, PushReply)>, MissingCapability> {
     let progress = progress_for(options);
+    // DOWN's hook output shows as git shows it from a server it pushes to.
+    progress.echo_remote_lines(Side::Downstream);
     let result = push::push(pair, specs, options, &progress).await;
     progress.finish();
     match result {

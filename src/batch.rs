@@ -363,6 +363,7 @@ pub async fn push(
         caps,
         steps: Vec::new(),
         landed: None,
+        want_through: first.wants_through().clone(),
         first: Some(first),
         resuming,
     };
@@ -414,13 +415,23 @@ struct Run<'a> {
     first: Option<Relay>,
     /// Whether the first single-ref batch is walked without a try first.
     resuming: bool,
+    /// What the first relay asks upstream for in place of what (a v0
+    /// upstream serves only its tips), for every relay after it.
+    want_through: BTreeMap<ObjectId, ObjectId>,
 }
 
 impl Run<'_> {
     async fn relay(&mut self) -> Result<Relay, relay::Error> {
         match self.first.take() {
             Some(relay) => Ok(relay),
-            None => Relay::connect(self.upstream, self.downstream, self.transport).await,
+            None => {
+                let mut relay =
+                    Relay::connect(self.upstream, self.downstream, self.transport).await?;
+                for (object, tip) in &self.want_through {
+                    relay.want_through(object.clone(), tip.clone());
+                }
+                Ok(relay)
+            }
         }
     }
 

@@ -147,6 +147,8 @@ struct State {
     last_message: String,
     lines: [LineAssembler; 2],
     finished: bool,
+    /// The side whose finished lines are echoed as git's `remote:` lines.
+    echo: Option<Side>,
 }
 
 impl Progress {
@@ -185,6 +187,7 @@ impl Progress {
                 last_message: String::new(),
                 lines: [LineAssembler::default(), LineAssembler::default()],
                 finished: false,
+                echo: None,
             }),
         });
         if let Some(bar) = &inner.bar {
@@ -195,6 +198,17 @@ impl Progress {
             _ => None,
         };
         Self { inner, _stop: stop }
+    }
+
+    /// Shows every finished line `side` says on its side-band 2 as git shows
+    /// a server's: `remote: <line>` on stderr, also when progress is hidden
+    /// (git hides only its own progress under `-q`; a hook's output always
+    /// shows). A bar prints every server's lines above itself already, with
+    /// the side's name, which tells upstream's from downstream's. The remote
+    /// helper uses this for downstream, the server that `git push` believes
+    /// it talks to.
+    pub fn echo_remote_lines(&self, side: Side) {
+        self.inner.lock().echo = Some(side);
     }
 
     /// A side-band 2 message from a server. Progress text uses `\r` to
@@ -213,6 +227,10 @@ impl Progress {
                 tracing::debug!(target: "kalandra::server", "{shown}");
                 if let Some(bar) = &self.inner.bar {
                     bar.println(&shown);
+                } else if state.echo == Some(side) {
+                    use std::io::IsTerminal;
+                    let line = remote_line(text, std::io::stderr().is_terminal());
+                    let _ = std::io::stderr().write_all(line.as_bytes());
                 }
             }
             state.last_message = shown.clone();
@@ -331,6 +349,22 @@ impl Inner {
             bar.set_message(fit(&message, room));
         }
     }
+}
+
+/// A server's finished line as git's sideband.c shows it: `remote: `, the
+/// text, and a clear-to-end-of-line suffix after a non-empty one (eight
+/// spaces where stderr is no terminal, as git's `DUMB_SUFFIX`). The text is
+/// escaped ([`crate::terminal::escape`]): a server's bytes never drive the
+/// terminal.
+fn remote_line(text: &str, terminal: bool) -> String {
+    let suffix = if text.is_empty() {
+        ""
+    } else if terminal {
+        "\x1b[K"
+    } else {
+        "        "
+    };
+    format!("remote: {}{suffix}\n", crate::terminal::escape(text))
 }
 
 /// The columns the bar takes before its message: spinner, elapsed time,
@@ -591,6 +625,28 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_lines_read_as_gits() {
+        // git 2.47.3 `git push 2>file` with a post-receive hook that echoes.
+        assert_eq!(
+            remote_line("hook says hi", false),
+            "remote: hook says hi        \n"
+        );
+        assert_eq!(
+            remote_line("hook says hi", true),
+            "remote: hook says hi\x1b[K\n"
+        );
+        assert_eq!(remote_line("", false), "remote: \n");
+        assert_eq!(
+            remote_line("\x1b]0;title\x07", false),
+            format!(
+                "remote: {}        \n",
+                crate::terminal::escape("\x1b]0;title\x07")
+            )
+        );
+        assert!(!remote_line("\x1b]0;title\x07", false).contains('\x1b'));
+    }
 
     #[test]
     fn sizes_read_well() {

@@ -6,7 +6,7 @@
 //! between. Nothing touches the local disk, and memory is bounded by one
 //! pkt-line per side.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use crate::ancestry::{self, Ancestry, NotAncestor};
@@ -317,6 +317,10 @@ async fn connect_downstream_linked(
 pub struct Relay {
     upstream: UploadPack,
     downstream: ReceivePack,
+    /// Objects to ask upstream for through another object that reaches
+    /// them: a v0 upstream serves only its advertised tips
+    /// ([`Relay::want_through`]).
+    want_through: BTreeMap<ObjectId, ObjectId>,
 }
 
 /// How a push of one step of a split is made.
@@ -394,7 +398,29 @@ impl Relay {
         Ok(Self {
             upstream,
             downstream,
+            want_through: BTreeMap::new(),
         })
+    }
+
+    /// The upstream session, for questions asked before the push (the
+    /// remote helper's checks) over the same connection: some servers
+    /// serve one connection at a time.
+    pub fn upstream(&mut self) -> &mut UploadPack {
+        &mut self.upstream
+    }
+
+    /// Asks upstream for `tip` wherever a push needs `object`, which `tip`
+    /// reaches: a v0 upload-pack refuses a want that is not one of its
+    /// advertised tips. The extra objects the tip brings are harmless to
+    /// downstream.
+    pub fn want_through(&mut self, object: ObjectId, tip: ObjectId) {
+        self.want_through.insert(object, tip);
+    }
+
+    /// Every [`Relay::want_through`] given so far, for a relay that takes
+    /// over (the later pushes of a split one, [`crate::batch`]).
+    pub fn wants_through(&self) -> &BTreeMap<ObjectId, ObjectId> {
+        &self.want_through
     }
 
     pub fn object_format(&self) -> ObjectFormat {
@@ -514,6 +540,7 @@ impl Relay {
         let Self {
             mut upstream,
             downstream,
+            want_through,
         } = self;
         if updates.is_empty() {
             tokio::join!(upstream.close(), downstream.close());
@@ -552,6 +579,7 @@ impl Relay {
             .iter()
             .filter_map(|u| u.new.clone())
             .filter(|oid| !downstream_has.contains(oid))
+            .map(|oid| want_through.get(&oid).cloned().unwrap_or(oid))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();

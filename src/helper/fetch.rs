@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::helper::local::LocalRepo;
+use crate::helper::tips::AdvertisedTips;
 use crate::oid::ObjectId;
 use crate::progress::Progress;
 use crate::relay;
@@ -36,6 +37,12 @@ pub enum Error {
     IndexPackOutput { found: String },
     #[error("could not find the local repository's object directory for the kept pack")]
     ObjectDirectory,
+    /// git's own words for the same case (fetch-pack.c), and why.
+    #[error(
+        "Server does not allow request for unadvertised object {oid}: upstream {repo} speaks \
+         protocol v0, which serves only the tips of its refs"
+    )]
+    Unadvertised { oid: ObjectId, repo: String },
 }
 
 /// What `git index-pack --stdin --keep` said on stdout first (pack-write.c
@@ -75,6 +82,29 @@ pub async fn fetch(
     show_progress: bool,
 ) -> Result<Option<PathBuf>, Error> {
     let mut session = relay::connect_upstream(upstream, settings).await?;
+    if !session.is_v2() {
+        // Asked anyway, a v0 server refuses in its own way: git with `not
+        // our ref`, JGit by hanging up, dulwich by waiting for the idle
+        // timeout. So say it here, as git's fetch-pack does.
+        let listed = match session.list_refs(&[String::new()]).await {
+            Ok(listed) => listed,
+            Err(error) => {
+                session.close().await;
+                return Err(error.into());
+            }
+        };
+        let advertised = AdvertisedTips::new(listed.refs, listed.peeled);
+        if let Some(oid) = wants
+            .iter()
+            .find(|w| advertised.direct(w).as_ref() != Some(*w))
+        {
+            session.close().await;
+            return Err(Error::Unadvertised {
+                oid: oid.clone(),
+                repo: upstream.to_string(),
+            });
+        }
+    }
     let haves = LocalRepo.ref_tips().await;
     let args = FetchArgs {
         wants,

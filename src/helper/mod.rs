@@ -13,6 +13,7 @@ pub mod pair;
 pub mod proxy;
 pub mod push;
 pub mod quote;
+pub mod tips;
 
 use crate::oid::ObjectFormat;
 use crate::relay;

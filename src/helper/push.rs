@@ -10,6 +10,7 @@ use crate::helper::command::{MissingCapability, PushReply, PushSpec, Refusal};
 use crate::helper::local::LocalRepo;
 use crate::helper::options::Options;
 use crate::helper::pair::Pair;
+use crate::helper::tips::{self, AdvertisedTips};
 use crate::oid::ObjectId;
 use crate::plan::RefUpdate;
 use crate::progress::Progress;
@@ -40,7 +41,11 @@ pub async fn push(
     options: &Options,
     progress: &Progress,
 ) -> Result<Vec<(String, PushReply)>, Error> {
-    let relay = Relay::connect(&pair.upstream, &pair.downstream, &pair.settings).await?;
+    // Every question for upstream goes over this session's connection, never
+    // a second one beside it: some servers (dulwich's TCP server) serve one
+    // connection at a time and would leave a second waiting until the first
+    // closes.
+    let mut relay = Relay::connect(&pair.upstream, &pair.downstream, &pair.settings).await?;
     // As git's send-pack, before anything else and even for --dry-run:
     // receive-pack would quietly ignore what it did not advertise.
     let asked = [
@@ -121,14 +126,57 @@ pub async fn push(
         })
         .filter(|oid| !down_has.contains(oid))
         .collect();
-    let missing = missing_upstream(pair, wanted.into_iter().collect()).await?;
-    for decision in &mut decisions {
-        if let Decision::Push(RefUpdate { new: Some(new), .. }) = decision {
-            if missing.contains(new) {
-                *decision = Decision::Reply(PushReply::Error(format!(
-                    "object {new} is not in upstream {}; push it to UP first",
-                    pair.upstream
-                )));
+    if relay.upstream().is_v2() {
+        let missing;
+        (relay, missing) = missing_upstream(pair, relay, wanted.into_iter().collect()).await?;
+        for decision in &mut decisions {
+            if let Decision::Push(RefUpdate { new: Some(new), .. }) = decision {
+                if missing.contains(new) {
+                    *decision = Decision::Reply(PushReply::Error(format!(
+                        "object {new} is not in upstream {}; push it to UP first",
+                        pair.upstream
+                    )));
+                }
+            }
+        }
+    } else {
+        // v0 serves only advertised tips: each object through a tip that
+        // reaches it ([`tips`]), or the ref is refused here, before
+        // downstream hears anything.
+        let listed = relay
+            .upstream()
+            .list_refs(&[String::new()])
+            .await
+            .map_err(relay::Error::from)?;
+        let advertised = AdvertisedTips::new(listed.refs, listed.peeled);
+        for decision in &mut decisions {
+            let Decision::Push(RefUpdate {
+                name,
+                new: Some(new),
+                ..
+            }) = decision
+            else {
+                continue;
+            };
+            if !wanted.contains(new) {
+                continue;
+            }
+            match tips::tip_reaching(&advertised, &local, new, name).await {
+                Some(tip) => {
+                    if tip != *new {
+                        tracing::debug!("asking v0 upstream for {tip}, which reaches {new}");
+                    }
+                    relay.want_through(new.clone(), tip);
+                }
+                None => {
+                    *decision = Decision::Reply(PushReply::Error(format!(
+                        "upstream {} speaks protocol v0, which serves only the tips of its \
+                         refs, and no tip it advertises reaches {new} in the local \
+                         repository; push a ref naming it to UP first, or fetch UP's refs \
+                         here so that the tip that holds it is known",
+                        pair.upstream
+                    )));
+                }
             }
         }
     }
@@ -136,15 +184,15 @@ pub async fn push(
     // Third pass: non-forced updates must be fast-forwards.
     for i in needs_ancestry {
         let Decision::Push(RefUpdate {
+            name,
             old: Some(old),
             new: Some(new),
-            ..
         }) = &decisions[i]
         else {
             continue;
         };
-        if let Some(refusal) = fast_forward_refusal(pair, &local, old, new).await? {
-            decisions[i] = Decision::Reply(PushReply::Refused(refusal));
+        if let Some(reply) = fast_forward_refusal(pair, &mut relay, &local, name, old, new).await? {
+            decisions[i] = Decision::Reply(reply);
         }
     }
 
@@ -220,11 +268,6 @@ pub async fn push(
         } else {
             relay.push(&updates, &push_options, progress).await?
         };
-        for message in &result.downstream_messages {
-            if result.rejected() > 0 {
-                eprintln!("downstream: {}", crate::terminal::escape(message));
-            }
-        }
         result
             .refs
             .into_iter()
@@ -255,70 +298,111 @@ pub async fn push(
         .collect())
 }
 
-/// Which of `wants` upstream does not have. Each round asks upstream for
-/// all remaining wants without `done`; a missing one makes upload-pack
-/// fail with `not our ref <oid>`, naming exactly one, so it is set aside
-/// and the rest asked again.
+/// Which of `wants` upstream (v2) does not have, asked over the relay's own
+/// session: each want is also sent as a `have`, so that upload-pack has
+/// something to acknowledge, and with `wait-for-done` it sends no pack. The
+/// session stays usable, unless a want is missing: upload-pack then fails
+/// with `not our ref <oid>`, naming exactly one, and ends. That one is set
+/// aside, the relay closed and both sides connected anew (so no server ever
+/// has two of the helper's connections open at once), and the rest asked
+/// again.
+///
+/// A server without `wait-for-done` (git before 2.32) would send a pack
+/// instead; it is asked on a connection of its own beside the relay's
+/// ([`UploadPack::negotiate`] drops that connection instead of reading the
+/// pack).
+///
+/// [`UploadPack::negotiate`]: crate::session::upload_pack::UploadPack::negotiate
 async fn missing_upstream(
     pair: &Pair,
+    mut relay: Relay,
     mut wants: Vec<ObjectId>,
-) -> Result<BTreeSet<ObjectId>, relay::Error> {
+) -> Result<(Relay, BTreeSet<ObjectId>), relay::Error> {
     let mut missing = BTreeSet::new();
     while !wants.is_empty() {
-        let upstream = relay::connect_upstream(&pair.upstream, &pair.settings).await?;
-        if !upstream.is_v2() {
-            // v0 cannot be asked; the fetch itself will report a missing object.
-            upstream.close().await;
-            break;
-        }
-        match upstream.negotiate(&wants, &[]).await {
-            Ok(_) => break,
+        let upstream = relay.upstream();
+        let result = if upstream.fetch_supports("wait-for-done") {
+            upstream
+                .fetch_commits(&wants, &wants, false, None, true, 0)
+                .await
+                .map(|_| ())
+        } else {
+            let beside = relay::connect_upstream(&pair.upstream, &pair.settings).await?;
+            beside.negotiate(&wants, &[]).await.map(|_| ())
+        };
+        match result {
+            Ok(()) => break,
             Err(upload_pack::Error::Server { message, .. }) => {
                 let named = wants
                     .iter()
                     .position(|w| message.contains("not our ref") && message.contains(w.as_str()));
-                match named {
-                    Some(i) => {
-                        missing.insert(wants.remove(i));
+                let Some(i) = named else {
+                    relay.close().await;
+                    return Err(upload_pack::Error::Server {
+                        repo: pair.upstream.to_string(),
+                        message,
                     }
-                    None => {
-                        return Err(upload_pack::Error::Server {
-                            repo: pair.upstream.to_string(),
-                            message,
-                        }
-                        .into())
-                    }
+                    .into());
+                };
+                missing.insert(wants.remove(i));
+                if relay.upstream().fetch_supports("wait-for-done") {
+                    relay.close().await;
+                    relay =
+                        Relay::connect(&pair.upstream, &pair.downstream, &pair.settings).await?;
                 }
             }
-            Err(other) => return Err(other.into()),
+            Err(other) => {
+                relay.close().await;
+                return Err(other.into());
+            }
         }
     }
-    Ok(missing)
+    Ok((relay, missing))
 }
 
-/// Why a non-forced update from `old` to `new` must be refused, if it must.
-/// The local repository answers "yes, a fast-forward" when it can; anything
-/// else is asked of upstream, which has `new`'s whole history (a shallow CI
-/// checkout usually lacks `old`, and may lack the commits between them).
-/// Upstream's answer comes from its commits ([`crate::ancestry`]), never from
-/// upload-pack's `ready`.
+/// Why a non-forced update of `dst` from `old` to `new` must be refused, if
+/// it must. The local repository answers "yes, a fast-forward" when it can.
+/// Otherwise a v2 upstream, which has `new`'s whole history (a shallow CI
+/// checkout usually lacks `old`, and may lack the commits between them),
+/// decides from its commits ([`crate::ancestry`]), never from upload-pack's
+/// `ready`. A v0 upstream cannot send commits alone, so then only the local
+/// repository can decide ([`local_refusal`]).
 async fn fast_forward_refusal(
     pair: &Pair,
+    relay: &mut Relay,
     local: &LocalRepo,
+    dst: &str,
     old: &ObjectId,
     new: &ObjectId,
-) -> Result<Option<Refusal>, relay::Error> {
-    if local.is_ancestor(old, new).await == Some(true) {
+) -> Result<Option<PushReply>, relay::Error> {
+    let here = local.is_ancestor(old, new).await;
+    if here == Some(true) {
         return Ok(None);
     }
-    let mut upstream = relay::connect_upstream(&pair.upstream, &pair.settings).await?;
+    let undecidable = |reason: &str| {
+        PushReply::Error(format!(
+            "cannot tell whether downstream's {dst} ({old}) is an ancestor of {new}: {reason}; \
+             push with --force (or --force-with-lease) to overwrite it"
+        ))
+    };
+    if !relay.upstream().is_v2() {
+        let reason = format!(
+            "upstream {} speaks protocol v0, which cannot send commits alone, and this \
+             shallow repository's history does not reach it (git fetch --deepen or \
+             --unshallow fetches more)",
+            pair.upstream
+        );
+        return Ok(Some(
+            local_refusal(local, here, old, new)
+                .await
+                .unwrap_or_else(|| undecidable(&reason)),
+        ));
+    }
     let query = ancestry::Query {
         old: old.clone(),
         new: new.clone(),
     };
-    let answers = ancestry::check(&mut upstream, &[query], Limits::default()).await;
-    upstream.close().await;
-    let answer = answers?.into_iter().next();
+    let answers = ancestry::check(relay.upstream(), &[query], Limits::default()).await?;
     // git's own words: `fetch first` when the old object is unknown here,
     // `non-fast forward` when it is known; git adds its usual hints.
     let behind = if local.object_type(old).await.is_some() {
@@ -326,17 +410,55 @@ async fn fast_forward_refusal(
     } else {
         Refusal::FetchFirst
     };
-    Ok(match answer {
+    Ok(match answers.into_iter().next() {
         Some(Ancestry::Ancestor) => None,
-        Some(Ancestry::NotAncestor(NotAncestor::NotACommit)) => Some(Refusal::NeedsForce),
-        Some(Ancestry::NotAncestor(_)) => Some(behind),
-        Some(Ancestry::Undecidable(reason)) => {
-            eprintln!(
-                "kalandra: cannot tell whether {old} is an ancestor of {new}: {reason}; \
-                 refusing as git would without that knowledge (use --force to overwrite)"
-            );
-            Some(behind)
+        Some(Ancestry::NotAncestor(NotAncestor::NotACommit)) => {
+            Some(PushReply::Refused(Refusal::NeedsForce))
         }
-        None => Some(behind),
+        Some(Ancestry::NotAncestor(_)) | None => Some(PushReply::Refused(behind)),
+        Some(Ancestry::Undecidable(reason)) => Some(undecidable(&reason)),
     })
+}
+
+/// The refusal the local repository proves on its own, as git's push
+/// decides it (`set_ref_status_for_push`), or `None` when it cannot. `here`
+/// is its answer to "is `old` an ancestor of `new`" (never `Some(false)` in
+/// a shallow repository).
+///
+/// A shallow history still proves "not an ancestor" when every cut in
+/// `new`'s history (a commit whose parents the clone left out) is itself an
+/// ancestor of `old`. A path of parents from `new` down to `old` either stays
+/// in the history here, where the walk did not find `old`, or leaves it
+/// through a cut, below which `old` would then lie; but a cut below `old`
+/// cannot also be above it (history has no cycles, and a cut is not `old`,
+/// which the walk would have met). That is the usual rejected push from a
+/// CI checkout: downstream moved on from the commit the clone started at.
+async fn local_refusal(
+    local: &LocalRepo,
+    here: Option<bool>,
+    old: &ObjectId,
+    new: &ObjectId,
+) -> Option<PushReply> {
+    let non_fast_forward = Some(PushReply::Refused(Refusal::NonFastForward));
+    if here == Some(false) {
+        return non_fast_forward;
+    }
+    let shallow = local.is_shallow().await;
+    if local.object_type(old).await.is_none() {
+        // A complete history that lacks `old` does not contain it.
+        return (!shallow).then_some(PushReply::Refused(Refusal::FetchFirst));
+    }
+    if !local.is_commitish(old).await || !local.is_commitish(new).await {
+        return Some(PushReply::Refused(Refusal::NeedsForce));
+    }
+    if local.history_here_contains(new, old).await != Some(false) {
+        return None;
+    }
+    let cuts = local.shallow_cuts_of(new).await?;
+    for cut in &cuts {
+        if local.is_ancestor(cut, old).await != Some(true) {
+            return None;
+        }
+    }
+    non_fast_forward
 }

@@ -6,12 +6,17 @@
 //! Offsets count every byte a direction carried, across the connections the proxy accepted,
 //! in the order it read them (kalandra opens its connections to one side one after the
 //! other). The fault fires once; later connections pass untouched.
+//!
+//! [`FaultProxy::serial`] serves one connection at a time, as dulwich's `TCPGitServer` does:
+//! a client that opens a second connection while its first is still open waits until the
+//! first ends. The proxy counts such overlaps.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// Which way bytes flow through the proxy.
@@ -66,6 +71,10 @@ pub(crate) struct Transcript {
 /// Recording stops here; the sweeps' transfers are far smaller.
 const TRANSCRIPT_CAP: usize = 64 << 20;
 
+/// How long after a new connection the serial proxy waits for the client to finish sending
+/// on its previous one before it counts an overlap.
+const OVERLAP_GRACE: Duration = Duration::from_secs(1);
+
 /// How long a stall lasts at most if the proxy is never dropped.
 const STALL_LIMIT: Duration = Duration::from_secs(300);
 
@@ -75,6 +84,10 @@ struct State {
     counts: [u64; 2],
     fired: bool,
     sockets: Vec<TcpStream>,
+    /// Serial mode: connections that arrived while another one was being served.
+    overlaps: usize,
+    /// Connections relayed so far.
+    connections: usize,
 }
 
 struct Shared {
@@ -116,6 +129,32 @@ impl FaultProxy {
         FaultProxy { port, shared }
     }
 
+    /// A clean proxy to `127.0.0.1:<target>` that serves one connection at a time: the next
+    /// one is accepted by the kernel (its connect succeeds) but hears nothing until the
+    /// current one has ended in both directions.
+    pub(crate) fn serial(target: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port for the proxy");
+        let port = listener.local_addr().expect("bound").port();
+        let shared = Arc::new(Shared {
+            injection: None,
+            state: Mutex::new(State::default()),
+            stop: AtomicBool::new(false),
+        });
+        let accepting = Arc::clone(&shared);
+        thread::spawn(move || accept_serially(listener, target, accepting));
+        FaultProxy { port, shared }
+    }
+
+    /// How many connections arrived while another was still open ([`FaultProxy::serial`]).
+    pub(crate) fn overlaps(&self) -> usize {
+        self.shared.lock().overlaps
+    }
+
+    /// How many connections the proxy has relayed (or begun to).
+    pub(crate) fn connections(&self) -> usize {
+        self.shared.lock().connections
+    }
+
     pub(crate) fn port(&self) -> u16 {
         self.port
     }
@@ -143,43 +182,100 @@ fn accept(listener: TcpListener, target: u16, shared: Arc<Shared>) {
             return;
         }
         let Ok(client) = client else { continue };
-        let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-            continue;
-        };
-        let clones = (
-            client.try_clone(),
-            server.try_clone(),
-            client.try_clone(),
-            server.try_clone(),
-        );
-        let (Ok(c_read), Ok(s_write), Ok(c_keep), Ok(s_keep)) = clones else {
-            continue;
-        };
-        {
-            let mut state = shared.lock();
-            let starts = [state.counts[0], state.counts[1]];
-            for (t, start) in state.transcripts.iter_mut().zip(starts) {
-                t.connection_starts.push(start);
-            }
-            state.sockets.extend([c_keep, s_keep]);
-        }
-        let both = [client.try_clone(), server.try_clone()];
-        let [Ok(c_both), Ok(s_both)] = both else {
-            continue;
-        };
-        let to_server = Pump {
-            direction: Direction::ToServer,
-            shared: Arc::clone(&shared),
-            ends: [c_both.try_clone().ok(), s_both.try_clone().ok()],
-        };
-        let to_client = Pump {
-            direction: Direction::ToClient,
-            shared: Arc::clone(&shared),
-            ends: [c_both.try_clone().ok(), s_both.try_clone().ok()],
-        };
-        thread::spawn(move || to_server.run(c_read, s_write));
-        thread::spawn(move || to_client.run(server, client));
+        relay(client, target, &shared);
     }
+}
+
+/// Serves the connections one after the other. The listener is polled while a connection
+/// is served, so that one arriving meanwhile is counted as an overlap (and queued).
+fn accept_serially(listener: TcpListener, target: u16, shared: Arc<Shared>) {
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut queue: VecDeque<TcpStream> = VecDeque::new();
+    let mut current: Option<[JoinHandle<()>; 2]> = None;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let mut idle = true;
+        match listener.accept() {
+            Ok((client, _)) => {
+                idle = false;
+                // An overlap is a connection made while the client still sends on its
+                // previous one. A client that closed its previous connection just before
+                // gets a moment for the pump to see that end.
+                let still_open = |pumps: &[JoinHandle<()>; 2]| {
+                    let started = Instant::now();
+                    while !pumps[0].is_finished() && started.elapsed() < OVERLAP_GRACE {
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    !pumps[0].is_finished()
+                };
+                if !queue.is_empty() || current.as_ref().is_some_and(still_open) {
+                    shared.lock().overlaps += 1;
+                }
+                if client.set_nonblocking(false).is_ok() {
+                    queue.push_back(client);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => {}
+        }
+        if current
+            .as_ref()
+            .is_some_and(|pumps| pumps.iter().all(JoinHandle::is_finished))
+        {
+            current = None;
+        }
+        if current.is_none() {
+            if let Some(client) = queue.pop_front() {
+                idle = false;
+                current = relay(client, target, &shared);
+            }
+        }
+        if idle {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Connects to the target and starts the two pumps of one connection.
+fn relay(client: TcpStream, target: u16, shared: &Arc<Shared>) -> Option<[JoinHandle<()>; 2]> {
+    let server = TcpStream::connect(("127.0.0.1", target)).ok()?;
+    let clones = (
+        client.try_clone(),
+        server.try_clone(),
+        client.try_clone(),
+        server.try_clone(),
+    );
+    let (Ok(c_read), Ok(s_write), Ok(c_keep), Ok(s_keep)) = clones else {
+        return None;
+    };
+    {
+        let mut state = shared.lock();
+        state.connections += 1;
+        let starts = [state.counts[0], state.counts[1]];
+        for (t, start) in state.transcripts.iter_mut().zip(starts) {
+            t.connection_starts.push(start);
+        }
+        state.sockets.extend([c_keep, s_keep]);
+    }
+    let both = [client.try_clone(), server.try_clone()];
+    let [Ok(c_both), Ok(s_both)] = both else {
+        return None;
+    };
+    let to_server = Pump {
+        direction: Direction::ToServer,
+        shared: Arc::clone(shared),
+        ends: [c_both.try_clone().ok(), s_both.try_clone().ok()],
+    };
+    let to_client = Pump {
+        direction: Direction::ToClient,
+        shared: Arc::clone(shared),
+        ends: [c_both.try_clone().ok(), s_both.try_clone().ok()],
+    };
+    Some([
+        thread::spawn(move || to_server.run(c_read, s_write)),
+        thread::spawn(move || to_client.run(server, client)),
+    ])
 }
 
 /// Copies one direction of one connection, injecting the fault when its offset comes by.

@@ -39,6 +39,8 @@ mod pack;
 mod plan;
 mod properties;
 mod remote_helper;
+mod remote_helper_one_connection;
+mod remote_helper_v0;
 mod scope;
 mod split_push;
 mod ssh;

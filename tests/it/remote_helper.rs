@@ -27,17 +27,17 @@ fn with_proto<'a>(proto: &[&'a str], args: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// A world with the `mirror.sh` fixture: UP is its `upstream` (HEAD -> develop).
-struct Fx {
-    w: World,
-    up: PathBuf,
+pub(crate) struct Fx {
+    pub(crate) w: World,
+    pub(crate) up: PathBuf,
     /// The empty bare repository.
-    empty: PathBuf,
+    pub(crate) empty: PathBuf,
     /// A bare repository holding only refs outside branches and tags, whose objects UP lacks.
     extra: PathBuf,
 }
 
 impl Fx {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let w = World::new();
         let fx = w.fixture("mirror.sh");
         Fx {
@@ -48,12 +48,12 @@ impl Fx {
         }
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.w.root()
     }
 
     /// Push UP's branches and tags into `down` with plain git (not the helper).
-    fn seed(&self, down: &Path) {
+    pub(crate) fn seed(&self, down: &Path) {
         self.w.git(
             &self.up,
             &[
@@ -79,7 +79,7 @@ impl Fx {
     }
 
     /// A plain, non-bare clone of UP at `<root>/local` (its own objects: all of UP's).
-    fn local(&self) -> PathBuf {
+    pub(crate) fn local(&self) -> PathBuf {
         let local = self.root().join("local");
         self.w.git(
             self.root(),
@@ -783,6 +783,99 @@ fn atomic_push_refused_by_a_hook_changes_nothing() {
     );
 }
 
+/// A post-receive hook that talks on both of its outputs, and an update hook that refuses
+/// one ref saying why.
+const TALKATIVE_POST_RECEIVE: &str = r#"#!/bin/sh
+while read old new ref; do echo "kalandra-test: received $ref"; done
+echo "kalandra-test: on stderr" >&2
+"#;
+
+/// The lines git shows as a server's (`remote: ...`, with git's clear-to-end-of-line suffix).
+fn remote_lines(run: &GitRun) -> Vec<&str> {
+    run.stderr
+        .lines()
+        .filter(|l| l.starts_with("remote: "))
+        .collect()
+}
+
+/// DOWN's hook output shows on a successful push as plain git shows it: every `remote:` line
+/// the same, byte for byte, with and without `-q` and `--progress` (git hides only its own
+/// progress under `-q`). A hook's refusal shows once.
+#[test]
+fn downstream_hook_output_shows_as_git_shows_it() {
+    let fx = Fx::new();
+    let w = &fx.w;
+    let local = fx.local();
+    let (down, _) = fx.seeded_down();
+    // Plain git's output, from a twin of DOWN with the same hooks.
+    let twin = fx.root().join("twin.git");
+    w.git(
+        fx.root(),
+        &["clone", "-q", "--bare", path_arg(&down), path_arg(&twin)],
+    );
+    for repo in [&down, &twin] {
+        w.install_hook(repo, "post-receive", TALKATIVE_POST_RECEIVE);
+        w.install_hook(repo, "update", DECLINE_FROZEN);
+    }
+    let url = pair_url(&fx.up, &down);
+
+    for (i, flags) in [&[][..], &["-q"][..], &["--progress"][..]]
+        .iter()
+        .enumerate()
+    {
+        let spec = format!("origin/develop:refs/heads/hooked-{i}");
+        let mut plain_args = flags.to_vec();
+        plain_args.extend([path_arg(&twin), spec.as_str()]);
+        let plain = push(w, &local, &plain_args);
+        plain.assert_ok();
+        let mut args = flags.to_vec();
+        args.extend([url.as_str(), spec.as_str()]);
+        let run = push(w, &local, &args);
+        run.assert_ok();
+        let expected: Vec<&str> = remote_lines(&plain)
+            .into_iter()
+            .filter(|l| l.contains("kalandra-test"))
+            .collect();
+        assert_eq!(
+            expected,
+            [
+                format!("remote: kalandra-test: received refs/heads/hooked-{i}        "),
+                "remote: kalandra-test: on stderr        ".to_owned(),
+            ],
+            "precondition: plain git {flags:?} shows the hook{plain}"
+        );
+        let shown: Vec<&str> = remote_lines(&run)
+            .into_iter()
+            .filter(|l| l.contains("kalandra-test"))
+            .collect();
+        assert_eq!(
+            shown, expected,
+            "git push {flags:?} through the helper{run}"
+        );
+        assert_eq!(
+            w.rev(&down, &format!("refs/heads/hooked-{i}")),
+            fx.up_rev("develop")
+        );
+    }
+    w.assert_fsck(&down);
+
+    let run = push(w, &local, &[&url, "origin/main:refs/heads/frozen"]);
+    run.assert_failed();
+    assert_eq!(
+        run.stderr
+            .matches("kalandra-test: frozen is frozen")
+            .count(),
+        1,
+        "the refusal's reason shows once{run}"
+    );
+    assert!(
+        remote_lines(&run)
+            .iter()
+            .any(|l| l.contains("frozen is frozen")),
+        "as a remote: line{run}"
+    );
+}
+
 /// `--atomic` and `-o` against a DOWN that does not advertise `atomic` / `push-options`: git's
 /// send-pack dies before sending anything (receive-pack would quietly push non-atomically or
 /// drop the options). Through the helper the push fails with the same message, DOWN untouched.
@@ -1284,7 +1377,7 @@ fn shallow_clone_cannot_rewind_to_a_parent_sibling_or_merge_parent_without_force
 }
 
 /// An upstream without `filter` cannot say whether DOWN's tip is an ancestor: the helper
-/// refuses as git does when it cannot tell, says why, and `--force` still works.
+/// refuses, says why, and `--force` still works.
 #[test]
 fn without_filter_upstream_a_shallow_push_is_refused_with_the_reason() {
     let fx = Fx::new();
@@ -1320,7 +1413,11 @@ fn without_filter_upstream_a_shallow_push_is_refused_with_the_reason() {
     );
     let run = push(w, &work, &[&url, "HEAD:refs/heads/develop"]);
     run.assert_failed()
-        .assert_stderr_has(&["[rejected]", "fetch first", "filter"]);
+        .assert_stderr_has(&["[remote rejected]", "filter", "--force"]);
+    assert!(
+        !run.stderr.contains("fetch first"),
+        "fetching would not help: not git's `fetch first`{run}"
+    );
     assert_down(w, &down, &before, "DOWN after a refused undecidable push");
     push(w, &work, &["--force", &url, "HEAD:refs/heads/develop"]).assert_ok();
     assert_down(
