@@ -28,10 +28,11 @@
 //! upload-pack peels a tag `have` to its commit before excluding history.
 //! A side that peels to a tree or blob is not a commit: never a fast-forward.
 //!
-//! A have that upstream does not acknowledge is not in upstream, and
-//! since upstream holds NEW's whole history, it cannot be NEW's ancestor.
-//! That answer needs no pack, and is all that a server without `filter`
-//! can give.
+//! A have that upstream lacks cannot be NEW's ancestor, since upstream
+//! holds NEW's whole history. Acknowledgments tell which haves it lacks,
+//! once the ones an earlier have hid are asked about again
+//! ([`absent_haves`]). That answer needs no pack, and is all that a server
+//! without `filter` can give.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -101,9 +102,9 @@ pub async fn check(
     let first = upstream
         .fetch_commits(&wants, &haves, false, None, !filter, limits.max_pack_bytes)
         .await?;
-    let acked: HashSet<ObjectId> = first.acked.into_iter().collect();
+    let absent = absent_haves(upstream, &wants, haves, first.acked, filter, limits).await?;
     for &i in &open {
-        if !acked.contains(&queries[i].old) {
+        if absent.contains(&queries[i].old) {
             answers[i] = Some(Ancestry::NotAncestor(NotAncestor::OldNotInUpstream));
         }
     }
@@ -145,6 +146,80 @@ pub async fn check(
         }
     }
     Ok(finish(answers))
+}
+
+/// Which of `haves`, sent in that order in a round that acknowledged
+/// `acked`, upstream lacks, asking again about the ones a round leaves open.
+///
+/// A have that upstream does not acknowledge is not always one it lacks:
+/// upload-pack marks the parents of each have it has as known to the client
+/// and acknowledges no later have it marked (upload-pack.c, `do_got_oid`).
+/// So downstream's old `main` sent first hides its parent, the old `topic`,
+/// sent next. A have is surely lacking only when no have before it in its
+/// round was acknowledged ([`settle_round`]); the others are asked again, in
+/// a new round (a v2 `fetch` command starts with no object marked), which
+/// settles at least its first have.
+async fn absent_haves(
+    upstream: &mut UploadPack,
+    wants: &[ObjectId],
+    mut haves: Vec<ObjectId>,
+    mut acked: Vec<ObjectId>,
+    filter: bool,
+    limits: Limits,
+) -> Result<HashSet<ObjectId>, upload_pack::Error> {
+    let mut absent = HashSet::new();
+    loop {
+        let acked_set: HashSet<ObjectId> = acked.into_iter().collect();
+        let round = settle_round(&haves, &acked_set);
+        absent.extend(round.absent);
+        if round.open.is_empty() {
+            return Ok(absent);
+        }
+        haves = round.open;
+        // Acknowledgments only where the server can hold the pack back
+        // (`wait-for-done`); otherwise a `ready` brings a commits-only pack,
+        // which is read and dropped.
+        let acks_only = upstream.fetch_supports("wait-for-done");
+        acked = upstream
+            .fetch_commits(
+                wants,
+                &haves,
+                false,
+                None,
+                acks_only || !filter,
+                limits.max_pack_bytes,
+            )
+            .await?
+            .acked;
+    }
+}
+
+/// What one negotiation round says about its haves.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Round {
+    /// Not acknowledged, and no acknowledged have came before: upstream
+    /// lacks them.
+    absent: Vec<ObjectId>,
+    /// Not acknowledged after an acknowledged one, which may have hidden
+    /// them: to be asked again.
+    open: Vec<ObjectId>,
+}
+
+/// Sorts the haves of a round, in the order they were sent, by what their
+/// acknowledgments prove. Pure.
+fn settle_round(sent: &[ObjectId], acked: &HashSet<ObjectId>) -> Round {
+    let mut round = Round::default();
+    let mut after_ack = false;
+    for have in sent {
+        if acked.contains(have) {
+            after_ack = true;
+        } else if after_ack {
+            round.open.push(have.clone());
+        } else {
+            round.absent.push(have.clone());
+        }
+    }
+    round
 }
 
 async fn check_one(
@@ -254,4 +329,32 @@ fn fill(answers: Vec<Option<Ancestry>>, reason: String) -> Vec<Ancestry> {
 
 fn finish(answers: Vec<Option<Ancestry>>) -> Vec<Ancestry> {
     fill(answers, "not asked".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oid(n: u8) -> ObjectId {
+        ObjectId::from_hex(format!("{n:040x}").as_bytes()).expect("hex")
+    }
+
+    #[test]
+    fn haves_before_the_first_acknowledged_one_are_lacking_the_others_asked_again() {
+        let sent = [oid(1), oid(2), oid(3), oid(4), oid(5)];
+        let acked: HashSet<ObjectId> = [oid(3), oid(5)].into_iter().collect();
+        assert_eq!(
+            settle_round(&sent, &acked),
+            Round {
+                absent: vec![oid(1), oid(2)],
+                open: vec![oid(4)],
+            }
+        );
+        // All acknowledged, or none: nothing left to ask.
+        let all: HashSet<ObjectId> = sent.iter().cloned().collect();
+        assert_eq!(settle_round(&sent, &all), Round::default());
+        let none = settle_round(&sent, &HashSet::new());
+        assert_eq!(none.absent, sent.to_vec());
+        assert!(none.open.is_empty());
+    }
 }

@@ -171,6 +171,59 @@ fn updates_are_classified_as_git_would_judge_them() {
     }
 }
 
+/// upload-pack leaves a have unacknowledged when an earlier have's parent is that commit, so
+/// when downstream's old `main` (a merge of `topic`) sorts before old `topic`, a have-only
+/// answer would call topic's fast-forward forced. The commit ids are made to sort that way.
+#[test]
+fn a_fast_forward_of_a_branch_merged_into_another_is_not_called_forced() {
+    let w = World::new();
+    let up = w.root().join("order");
+    w.git(w.root(), &["init", "-q", "-b", "main", path_arg(&up)]);
+    w.commit_file(&up, "README", "x\n", "initial");
+    w.checkout(&up, "topic", Some("main"));
+    w.commit_file(&up, "t.txt", "t\n", "topic 1");
+    w.checkout(&up, "main", None);
+    w.commit_file(&up, "lib.txt", "l\n", "lib 2");
+    let (mut main, topic) = (String::new(), w.rev(&up, "topic"));
+    for salt in 0..64 {
+        let message = format!("merge topic {salt}");
+        w.git(&up, &["merge", "-q", "--no-ff", "-m", &message, "topic"]);
+        main = w.rev(&up, "main");
+        if main < topic {
+            break;
+        }
+        w.git(&up, &["reset", "-q", "--hard", "HEAD~1"]);
+    }
+    assert!(main < topic, "no merge id sorted before {topic}");
+    let down = w.root().join("down.git");
+    w.git(w.root(), &["init", "-q", "--bare", path_arg(&down)]);
+    w.sync_ok(&up, &down, &[]);
+
+    w.checkout(&up, "topic", None);
+    w.commit_file(&up, "ff.txt", "ff\n", "ff");
+    w.checkout(&up, "main", None);
+    w.git(&up, &["reset", "-q", "--hard", "HEAD~1"]);
+    w.commit_file(&up, "rw.txt", "rw\n", "rewritten");
+    assert!(is_ancestor(&w, &up, &topic, &w.rev(&up, "topic")));
+
+    let plan = json(&w, "plan", path_arg(&up), path_arg(&down), &[]);
+    plan.assert_code(0);
+    assert_eq!(kind_of(&plan, "refs/heads/topic"), "fast-forward", "{plan}");
+    assert_eq!(kind_of(&plan, "refs/heads/main"), "forced", "{plan}");
+    let run = json(
+        &w,
+        "sync",
+        path_arg(&up),
+        path_arg(&down),
+        &["--divergence", "ff-only"],
+    );
+    assert_eq!(
+        w.refs(&down).get("refs/heads/topic"),
+        w.refs(&up).get("refs/heads/topic"),
+        "ff-only lands the fast-forward{run}"
+    );
+}
+
 /// Refs other than tags that name annotated tags are peeled before asking about ancestry, as
 /// git's push does (git refuses non-commits under refs/heads/, so these live in refs/x/).
 #[test]
