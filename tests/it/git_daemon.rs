@@ -1,4 +1,5 @@
-//! git:// against a real `git daemon` on 127.0.0.1.
+//! git:// against a real `git daemon` on 127.0.0.1, and [`ForcedV0`], git's own servers held
+//! to protocol v0.
 
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -25,7 +26,26 @@ impl Daemon {
 
     /// [`Daemon::start`] on a given port.
     pub(crate) fn start_on(root: &Path, port: u16) -> Self {
-        let child = Command::new("git")
+        Self::spawn(root, port, None)
+    }
+
+    /// A daemon whose upload-pack and receive-pack speak protocol v0 whatever the client
+    /// asks (it runs them through `v0`'s `git`).
+    pub(crate) fn start_v0(root: &Path, v0: &ForcedV0) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Self::spawn(root, port, Some(v0))
+    }
+
+    fn spawn(root: &Path, port: u16, v0: Option<&ForcedV0>) -> Self {
+        let mut cmd = Command::new("git");
+        if let Some(v0) = v0 {
+            // The daemon runs `git upload-pack` from its exec path.
+            cmd.env("GIT_EXEC_PATH", v0.dir());
+        }
+        let child = cmd
             .args([
                 "daemon",
                 "--reuseaddr",
@@ -67,13 +87,63 @@ impl Daemon {
     }
 }
 
+/// A directory that makes git's servers speak protocol v0: symlinks to everything in git's
+/// exec path, and a `git` that drops `GIT_PROTOCOL` (so that upload-pack never hears
+/// `version=2`) before it runs the real git with the real exec path. Give it to `git daemon`
+/// as `GIT_EXEC_PATH` ([`Daemon::start_v0`]), or put it first on the `PATH` of a process that
+/// runs `git upload-pack` itself (kalandra's `file://`).
+pub(crate) struct ForcedV0 {
+    dir: std::path::PathBuf,
+}
+
+impl ForcedV0 {
+    /// Made in `<root>/forced-v0` (`root` is a world's root).
+    pub(crate) fn new(root: &Path) -> Self {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = root.join("forced-v0");
+        std::fs::create_dir_all(&dir).expect("can create the forced-v0 directory");
+        let out = Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .expect("can run git --exec-path");
+        let exec_path = String::from_utf8(out.stdout).expect("git's exec path is UTF-8");
+        let exec_path = Path::new(exec_path.trim());
+        for entry in std::fs::read_dir(exec_path).expect("can read git's exec path") {
+            let entry = entry.expect("can read git's exec path");
+            if entry.file_name() != "git" {
+                symlink(entry.path(), dir.join(entry.file_name()))
+                    .expect("can link into the forced-v0 directory");
+            }
+        }
+        let git = crate::sshd::which("git").expect("git is on PATH");
+        let wrapper = dir.join("git");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\n\
+                 # Protocol v0 only: the client's version=2 never reaches the server.\n\
+                 unset GIT_PROTOCOL\n\
+                 GIT_EXEC_PATH='{}'\n\
+                 export GIT_EXEC_PATH\n\
+                 exec '{}' \"$@\"\n",
+                exec_path.display(),
+                git.display()
+            ),
+        )
+        .expect("can write the forced-v0 git");
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            .expect("can make the forced-v0 git executable");
+        ForcedV0 { dir }
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.wait();
+        crate::listening_server::end_group(&mut self.child);
     }
 }
 
