@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The order of the page: git's transports first, then the independent servers.
 SERVER_ORDER = {"git": 0, "dulwich": 1, "jgit": 2}
 TRANSPORT_ORDER = {"file": 0, "git": 1, "http": 2, "ssh": 3}
-HELPER_OPERATIONS = ["ls-remote", "clone", "fetch", "pull", "push"]
+HELPER_OPERATIONS = ["ls-remote", "clone", "fetch", "pull", "push", "push a non-tip"]
 
 # What a cell shows, by outcome; worse outcomes win when one cell ran more than once.
 SYMBOL = {

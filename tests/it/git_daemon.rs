@@ -89,9 +89,14 @@ impl Daemon {
 
 /// A directory that makes git's servers speak protocol v0: symlinks to everything in git's
 /// exec path, and a `git` that drops `GIT_PROTOCOL` (so that upload-pack never hears
-/// `version=2`) before it runs the real git with the real exec path. Give it to `git daemon`
-/// as `GIT_EXEC_PATH` ([`Daemon::start_v0`]), or put it first on the `PATH` of a process that
-/// runs `git upload-pack` itself (kalandra's `file://`).
+/// `version=2`) before it runs the real git. Give it to `git daemon` as `GIT_EXEC_PATH`
+/// ([`Daemon::start_v0`]), or put it first on the `PATH` of a process that runs
+/// `git upload-pack` itself (kalandra's `file://`), and, for git running the remote helper,
+/// as that git's `GIT_EXEC_PATH` too ([`ForcedV0::env`]).
+///
+/// The real git keeps this directory as its exec path: git runs a remote helper as
+/// `git remote-<name>` and puts its exec path first on the helper's `PATH`, so with the real
+/// exec path there the helper's own `git upload-pack` would find the real git.
 pub(crate) struct ForcedV0 {
     dir: std::path::PathBuf,
 }
@@ -126,7 +131,7 @@ impl ForcedV0 {
                  GIT_EXEC_PATH='{}'\n\
                  export GIT_EXEC_PATH\n\
                  exec '{}' \"$@\"\n",
-                exec_path.display(),
+                dir.display(),
                 git.display()
             ),
         )
@@ -134,6 +139,15 @@ impl ForcedV0 {
         std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
             .expect("can make the forced-v0 git executable");
         ForcedV0 { dir }
+    }
+
+    /// The environment of a process whose `git upload-pack` must speak v0 (kalandra with a
+    /// `file://` upstream), or of a git whose remote helper runs one.
+    pub(crate) fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("PATH", crate::harness::path_with_first(&self.dir)),
+            ("GIT_EXEC_PATH", self.dir.clone().into_os_string()),
+        ]
     }
 
     pub(crate) fn dir(&self) -> &Path {

@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 
 use crate::dulwich_server::{Dulwich, DulwichPair, DulwichServer, DulwichService};
 use crate::git_daemon::{Daemon, ForcedV0};
+use crate::gitolite::Gitolite;
 use crate::harness::{path_arg, World};
 use crate::jgit_server::JgitDaemon;
 use crate::nginx::Nginx;
@@ -93,6 +94,9 @@ pub struct Endpoint {
     prefix: String,
     /// What kalandra's environment needs for this endpoint.
     env: Vec<(&'static str, OsString)>,
+    /// The `update` hook the server needs in each repository it serves (gitolite's, by
+    /// which it knows its repositories), linked in by [`Endpoint::adopt`].
+    update_hook: Option<PathBuf>,
 }
 
 /// `git version 2.47.3` -> `2.47.3`.
@@ -118,6 +122,7 @@ impl Endpoint {
             sha256: Sha256::Yes,
             prefix,
             env: Vec::new(),
+            update_hook: None,
         }
     }
 
@@ -126,11 +131,10 @@ impl Endpoint {
         Self::git("file", Wire::V2, format!("file://{}/", w.root().display()))
     }
 
-    /// kalandra runs `git upload-pack` itself, through `v0`'s `git` first on its PATH.
+    /// kalandra runs `git upload-pack` itself, through `v0`'s `git` ([`ForcedV0::env`]).
     pub fn file_v0(w: &World, v0: &ForcedV0) -> Self {
         let mut e = Self::git("file", Wire::V0, format!("file://{}/", w.root().display()));
-        e.env
-            .push(("PATH", crate::harness::path_with_first(v0.dir())));
+        e.env = v0.env();
         e
     }
 
@@ -173,6 +177,7 @@ impl Endpoint {
             },
             prefix: server.base_url(),
             env: Vec::new(),
+            update_hook: None,
         }
     }
 
@@ -185,6 +190,36 @@ impl Endpoint {
             sha256: Sha256::No(limitation::JGIT_SHA256),
             prefix: daemon.base_url(),
             env: Vec::new(),
+            update_hook: None,
+        }
+    }
+
+    /// gitolite's `gitolite-shell` behind sshd, which runs git's servers after its checks.
+    pub fn gitolite(gitolite: &Gitolite, wire: Wire) -> Self {
+        Endpoint {
+            server: "gitolite",
+            version: gitolite.version().to_owned(),
+            transport: "ssh",
+            wire,
+            sha256: Sha256::Yes,
+            prefix: gitolite.base_url(match wire {
+                Wire::V0 => sshd::Protocol::V0,
+                Wire::V2 => sshd::Protocol::V2,
+            }),
+            env: Vec::new(),
+            update_hook: Some(gitolite.update_hook()),
+        }
+    }
+
+    /// Makes the bare repository `repo` (under the world root) one the server serves.
+    pub fn adopt(&self, repo: &Path) {
+        if let Some(hook) = &self.update_hook {
+            let link = repo.join("hooks/update");
+            std::fs::create_dir_all(repo.join("hooks")).expect("can create the hooks directory");
+            if !link.exists() {
+                std::os::unix::fs::symlink(hook, &link)
+                    .unwrap_or_else(|err| panic!("cannot link {}: {err}", link.display()));
+            }
         }
     }
 
@@ -242,10 +277,14 @@ pub enum Outcome {
     Unsupported {
         id: &'static str,
     },
+    /// Not run: known broken until the env var is set (the variable's name).
+    Gated {
+        env: &'static str,
+    },
 }
 
 impl Outcome {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         match self {
             Outcome::Pass => json!({"outcome": "pass"}),
             Outcome::Fail { step, detail } => {
@@ -255,6 +294,7 @@ impl Outcome {
                 json!({"outcome": "limitation", "limitation": id, "detail": detail})
             }
             Outcome::Unsupported { id } => json!({"outcome": "unsupported", "limitation": id}),
+            Outcome::Gated { env } => json!({"outcome": "gated", "env": env}),
         }
     }
 }
@@ -291,6 +331,10 @@ const SHA256_HISTORY: History = History {
     delete: "feature/x",
 };
 
+/// For a plain `git push` into a served repository's directory: the server's own hooks (such
+/// as gitolite's update hook, which refuses anyone it did not let in) are not run.
+pub const BEHIND_THE_SERVER: &str = "--receive-pack=git -c core.hooksPath=/dev/null receive-pack";
+
 /// Runs cells in one world and records their outcomes.
 pub struct Matrix<'w> {
     w: &'w World,
@@ -314,6 +358,10 @@ impl<'w> Matrix<'w> {
             cells: Vec::new(),
             failures: Vec::new(),
         }
+    }
+
+    pub fn world(&self) -> &'w World {
+        self.w
     }
 
     /// A fresh directory `cells/<n>` under the world root, relative and absolute.
@@ -397,6 +445,8 @@ impl<'w> Matrix<'w> {
         let (up_repo, down_repo) = (dir.join("up.git"), dir.join("down.git"));
         self.upstream_copy(hash, &up_repo);
         self.empty_bare(hash, &down_repo);
+        up.adopt(&up_repo);
+        down.adopt(&down_repo);
         let (up_url, down_url) = (
             up.url(&format!("{rel}/up.git")),
             down.url(&format!("{rel}/down.git")),
@@ -540,6 +590,7 @@ impl<'w> Matrix<'w> {
                 "push",
                 "-q",
                 "--force",
+                BEHIND_THE_SERVER,
                 "origin",
                 &format!("ff-work:refs/heads/{}", h.ff),
                 &format!("force-work:refs/heads/{}", h.force),
@@ -570,7 +621,7 @@ impl<'w> Matrix<'w> {
 }
 
 /// Adds `extra`'s fields to the object `into`.
-fn merge(into: &mut Value, extra: Value) {
+pub fn merge(into: &mut Value, extra: Value) {
     if let (Value::Object(into), Value::Object(extra)) = (into, extra) {
         into.extend(extra);
     }
@@ -614,11 +665,8 @@ impl GitServers {
         let nginx = Nginx::start(w);
         let sshd_v2 = sshd::start_for(w, sshd::Protocol::V2);
         let sshd_v0 = Sshd::start(&w.root().join("sshd-v0"), sshd::Protocol::V0);
-        sshd_v0.authorize(&w.root().join("client-key"));
-        let known_hosts = w.home().join(".ssh/known_hosts");
-        let mut hosts = std::fs::read_to_string(&known_hosts).expect("start_for wrote it");
-        hosts.push_str(&sshd_v0.known_hosts_line());
-        std::fs::write(&known_hosts, hosts).expect("can extend known_hosts");
+        sshd_v0.authorize(&sshd::client_key(w));
+        sshd::trust(w, &sshd_v0);
         let endpoints = vec![
             Endpoint::file(w),
             Endpoint::file_v0(w, &v0),
@@ -696,6 +744,7 @@ pub fn assert_speaks(w: &World, endpoint: &Endpoint, repo: &str) {
     let mut env = endpoint.env().to_vec();
     env.push(("KALANDRA_LOG", "kalandra=debug".into()));
     let local = w.root().join(repo);
+    endpoint.adopt(&local);
     let run = w.kalandra_with_env(
         w.root(),
         &["plan", &endpoint.url(repo), path_arg(&local)],
@@ -810,5 +859,24 @@ fn full_matrix() {
             }
         }
     }
+    m.finish();
+}
+
+#[test]
+fn gitolite_behind_sshd() {
+    let w = World::new();
+    let mut m = Matrix::new(&w, "gitolite_behind_sshd");
+    let gitolite = Gitolite::start(&w);
+    let (v2, v0) = (
+        Endpoint::gitolite(&gitolite, Wire::V2),
+        Endpoint::gitolite(&gitolite, Wire::V0),
+    );
+    let file = Endpoint::file(&w);
+    for endpoint in [&v2, &v0] {
+        assert_speaks(&w, endpoint, "mirror/upstream-bare.git");
+    }
+    ring(&mut m, &[&v2, &file, &v0], Hash::Sha1);
+    m.sync(&file, &v2, Hash::Sha256);
+    m.sync(&v0, &file, Hash::Sha256);
     m.finish();
 }
