@@ -209,6 +209,34 @@ def main():
         of_hash = [c for c in merged.values() if c["hash"] == hash_name]
         sync_table(lines, of_hash, hash_name, endpoints, limitation_numbers)
 
+    classified = {}
+    for c in sync:
+        kinds = c.get("classified")
+        if c["outcome"] == "pass" and kinds:
+            seen = classified.setdefault(endpoint_id(c["up"]), (set(), set()))
+            seen[0].add(str(kinds.get("fast-forward")))
+            seen[1].add(str(kinds.get("forced")))
+    if classified:
+        lines.append("### How the incremental sync classified the updates")
+        lines.append("")
+        lines.append(
+            "The `kind` the report gave the fast-forward and the forced update, by upstream "
+            "(whatever the downstream). Telling them apart takes a commits-only fetch, which "
+            "needs upstream to offer `filter`; without it an update upstream still has the old "
+            "commit of is `undecidable` (see [mirror semantics](mirror-semantics.md#fast-forward-forced-tag-moved))."
+        )
+        lines.append("")
+        lines.append("| Upstream | fast-forward reported as | forced update reported as |")
+        lines.append("|---|---|---|")
+        for e in endpoints:
+            seen = classified.get(endpoint_id(e))
+            if seen:
+                lines.append(
+                    "| %s | %s | %s |"
+                    % (short(e), ", ".join("`%s`" % k for k in sorted(seen[0])), ", ".join("`%s`" % k for k in sorted(seen[1])))
+                )
+        lines.append("")
+
     helper_merged = merge(helper, lambda c: (endpoint_id(c["server"]), c["operation"]))
     if helper_merged:
         lines.append("## Remote helper")
@@ -229,12 +257,17 @@ def main():
             if any(row):
                 lines.append("| %s | %s |" % (short(e), " | ".join(row)))
         lines.append("")
-        gated = sorted({c["env"] for c in helper_merged.values() if c["outcome"] == "gated"})
-        for env in gated:
+        gated = sorted(
+            {(c["env"], c.get("reason", "")) for c in helper_merged.values() if c["outcome"] == "gated"}
+        )
+        if gated:
             lines.append(
-                "*not run*: known bugs of the remote helper, being fixed; these cells run "
-                "when `%s=1` is set." % env
+                "*not run*: known bugs of the remote helper, being fixed; these cells run when "
+                "the variable named is set to 1:"
             )
+            lines.append("")
+            for env, reason in gated:
+                lines.append("- `%s`: %s" % (env, reason))
             lines.append("")
 
     lines.append("## Known limitations")

@@ -277,9 +277,10 @@ pub enum Outcome {
     Unsupported {
         id: &'static str,
     },
-    /// Not run: known broken until the env var is set (the variable's name).
+    /// Not run: known broken until the env var is set (the variable's name), and why.
     Gated {
         env: &'static str,
+        reason: &'static str,
     },
 }
 
@@ -294,7 +295,9 @@ impl Outcome {
                 json!({"outcome": "limitation", "limitation": id, "detail": detail})
             }
             Outcome::Unsupported { id } => json!({"outcome": "unsupported", "limitation": id}),
-            Outcome::Gated { env } => json!({"outcome": "gated", "env": env}),
+            Outcome::Gated { env, reason } => {
+                json!({"outcome": "gated", "env": env, "reason": reason})
+            }
         }
     }
 }
@@ -412,11 +415,13 @@ impl<'w> Matrix<'w> {
     /// The sync cell: initial mirror, incremental sync, no-op sync.
     pub fn sync(&mut self, up: &Endpoint, down: &Endpoint, hash: Hash) {
         let started = Instant::now();
+        let classified = std::cell::RefCell::new(Value::Null);
         let outcome = match Self::unsupported(up, down, hash) {
             Some(id) => Outcome::Unsupported { id },
-            None => self.run_sync(up, down, hash),
+            None => self.run_sync(up, down, hash, &classified),
         };
         let mut cell = json!({
+            "classified": classified.into_inner(),
             "kind": "sync",
             "up": up.json(),
             "down": down.json(),
@@ -440,7 +445,15 @@ impl<'w> Matrix<'w> {
         self.cells.push(cell);
     }
 
-    fn run_sync(&self, up: &Endpoint, down: &Endpoint, hash: Hash) -> Outcome {
+    /// Runs the sync cell; `classified` gets how the incremental sync's report classified the
+    /// fast-forward and the forced update (over v0 kalandra may not be able to tell).
+    fn run_sync(
+        &self,
+        up: &Endpoint,
+        down: &Endpoint,
+        hash: Hash,
+        classified: &std::cell::RefCell<Value>,
+    ) -> Outcome {
         let (rel, dir) = self.cell_dir();
         let (up_repo, down_repo) = (dir.join("up.git"), dir.join("down.git"));
         self.upstream_copy(hash, &up_repo);
@@ -488,6 +501,31 @@ impl<'w> Matrix<'w> {
         match sync("the incremental sync") {
             Err(fail) => return fail,
             Ok((report, run)) => {
+                let kind_of = |branch: &str| {
+                    let name = format!("refs/heads/{branch}");
+                    report.0["refs"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|r| r["name"] == name.as_str())
+                        .map_or(Value::Null, |r| r["kind"].clone())
+                };
+                let (ff, forced) = (kind_of(history.ff), kind_of(history.force));
+                *classified.borrow_mut() = json!({"fast-forward": ff, "forced": forced});
+                // Without `filter` upstream, kalandra may not tell (`undecidable`), but what
+                // it tells must be true.
+                if !(ff == "fast-forward" || ff == "undecidable")
+                    || !(forced == "forced" || forced == "undecidable")
+                {
+                    return Outcome::Fail {
+                        step: "the incremental sync's classification".into(),
+                        detail: format!(
+                            "the fast-forward of refs/heads/{} is reported as {ff} and the \
+                             forced update of refs/heads/{} as {forced}:{run}",
+                            history.ff, history.force
+                        ),
+                    };
+                }
                 let changed = report.refs();
                 if changed.len() != 4 {
                     return Outcome::Fail {
@@ -848,9 +886,19 @@ fn full_matrix() {
     let mut m = Matrix::new(&w, "full_matrix");
     let git = GitServers::start(&w);
     let others = OtherServers::start(&w);
-    let endpoints: Vec<&Endpoint> = git.endpoints.iter().chain(&others.endpoints).collect();
+    let gitolite = Gitolite::start(&w);
+    let gitolite = [
+        Endpoint::gitolite(&gitolite, Wire::V2),
+        Endpoint::gitolite(&gitolite, Wire::V0),
+    ];
+    let endpoints: Vec<&Endpoint> = git
+        .endpoints
+        .iter()
+        .chain(&others.endpoints)
+        .chain(&gitolite)
+        .collect();
     for endpoint in &endpoints {
-        assert_speaks(&w, endpoint, "mirror/upstream");
+        assert_speaks(&w, endpoint, "mirror/upstream-bare.git");
     }
     for hash in [Hash::Sha1, Hash::Sha256] {
         for up in &endpoints {
