@@ -27,6 +27,7 @@ declare -A NEEDED=(
   [git-lfs]=git-lfs
   [python3]=python3
   [jgit]=jgit-cli
+  [gitolite]=gitolite3
 )
 # Python modules the tests import with Debian's /usr/bin/python3, and their packages.
 declare -A NEEDED_PYTHON=(

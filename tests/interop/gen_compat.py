@@ -3,8 +3,8 @@
 
     python3 tests/interop/gen_compat.py RESULTS_DIR OUTPUT
 
-RESULTS_DIR holds the JSON lines the matrix tests wrote (tests/it/interop.rs and
-tests/it/interop_helper.rs, run with KALANDRA_INTEROP_RESULTS=RESULTS_DIR); each line is one
+RESULTS_DIR holds the JSON lines the matrix tests wrote (tests/it/interop/, run with
+KALANDRA_INTEROP_RESULTS=RESULTS_DIR); each line is one
 cell. tests/interop/limitations.json gives the reason of every known limitation a cell names.
 tests/interop/matrix.sh runs the matrix and then this script. Standard library only.
 
@@ -164,7 +164,7 @@ def main():
         "# Compatibility",
         "",
         "This page is generated from the outcomes of the interoperability matrix "
-        "(`tests/it/interop.rs`, `tests/it/interop_helper.rs`) by `tests/interop/matrix.sh`; "
+        "(`tests/it/interop/`) by `tests/interop/matrix.sh`; "
         "do not edit it by hand. Every server below ran on this machine, started by the test "
         "harness on 127.0.0.1.",
         "",

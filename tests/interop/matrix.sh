@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole interoperability matrix (tests/it/interop*.rs, the ignored full_matrix
+# Runs the whole interoperability matrix (tests/it/interop/, the ignored full matrices
 # included) and generates docs/compatibility.md from the outcomes of its cells, failed ones
-# included. Needs what tests/run.sh installs (nginx, sshd, jgit-cli, python3-dulwich and
-# tests/interop/.venv): run that once first on a fresh machine.
+# included. Needs what tests/run.sh installs (nginx, sshd, jgit-cli, gitolite3,
+# python3-dulwich and tests/interop/.venv): run that once first on a fresh machine.
 #
 #   tests/interop/matrix.sh              # every cell, then the page
 #   KALANDRA_HELPER_V0_FIXED=1 tests/interop/matrix.sh   # with the remote helper's v0 cells

@@ -32,7 +32,6 @@ mod hostile_input;
 mod hostile_transport;
 mod http;
 mod interop;
-mod interop_helper;
 mod jgit_server;
 mod lfs;
 mod lfs_server;

@@ -18,11 +18,10 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::gitolite::Gitolite;
-use crate::harness::{helper_dir, path_arg, Refs, World};
-use crate::interop::{
-    run_step, Endpoint, GitServers, Hash, Matrix, OtherServers, Outcome, Wire, BEHIND_THE_SERVER,
+use super::{
+    run_step, AllServers, Endpoint, Hash, Matrix, OtherServers, Outcome, Wire, BEHIND_THE_SERVER,
 };
+use crate::harness::{helper_dir, path_arg, Refs, World};
 
 /// Set to 1 to run the cells of the helper's known v0 and single-connection bugs.
 pub const FIXED_ENV: &str = "KALANDRA_HELPER_V0_FIXED";
@@ -312,19 +311,8 @@ fn remote_helper_against_each_server() {
 fn remote_helper_full_matrix() {
     let w = World::new();
     let mut m = Matrix::new(&w, "remote_helper_full_matrix");
-    let git = GitServers::start(&w);
-    let others = OtherServers::start(&w);
-    let gitolite = Gitolite::start(&w);
-    let gitolite = [
-        Endpoint::gitolite(&gitolite, Wire::V2),
-        Endpoint::gitolite(&gitolite, Wire::V0),
-    ];
-    for server in git
-        .endpoints
-        .iter()
-        .chain(&others.endpoints)
-        .chain(&gitolite)
-    {
+    let servers = AllServers::start(&w);
+    for server in servers.endpoints() {
         m.helper(server);
     }
     m.finish();
