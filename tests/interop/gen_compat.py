@@ -13,6 +13,7 @@ A cell run by several tests counts once: it passes only if every run of it passe
 
 import json
 import os
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -56,6 +57,15 @@ def endpoint_id(e):
 def short(e):
     transport = {"file": "file://", "git": "git://", "http": "http", "ssh": "ssh"}
     return "%s %s %s %s" % (e["server"], e["version"], transport[e["transport"]], e["protocol"])
+
+
+def normalized(detail, limit=400):
+    """A detail without what differs from cell to cell: URLs of cell repositories, object ids."""
+    text = " ".join(detail.split())
+    text = re.sub(r"\S*/cells/\d+/(up|down)\.git", lambda m: m.group(1).upper(), text)
+    text = re.sub(r"\b[0-9a-f]{40}([0-9a-f]{24})?\b", "<oid>", text)
+    text = text.replace("`", "'")
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def load_cells(results):
@@ -197,6 +207,9 @@ def main():
         "git's transports: `file` (kalandra runs `git upload-pack`/`git receive-pack`), "
         "`git` (`git daemon`), `http` (`git http-backend` behind nginx), `ssh` (OpenSSH's sshd). "
         "Their v0 rows are the same servers held to protocol v0 (`GIT_PROTOCOL` dropped). "
+        "The protocol version is upload-pack's: receive-pack speaks only v0, so as a downstream a "
+        "v0 row is the same server configured differently. gitolite runs git's servers behind "
+        "its access checks (`gitolite-shell` under sshd). "
         "dulwich `git` is `TCPGitServer`, dulwich `http` is `dulwich.web`; JGit `git` is "
         "`jgit daemon`."
     )
@@ -276,10 +289,10 @@ def main():
         entry = reasons[lim]
         lines.append("- **L%d** (`%s`, %s): %s" % (limitation_numbers[lim], lim, entry["server"], entry["reason"]))
         details = sorted(
-            {c["detail"] for c in cells if c.get("limitation") == lim and c.get("detail")}
+            {normalized(c["detail"]) for c in cells if c.get("limitation") == lim and c.get("detail")}
         )
         for detail in details:
-            lines.append("  What kalandra does: `%s`" % detail.replace("`", "'").replace("\n", " "))
+            lines.append("  What kalandra does: `%s`" % detail)
     lines.append("")
 
     failures = [c for c in list(merged.values()) + list(helper_merged.values()) if c["outcome"] == "fail"]
@@ -287,13 +300,19 @@ def main():
     lines.append("")
     if not failures:
         lines.append("None: every cell that ran passed or hit a known limitation.")
+    # One entry per distinct failure, with the cells that show it.
+    groups = {}
     for c in failures:
-        if c["kind"] == "sync":
-            what = "%s -> %s (%s)" % (short(c["up"]), short(c["down"]), c["hash"])
-        else:
-            what = "helper `%s` against %s" % (c["operation"], short(c["server"]))
-        first = c.get("detail", "").strip().splitlines()
-        lines.append("- %s: failed at %s: `%s`" % (what, c.get("step", "?"), (first[0] if first else "").replace("`", "'")))
+        first = (c.get("detail", "").strip().splitlines() or [""])[0]
+        groups.setdefault((c.get("step", "?"), normalized(first)), []).append(c)
+    for (step, first), group in sorted(groups.items(), key=lambda g: -len(g[1])):
+        lines.append("- Failed at %s (%d cells): `%s`" % (step, len(group), first))
+        for c in group:
+            if c["kind"] == "sync":
+                what = "%s -> %s (%s)" % (short(c["up"]), short(c["down"]), c["hash"])
+            else:
+                what = "helper `%s` against %s" % (c["operation"], short(c["server"]))
+            lines.append("  - %s" % what)
     lines.append("")
 
     text = "\n".join(lines)

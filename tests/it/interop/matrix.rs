@@ -218,10 +218,11 @@ impl<'w> Matrix<'w> {
             up.url(&format!("{rel}/up.git")),
             down.url(&format!("{rel}/down.git")),
         );
+        // Only upstream's: the protocol version is upload-pack's (receive-pack has only v0), and
+        // a forced-v0 `file://` downstream's environment would hold a `file://` upstream to v0.
         let env: Vec<(&str, Option<OsString>)> = up
             .env()
             .iter()
-            .chain(down.env())
             .map(|(name, value)| (*name, Some(value.clone())))
             .collect();
         let sync = |step: &str| {
@@ -340,10 +341,7 @@ impl<'w> Matrix<'w> {
             },
             (code, _) => Outcome::Limitation {
                 id,
-                detail: format!(
-                    "kalandra exits {code}: {}",
-                    last_lines(&run.stderr, 3).trim()
-                ),
+                detail: format!("kalandra exits {code}: {}", error_line(&run.stderr)),
             },
         }
     }
@@ -419,9 +417,13 @@ pub fn merge(into: &mut Value, extra: Value) {
     }
 }
 
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+/// kalandra's `error:` line in `stderr`, else its last line.
+fn error_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|line| line.starts_with("kalandra: error:"))
+        .or_else(|| stderr.lines().last())
+        .unwrap_or("")
 }
 
 /// Runs one step of a cell; a panic (a failed check of the harness) becomes a failed outcome
