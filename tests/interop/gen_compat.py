@@ -225,7 +225,7 @@ def main():
     classified = {}
     for c in sync:
         kinds = c.get("classified")
-        if c["outcome"] == "pass" and kinds:
+        if kinds:
             seen = classified.setdefault(endpoint_id(c["up"]), (set(), set()))
             seen[0].add(str(kinds.get("fast-forward")))
             seen[1].add(str(kinds.get("forced")))
@@ -234,7 +234,7 @@ def main():
         lines.append("")
         lines.append(
             "The `kind` the report gave the fast-forward and the forced update, by upstream "
-            "(whatever the downstream). Telling them apart takes a commits-only fetch, which "
+            "(whatever the downstream; cells that failed later included). Telling them apart takes a commits-only fetch, which "
             "needs upstream to offer `filter`; without it an update upstream still has the old "
             "commit of is `undecidable` (see [mirror semantics](mirror-semantics.md#fast-forward-forced-tag-moved))."
         )
