@@ -21,7 +21,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The order of the page: git's transports first, then the independent servers.
 SERVER_ORDER = {"git": 0, "dulwich": 1, "jgit": 2}
 TRANSPORT_ORDER = {"file": 0, "git": 1, "http": 2, "ssh": 3}
-HELPER_OPERATIONS = ["ls-remote", "clone", "fetch", "pull", "push", "push a non-tip"]
+HELPER_OPERATIONS = [
+    "ls-remote",
+    "clone",
+    "fetch",
+    "fetch, git in v0",
+    "pull",
+    "push",
+    "push a non-tip",
+]
 
 # What a cell shows, by outcome; worse outcomes win when one cell ran more than once.
 SYMBOL = {
@@ -257,7 +265,9 @@ def main():
         lines.append(
             "git runs `git-remote-kalandra` for `kalandra::UP=>DOWN` URLs, here with UP and "
             "DOWN on the server of the row (two repositories): `ls-remote`, `clone`, `fetch` "
-            "and `pull` read UP; `push` makes DOWN's ref name an object that UP has."
+            "and `pull` read UP (`fetch, git in v0` with `git -c protocol.version=0`, which "
+            "takes the helper's `fetch` path); `push` makes DOWN's ref name an object that UP "
+            "has, `push a non-tip` one that no ref of UP names."
         )
         lines.append("")
         lines.append("| Server | " + " | ".join("`%s`" % op for op in HELPER_OPERATIONS) + " |")

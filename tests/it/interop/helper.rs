@@ -4,7 +4,8 @@
 //!
 //! - `ls-remote` lists what a plain `git ls-remote` of UP's directory lists;
 //! - `clone` gives UP's branches as `origin/*` and checks out UP's HEAD branch;
-//! - `fetch` and `pull` bring a commit made upstream after the clone;
+//! - `fetch` and `pull` bring a commit made upstream after the clone; `fetch, git in v0` does
+//!   with git speaking v0 to the helper (its `fetch` capability, not `stateless-connect`);
 //! - `push` makes DOWN's new branch name a commit UP has (DOWN starts empty), and DOWN passes
 //!   `git fsck --connectivity-only`; `push a non-tip` does the same with a commit that no ref
 //!   of UP names (in protocol v0, upload-pack serves only ref tips).
@@ -26,10 +27,11 @@ use crate::harness::{helper_dir, path_arg, Refs, World};
 /// Set to 1 to run the cells of the helper's known v0 and single-connection bugs.
 pub const FIXED_ENV: &str = "KALANDRA_HELPER_V0_FIXED";
 
-const OPERATIONS: [&str; 6] = [
+const OPERATIONS: [&str; 7] = [
     "ls-remote",
     "clone",
     "fetch",
+    "fetch, git in v0",
     "pull",
     "push",
     "push a non-tip",
@@ -223,6 +225,17 @@ impl HelperCell<'_> {
             "fetch" => {
                 let oid = self.commit_upstream("fetched.txt");
                 self.git(self.local, &["fetch", "-q", "origin"]);
+                assert_eq!(w.rev(self.local, "refs/remotes/origin/develop"), oid);
+                w.assert_fsck(self.local);
+            }
+            "fetch, git in v0" => {
+                // git speaks v0 to the helper, which then fetches into the repository itself
+                // (its `fetch` capability) rather than proxying (`stateless-connect`).
+                let oid = self.commit_upstream("fetched-v0.txt");
+                self.git(
+                    self.local,
+                    &["-c", "protocol.version=0", "fetch", "-q", "origin"],
+                );
                 assert_eq!(w.rev(self.local, "refs/remotes/origin/develop"), oid);
                 w.assert_fsck(self.local);
             }
