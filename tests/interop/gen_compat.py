@@ -21,15 +21,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The order of the page: git's transports first, then the independent servers.
 SERVER_ORDER = {"git": 0, "dulwich": 1, "jgit": 2}
 TRANSPORT_ORDER = {"file": 0, "git": 1, "http": 2, "ssh": 3}
-HELPER_OPERATIONS = [
-    "ls-remote",
-    "clone",
-    "fetch",
-    "fetch, git in v0",
-    "pull",
-    "push",
-    "push a non-tip",
-]
 
 # What a cell shows, by outcome; worse outcomes win when one cell ran more than once.
 SYMBOL = {
@@ -259,6 +250,11 @@ def main():
         lines.append("")
 
     helper_merged = merge(helper, lambda c: (endpoint_id(c["server"]), c["operation"]))
+    # The operations in the order the tests ran them.
+    operations = []
+    for c in helper:
+        if c["operation"] not in operations:
+            operations.append(c["operation"])
     if helper_merged:
         lines.append("## Remote helper")
         lines.append("")
@@ -270,12 +266,12 @@ def main():
             "has, `push a non-tip` one that no ref of UP names."
         )
         lines.append("")
-        lines.append("| Server | " + " | ".join("`%s`" % op for op in HELPER_OPERATIONS) + " |")
-        lines.append("|---|" + "---|" * len(HELPER_OPERATIONS))
+        lines.append("| Server | " + " | ".join("`%s`" % op for op in operations) + " |")
+        lines.append("|---|" + "---|" * len(operations))
         for e in endpoints:
             row = [
                 cell_text(helper_merged.get((endpoint_id(e), op)), limitation_numbers)
-                for op in HELPER_OPERATIONS
+                for op in operations
             ]
             if any(row):
                 lines.append("| %s | %s |" % (short(e), " | ".join(row)))
