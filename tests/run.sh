@@ -26,29 +26,51 @@ declare -A NEEDED=(
   [npm]=npm
   [git-lfs]=git-lfs
   [python3]=python3
+  [jgit]=jgit-cli
+  [gitolite]=gitolite3
+)
+# Python modules the tests import with Debian's /usr/bin/python3, and their packages.
+declare -A NEEDED_PYTHON=(
+  [dulwich]=python3-dulwich
 )
 
 have() {
   command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
 }
 
+has_python_module() {
+  /usr/bin/python3 -c "import $1" >/dev/null 2>&1
+}
+
+apt_install() {
+  echo "tests/run.sh: installing $*" >&2
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "$@"
+}
+
 missing=()
 for cmd in "${!NEEDED[@]}"; do
   have "$cmd" || missing+=("${NEEDED[$cmd]}")
+done
+for module in "${!NEEDED_PYTHON[@]}"; do
+  has_python_module "$module" || missing+=("${NEEDED_PYTHON[$module]}")
 done
 # One package may provide several commands: install each once.
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 fi
 if ((${#missing[@]})); then
-  echo "tests/run.sh: installing ${missing[*]}" >&2
-  sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -q
-  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  apt_install "${missing[@]}"
   for cmd in "${!NEEDED[@]}"; do
     have "$cmd" || { echo "tests/run.sh: $cmd still missing after installing ${NEEDED[$cmd]}" >&2; exit 1; }
+  done
+  for module in "${!NEEDED_PYTHON[@]}"; do
+    has_python_module "$module" || {
+      echo "tests/run.sh: python3 cannot import $module after installing ${NEEDED_PYTHON[$module]}" >&2
+      exit 1
+    }
   done
 fi
 
@@ -68,28 +90,28 @@ if ! cmp -s "$forge/package-lock.json" "$forge/node_modules/.kalandra-installed-
   cp "$forge/package-lock.json" "$forge/node_modules/.kalandra-installed-lock"
 fi
 
-# The LFS tests' server (tests/lfs): giftless and its dependencies, exactly as
-# requirements.txt pins them, in a venv of their own (pip in a venv: no clash with Debian's
-# externally managed Python), installed again whenever the file changed.
-lfs=tests/lfs
-if ! cmp -s "$lfs/requirements.txt" "$lfs/.venv/.kalandra-installed-requirements"; then
-  echo "== pip install (tests/lfs)"
-  rm -rf "$lfs/.venv"
+# A venv (pip in a venv: no clash with Debian's externally managed Python) in DIR/.venv
+# holding exactly what DIR/requirements.txt pins, made again whenever that file changed.
+pip_venv() {
+  local dir=$1
+  cmp -s "$dir/requirements.txt" "$dir/.venv/.kalandra-installed-requirements" && return
+  echo "== pip install ($dir)"
+  rm -rf "$dir/.venv"
   # Debian's python3 makes venvs (with pip) only once python3-venv is installed.
-  if ! python3 -m venv "$lfs/.venv" >/dev/null 2>&1; then
-    echo "tests/run.sh: installing python3-venv" >&2
-    sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -q
-    "${sudo[@]}" apt-get install -y -q --no-install-recommends python3-venv
-    rm -rf "$lfs/.venv"
-    python3 -m venv "$lfs/.venv"
+  if ! python3 -m venv "$dir/.venv" >/dev/null 2>&1; then
+    apt_install python3-venv
+    rm -rf "$dir/.venv"
+    python3 -m venv "$dir/.venv"
   fi
-  "$lfs/.venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
-    -r "$lfs/requirements.txt"
-  cp "$lfs/requirements.txt" "$lfs/.venv/.kalandra-installed-requirements"
-fi
+  "$dir/.venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
+    -r "$dir/requirements.txt"
+  cp "$dir/requirements.txt" "$dir/.venv/.kalandra-installed-requirements"
+}
+
+# The LFS tests' server (tests/lfs): giftless and its dependencies.
+pip_venv tests/lfs
+# The interoperability matrix's dulwich 1.2 (tests/interop; 0.21 comes from Debian above).
+pip_venv tests/interop
 
 # Regenerate fixtures from their scripts rather than from any archive lying around.
 export GIX_TEST_IGNORE_ARCHIVES=1

@@ -1,4 +1,5 @@
-//! git:// against a real `git daemon` on 127.0.0.1.
+//! git:// against a real `git daemon` on 127.0.0.1, and [`ForcedV0`], git's own servers held
+//! to protocol v0.
 
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -21,18 +22,29 @@ impl Daemon {
 
     /// [`Daemon::start`] on a given port.
     pub(crate) fn start_on(root: &Path, port: u16) -> Self {
-        Self::spawn(root, port, Stdio::null())
+        Self::spawn(root, port, Stdio::null(), None)
     }
 
     /// [`Daemon::start`], its log (and its upload-packs' errors) going to `log`.
     pub(crate) fn start_logging(root: &Path, log: &Path) -> Self {
         let log = std::fs::File::create(log)
             .unwrap_or_else(|err| panic!("cannot create {}: {err}", log.display()));
-        Self::spawn(root, free_port(), log.into())
+        Self::spawn(root, free_port(), log.into(), None)
     }
 
-    fn spawn(root: &Path, port: u16, log: Stdio) -> Self {
-        let child = Command::new("git")
+    /// A daemon whose upload-pack and receive-pack speak protocol v0 whatever the client
+    /// asks (it runs them through `v0`'s `git`).
+    pub(crate) fn start_v0(root: &Path, v0: &ForcedV0) -> Self {
+        Self::spawn(root, free_port(), Stdio::null(), Some(v0))
+    }
+
+    fn spawn(root: &Path, port: u16, log: Stdio, v0: Option<&ForcedV0>) -> Self {
+        let mut cmd = Command::new("git");
+        if let Some(v0) = v0 {
+            // The daemon runs `git upload-pack` from its exec path.
+            cmd.env("GIT_EXEC_PATH", v0.dir());
+        }
+        let child = cmd
             .args([
                 "daemon",
                 "--reuseaddr",
@@ -81,13 +93,77 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A directory that makes git's servers speak protocol v0: symlinks to everything in git's
+/// exec path, and a `git` that drops `GIT_PROTOCOL` (so that upload-pack never hears
+/// `version=2`) before it runs the real git. Give it to `git daemon` as `GIT_EXEC_PATH`
+/// ([`Daemon::start_v0`]), or put it first on the `PATH` of a process that runs
+/// `git upload-pack` itself (kalandra's `file://`), and, for git running the remote helper,
+/// as that git's `GIT_EXEC_PATH` too ([`ForcedV0::env`]).
+///
+/// The real git keeps this directory as its exec path: git runs a remote helper as
+/// `git remote-<name>` and puts its exec path first on the helper's `PATH`, so with the real
+/// exec path there the helper's own `git upload-pack` would find the real git.
+pub(crate) struct ForcedV0 {
+    dir: std::path::PathBuf,
+}
+
+impl ForcedV0 {
+    /// Made in `<root>/forced-v0` (`root` is a world's root).
+    pub(crate) fn new(root: &Path) -> Self {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = root.join("forced-v0");
+        std::fs::create_dir_all(&dir).expect("can create the forced-v0 directory");
+        let out = Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .expect("can run git --exec-path");
+        let exec_path = String::from_utf8(out.stdout).expect("git's exec path is UTF-8");
+        let exec_path = Path::new(exec_path.trim());
+        for entry in std::fs::read_dir(exec_path).expect("can read git's exec path") {
+            let entry = entry.expect("can read git's exec path");
+            if entry.file_name() != "git" {
+                symlink(entry.path(), dir.join(entry.file_name()))
+                    .expect("can link into the forced-v0 directory");
+            }
+        }
+        let git = crate::sshd::which("git").expect("git is on PATH");
+        let wrapper = dir.join("git");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\n\
+                 # Protocol v0 only: the client's version=2 never reaches the server.\n\
+                 unset GIT_PROTOCOL\n\
+                 GIT_EXEC_PATH='{}'\n\
+                 export GIT_EXEC_PATH\n\
+                 exec '{}' \"$@\"\n",
+                dir.display(),
+                git.display()
+            ),
+        )
+        .expect("can write the forced-v0 git");
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            .expect("can make the forced-v0 git executable");
+        ForcedV0 { dir }
+    }
+
+    /// The environment of a process whose `git upload-pack` must speak v0 (kalandra with a
+    /// `file://` upstream), or of a git whose remote helper runs one.
+    pub(crate) fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("PATH", crate::harness::path_with_first(&self.dir)),
+            ("GIT_EXEC_PATH", self.dir.clone().into_os_string()),
+        ]
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.wait();
+        crate::listening_server::end_group(&mut self.child);
     }
 }
 

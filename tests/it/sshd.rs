@@ -154,10 +154,22 @@ pub fn hash_known_hosts(file: &Path) {
 /// that sshd accepts, named as IdentityFile for 127.0.0.1 in `~/.ssh/config`, and the
 /// server's key in `~/.ssh/known_hosts`.
 pub fn start_for(w: &crate::harness::World, protocol: Protocol) -> Sshd {
-    use std::os::unix::fs::PermissionsExt;
     let sshd = Sshd::start(&w.root().join("sshd"), protocol);
-    let key = keygen(&w.root().join("client-key"), "", "kalandra-test-client");
-    sshd.authorize(&key);
+    sshd.authorize(&client_key(w));
+    std::fs::write(w.home().join(".ssh/known_hosts"), sshd.known_hosts_line())
+        .expect("can write known_hosts");
+    sshd
+}
+
+/// The world's ssh client key, `<root>/client-key`: made on first use and named as
+/// IdentityFile for 127.0.0.1 in `~/.ssh/config`.
+pub fn client_key(w: &crate::harness::World) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let key = w.root().join("client-key");
+    if key.exists() {
+        return key;
+    }
+    keygen(&key, "", "kalandra-test-client");
     let ssh_dir = w.home().join(".ssh");
     std::fs::create_dir_all(&ssh_dir).expect("can create ~/.ssh");
     std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o700))
@@ -170,9 +182,18 @@ pub fn start_for(w: &crate::harness::World, protocol: Protocol) -> Sshd {
         ),
     )
     .expect("can write ~/.ssh/config");
-    std::fs::write(ssh_dir.join("known_hosts"), sshd.known_hosts_line())
-        .expect("can write known_hosts");
-    sshd
+    key
+}
+
+/// Let the world's ssh client trust one more sshd: its key goes into `~/.ssh/known_hosts`.
+pub fn trust(w: &crate::harness::World, sshd: &Sshd) {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(w.home().join(".ssh/known_hosts"))
+        .and_then(|mut f| f.write_all(sshd.known_hosts_line().as_bytes()))
+        .expect("can append to known_hosts");
 }
 
 /// Whether `file` has an entry for `[127.0.0.1]:port` (hashed or not) with exactly `key`

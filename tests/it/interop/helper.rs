@@ -1,0 +1,332 @@
+//! The interoperability matrix's remote-helper cells: git's own `ls-remote`, `clone`, `fetch`,
+//! `pull` and `push` through `kalandra::UP=>DOWN`, with UP and DOWN two repositories on one
+//! server of the matrix (see `interop` for the servers and how outcomes are recorded).
+//!
+//! - `ls-remote` lists what a plain `git ls-remote` of UP's directory lists;
+//! - `clone` gives UP's branches as `origin/*` and checks out UP's HEAD branch;
+//! - `fetch` and `pull` bring a commit made upstream after the clone; `fetch, git in v0` does
+//!   with git speaking v0 to the helper (its `fetch` capability, not `stateless-connect`);
+//! - `push` makes DOWN's new branch name a commit UP has (DOWN starts empty), and DOWN passes
+//!   `git fsck --connectivity-only`; `push a non-tip` does the same with a commit that no ref
+//!   of UP names (in protocol v0, upload-pack serves only ref tips).
+//!
+//! Cells of a known helper bug (being fixed) are gated: they run only with
+//! [`FIXED_ENV`]`=1`, and are recorded as not run otherwise.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::{
+    run_step, AllServers, Endpoint, Hash, Matrix, OtherServers, Outcome, Wire, BEHIND_THE_SERVER,
+};
+use crate::harness::{helper_dir, path_arg, Refs, World};
+
+/// Set to 1 to run the cells of the helper's known v0 and single-connection bugs.
+pub const FIXED_ENV: &str = "KALANDRA_HELPER_V0_FIXED";
+
+const OPERATIONS: [&str; 7] = [
+    "ls-remote",
+    "clone",
+    "fetch",
+    "fetch, git in v0",
+    "pull",
+    "push",
+    "push a non-tip",
+];
+
+/// Why the cell `operation` against `server` waits for [`FIXED_ENV`], if it does: the
+/// helper's known bugs, being fixed, with what each does today (see the report of
+/// `KALANDRA_HELPER_V0_FIXED=1 tests/interop/matrix.sh`).
+fn waits_for_fix(server: &Endpoint, operation: &str) -> Option<&'static str> {
+    if server.server == "dulwich" && server.transport == "git" && operation.starts_with("push") {
+        return Some(
+            "dulwich's git:// serves one connection at a time; the helper opens a second one \
+             and the push stalls",
+        );
+    }
+    // git's http-backend is stateless: its v0 upload-pack serves any reachable object.
+    let serves_any_object = server.server == "git" && server.transport == "http";
+    if operation == "push a non-tip" && server.wire == Wire::V0 && !serves_any_object {
+        return Some(
+            "the helper asks a v0 upstream for a commit no ref names, which v0 upload-pack \
+             does not serve (git: `not our ref`; dulwich over HTTP: 500; JGit: closes the \
+             connection)",
+        );
+    }
+    None
+}
+
+fn fixed() -> bool {
+    std::env::var_os(FIXED_ENV).is_some_and(|v| v == "1")
+}
+
+impl Matrix<'_> {
+    /// The five helper cells against `server`.
+    pub fn helper(&mut self, server: &Endpoint) {
+        let w = self.world();
+        let (rel, dir) = self.cell_dir();
+        let (up, down) = (dir.join("up.git"), dir.join("down.git"));
+        self.upstream_copy(Hash::Sha1, &up);
+        self.empty_bare(Hash::Sha1, &down);
+        server.adopt(&up);
+        server.adopt(&down);
+        let pair = format!(
+            "kalandra::{}=>{}",
+            server.url(&format!("{rel}/up.git")),
+            server.url(&format!("{rel}/down.git"))
+        );
+        let env = helper_env(server);
+        // The local repository fetch, pull and push work in: a plain clone of UP's directory
+        // whose origin is the pair, so that each cell stands on its own.
+        let local = dir.join("local");
+        w.git(w.root(), &["clone", "-q", path_arg(&up), path_arg(&local)]);
+        w.git(&local, &["remote", "set-url", "origin", &pair]);
+
+        for operation in OPERATIONS {
+            let started = Instant::now();
+            let gate = waits_for_fix(server, operation).filter(|_| !fixed());
+            let outcome = if let Some(reason) = gate {
+                Outcome::Gated {
+                    env: FIXED_ENV,
+                    reason,
+                }
+            } else {
+                let cell = HelperCell {
+                    w,
+                    up: &up,
+                    down: &down,
+                    pair: &pair,
+                    dir: &dir,
+                    local: &local,
+                    env: &env,
+                    wire: server.wire,
+                };
+                match run_step(operation, || cell.run(operation)) {
+                    Ok(()) => Outcome::Pass,
+                    Err(fail) => fail,
+                }
+            };
+            let mut cell = json!({
+                "kind": "helper",
+                "server": server.json(),
+                "operation": operation,
+                "seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            });
+            crate::interop::merge(&mut cell, outcome.json());
+            self.record(
+                format!(
+                    "git {operation} through the helper against {}",
+                    server.label()
+                ),
+                cell,
+                &outcome,
+            );
+        }
+    }
+}
+
+/// The helper's directory first on PATH, before whatever else the endpoint puts there.
+fn helper_env(server: &Endpoint) -> Vec<(&'static str, OsString)> {
+    let mut env: Vec<(&'static str, OsString)> = server.env().to_vec();
+    match env.iter_mut().find(|(name, _)| *name == "PATH") {
+        Some((_, path)) => {
+            let mut first = helper_dir().into_os_string();
+            first.push(":");
+            first.push(&*path);
+            *path = first;
+        }
+        None => env.push(("PATH", crate::harness::path_with_first(&helper_dir()))),
+    }
+    env
+}
+
+struct HelperCell<'a> {
+    w: &'a World,
+    up: &'a Path,
+    down: &'a Path,
+    pair: &'a str,
+    dir: &'a Path,
+    local: &'a Path,
+    env: &'a [(&'static str, OsString)],
+    wire: Wire,
+}
+
+impl HelperCell<'_> {
+    fn git(&self, dir: &Path, args: &[&str]) -> String {
+        let run = self.w.try_helper_git_env(dir, args, self.env);
+        run.assert_ok();
+        run.stdout
+    }
+
+    /// A new commit on UP's `develop` (its HEAD branch), made with plain git; its id.
+    fn commit_upstream(&self, file: &str) -> String {
+        let work = self.dir.join(format!("work-{file}"));
+        let w = self.w;
+        w.git(
+            w.root(),
+            &["clone", "-q", path_arg(self.up), path_arg(&work)],
+        );
+        let oid = w.commit_file(&work, file, "made upstream\n", "interop: upstream moves");
+        w.git(
+            &work,
+            &[
+                "push",
+                "-q",
+                BEHIND_THE_SERVER,
+                "origin",
+                "HEAD:refs/heads/develop",
+            ],
+        );
+        oid
+    }
+
+    fn run(&self, operation: &str) {
+        let w = self.w;
+        match operation {
+            "ls-remote" => {
+                let through = self.git(w.root(), &["ls-remote", self.pair]);
+                let direct = w.git(w.root(), &["ls-remote", path_arg(self.up)]);
+                assert_eq!(
+                    sorted_lines(&through),
+                    sorted_lines(&direct),
+                    "ls-remote through the helper differs from UP's own"
+                );
+            }
+            "clone" => {
+                let clone = self.dir.join("clone");
+                self.git(w.root(), &["clone", "-q", self.pair, path_arg(&clone)]);
+                let want: Refs = w
+                    .refs(self.up)
+                    .into_iter()
+                    .filter_map(|(name, oid)| {
+                        let branch = name.strip_prefix("refs/heads/")?;
+                        Some((format!("refs/remotes/origin/{branch}"), oid))
+                    })
+                    .collect();
+                let got: Refs = w
+                    .refs(&clone)
+                    .into_iter()
+                    .filter(|(name, _)| {
+                        name.starts_with("refs/remotes/origin/")
+                            && name != "refs/remotes/origin/HEAD"
+                    })
+                    .collect();
+                crate::harness::assert_refs_eq(&got, &want, "the clone's origin/* branches");
+                assert_eq!(
+                    w.head_target(&clone).as_deref(),
+                    Some("refs/heads/develop"),
+                    "the clone checks out UP's HEAD branch"
+                );
+                w.assert_fsck(&clone);
+            }
+            "fetch" => {
+                let oid = self.commit_upstream("fetched.txt");
+                self.git(self.local, &["fetch", "-q", "origin"]);
+                assert_eq!(w.rev(self.local, "refs/remotes/origin/develop"), oid);
+                w.assert_fsck(self.local);
+            }
+            "fetch, git in v0" => {
+                // git speaks v0 to the helper, which then fetches into the repository itself
+                // (its `fetch` capability) rather than proxying (`stateless-connect`).
+                let oid = self.commit_upstream("fetched-v0.txt");
+                self.git(
+                    self.local,
+                    &["-c", "protocol.version=0", "fetch", "-q", "origin"],
+                );
+                assert_eq!(w.rev(self.local, "refs/remotes/origin/develop"), oid);
+                w.assert_fsck(self.local);
+            }
+            "pull" => {
+                let oid = self.commit_upstream("pulled.txt");
+                self.git(
+                    self.local,
+                    &["pull", "-q", "--ff-only", "origin", "develop"],
+                );
+                assert_eq!(w.rev(self.local, "HEAD"), oid, "pull fast-forwards develop");
+                w.assert_fsck(self.local);
+            }
+            "push" => {
+                let oid = w.rev(self.up, "refs/heads/main");
+                // The helper's debug log says which protocol UP speaks to it.
+                let mut env = self.env.to_vec();
+                env.push(("KALANDRA_LOG", "kalandra=debug".into()));
+                let run = w.try_helper_git_env(
+                    self.local,
+                    &["push", "-q", "origin", &format!("{oid}:refs/heads/pushed")],
+                    &env,
+                );
+                run.assert_ok();
+                assert_eq!(
+                    run.stderr.contains("speaks protocol v2"),
+                    self.wire == Wire::V2,
+                    "UP should speak {:?} to the helper{run}",
+                    self.wire
+                );
+                assert_eq!(
+                    w.refs(self.down).get("refs/heads/pushed"),
+                    Some(&oid),
+                    "DOWN's new branch names UP's main"
+                );
+                w.assert_fsck(self.down);
+            }
+            "push a non-tip" => {
+                let oid = w.rev(self.up, "refs/heads/main~1");
+                self.git(
+                    self.local,
+                    &["push", "-q", "origin", &format!("{oid}:refs/heads/older")],
+                );
+                assert_eq!(
+                    w.refs(self.down).get("refs/heads/older"),
+                    Some(&oid),
+                    "DOWN's new branch names UP's main~1"
+                );
+                w.assert_fsck(self.down);
+            }
+            other => unreachable!("no helper cell {other}"),
+        }
+    }
+}
+
+fn sorted_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    lines
+}
+
+#[test]
+fn remote_helper_against_each_server() {
+    let w = World::new();
+    let mut m = Matrix::new(&w, "remote_helper_against_each_server");
+    let v0 = crate::git_daemon::ForcedV0::new(w.root());
+    let daemons = (
+        crate::git_daemon::Daemon::start(w.root()),
+        crate::git_daemon::Daemon::start_v0(w.root(), &v0),
+    );
+    let others = OtherServers::start(&w);
+    let mut servers = vec![
+        Endpoint::file(&w),
+        Endpoint::file_v0(&w, &v0),
+        Endpoint::daemon(&daemons.0, Wire::V2),
+        Endpoint::daemon(&daemons.1, Wire::V0),
+    ];
+    servers.extend(others.endpoints.iter().cloned());
+    for server in &servers {
+        m.helper(server);
+    }
+    m.finish();
+}
+
+#[test]
+#[ignore = "the full matrix takes minutes: tests/interop/matrix.sh runs it"]
+fn remote_helper_full_matrix() {
+    let w = World::new();
+    let mut m = Matrix::new(&w, "remote_helper_full_matrix");
+    let servers = AllServers::start(&w);
+    for server in servers.endpoints() {
+        m.helper(server);
+    }
+    m.finish();
+}
