@@ -5,7 +5,6 @@
 # python3-dulwich and tests/interop/.venv): run that once first on a fresh machine.
 #
 #   tests/interop/matrix.sh              # every cell, then the page
-#   KALANDRA_HELPER_V0_FIXED=1 tests/interop/matrix.sh   # with the remote helper's v0 cells
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 

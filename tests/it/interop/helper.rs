@@ -9,9 +9,6 @@
 //! - `push` makes DOWN's new branch name a commit UP has (DOWN starts empty), and DOWN passes
 //!   `git fsck --connectivity-only`; `push a non-tip` does the same with a commit that no ref
 //!   of UP names (in protocol v0, upload-pack serves only ref tips).
-//!
-//! Cells of a known helper bug (being fixed) are gated: they run only with
-//! [`FIXED_ENV`]`=1`, and are recorded as not run otherwise.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -24,9 +21,6 @@ use super::{
 };
 use crate::harness::{helper_dir, path_arg, Refs, World};
 
-/// Set to 1 to run the cells of the helper's known v0 and single-connection bugs.
-pub const FIXED_ENV: &str = "KALANDRA_HELPER_V0_FIXED";
-
 const OPERATIONS: [&str; 7] = [
     "ls-remote",
     "clone",
@@ -37,46 +31,22 @@ const OPERATIONS: [&str; 7] = [
     "push a non-tip",
 ];
 
-/// Why the cell `operation` against `server` waits for [`FIXED_ENV`], if it does: the
-/// helper's known bugs, being fixed, with what each does today (see the report of
-/// `KALANDRA_HELPER_V0_FIXED=1 tests/interop/matrix.sh`).
-fn waits_for_fix(server: &Endpoint, operation: &str) -> Option<&'static str> {
-    if server.server == "dulwich" && server.transport == "git" && operation.starts_with("push") {
-        return Some(
-            "dulwich's git:// serves one connection at a time; the helper opens a second one \
-             and the push stalls",
-        );
-    }
-    // git's http-backend is stateless: its v0 upload-pack serves any reachable object.
-    let serves_any_object = server.server == "git" && server.transport == "http";
-    if operation == "push a non-tip" && server.wire == Wire::V0 && !serves_any_object {
-        return Some(
-            "the helper asks a v0 upstream for a commit no ref names, which v0 upload-pack \
-             does not serve (git: `not our ref`; dulwich over HTTP: 500; JGit: closes the \
-             connection)",
-        );
-    }
-    None
-}
-
-fn fixed() -> bool {
-    std::env::var_os(FIXED_ENV).is_some_and(|v| v == "1")
-}
-
 impl Matrix<'_> {
-    /// The five helper cells against `server`.
-    pub fn helper(&mut self, server: &Endpoint) {
+    /// The helper cells against `server` as UP, with DOWN on `down_server`: the same server,
+    /// or its twin for one that serves one connection at a time (a push holds a connection
+    /// to each side at once, which no single-connection server can serve; docs/remote-helper.md).
+    pub fn helper(&mut self, server: &Endpoint, down_server: &Endpoint) {
         let w = self.world();
         let (rel, dir) = self.cell_dir();
         let (up, down) = (dir.join("up.git"), dir.join("down.git"));
         self.upstream_copy(Hash::Sha1, &up);
         self.empty_bare(Hash::Sha1, &down);
         server.adopt(&up);
-        server.adopt(&down);
+        down_server.adopt(&down);
         let pair = format!(
             "kalandra::{}=>{}",
             server.url(&format!("{rel}/up.git")),
-            server.url(&format!("{rel}/down.git"))
+            down_server.url(&format!("{rel}/down.git"))
         );
         let env = helper_env(server);
         // The local repository fetch, pull and push work in: a plain clone of UP's directory
@@ -87,27 +57,19 @@ impl Matrix<'_> {
 
         for operation in OPERATIONS {
             let started = Instant::now();
-            let gate = waits_for_fix(server, operation).filter(|_| !fixed());
-            let outcome = if let Some(reason) = gate {
-                Outcome::Gated {
-                    env: FIXED_ENV,
-                    reason,
-                }
-            } else {
-                let cell = HelperCell {
-                    w,
-                    up: &up,
-                    down: &down,
-                    pair: &pair,
-                    dir: &dir,
-                    local: &local,
-                    env: &env,
-                    wire: server.wire,
-                };
-                match run_step(operation, || cell.run(operation)) {
-                    Ok(()) => Outcome::Pass,
-                    Err(fail) => fail,
-                }
+            let cell = HelperCell {
+                w,
+                up: &up,
+                down: &down,
+                pair: &pair,
+                dir: &dir,
+                local: &local,
+                env: &env,
+                wire: server.wire,
+            };
+            let outcome = match run_step(operation, || cell.run(operation)) {
+                Ok(()) => Outcome::Pass,
+                Err(fail) => fail,
             };
             let mut cell = json!({
                 "kind": "helper",
@@ -314,7 +276,7 @@ fn remote_helper_against_each_server() {
     ];
     servers.extend(others.endpoints.iter().cloned());
     for server in &servers {
-        m.helper(server);
+        m.helper(server, others.downstream_for(server, server));
     }
     m.finish();
 }
@@ -326,7 +288,7 @@ fn remote_helper_full_matrix() {
     let mut m = Matrix::new(&w, "remote_helper_full_matrix");
     let servers = AllServers::start(&w);
     for server in servers.endpoints() {
-        m.helper(server);
+        m.helper(server, servers.downstream_for(server, server));
     }
     m.finish();
 }

@@ -31,11 +31,6 @@ pub enum Outcome {
     Unsupported {
         id: &'static str,
     },
-    /// Not run: known broken until the env var is set (the variable's name), and why.
-    Gated {
-        env: &'static str,
-        reason: &'static str,
-    },
 }
 
 impl Outcome {
@@ -49,9 +44,6 @@ impl Outcome {
                 json!({"outcome": "limitation", "limitation": id, "detail": detail})
             }
             Outcome::Unsupported { id } => json!({"outcome": "unsupported", "limitation": id}),
-            Outcome::Gated { env, reason } => {
-                json!({"outcome": "gated", "env": env, "reason": reason})
-            }
         }
     }
 }
