@@ -8,7 +8,13 @@
 //!   with git speaking v0 to the helper (its `fetch` capability, not `stateless-connect`);
 //! - `push` makes DOWN's new branch name a commit UP has (DOWN starts empty), and DOWN passes
 //!   `git fsck --connectivity-only`; `push a non-tip` does the same with a commit that no ref
-//!   of UP names (in protocol v0, upload-pack serves only ref tips).
+//!   of UP names (in protocol v0, upload-pack serves only ref tips);
+//! - `push ff` fast-forwards that branch, `push force` rewinds another one (refused without
+//!   `--force`, DOWN unchanged), `push tag` pushes an annotated tag, `push delete` deletes a
+//!   branch;
+//! - `push from a shallow clone`: from a `--depth 1` clone, a new branch, its fast-forward,
+//!   and a non-fast-forward that is refused with DOWN unchanged (each commit is pushed to UP
+//!   first: the helper relays UP's objects).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -21,7 +27,7 @@ use super::{
 };
 use crate::harness::{helper_dir, path_arg, Refs, World};
 
-const OPERATIONS: [&str; 7] = [
+const OPERATIONS: [&str; 12] = [
     "ls-remote",
     "clone",
     "fetch",
@@ -29,6 +35,11 @@ const OPERATIONS: [&str; 7] = [
     "pull",
     "push",
     "push a non-tip",
+    "push ff",
+    "push force",
+    "push tag",
+    "push delete",
+    "push from a shallow clone",
 ];
 
 impl Matrix<'_> {
@@ -247,8 +258,106 @@ impl HelperCell<'_> {
                 );
                 w.assert_fsck(self.down);
             }
+            "push ff" => {
+                // `older` is main~1 since `push a non-tip`: main fast-forwards it.
+                let oid = w.rev(self.up, "refs/heads/main");
+                self.git(
+                    self.local,
+                    &["push", "-q", "origin", &format!("{oid}:refs/heads/older")],
+                );
+                assert_eq!(w.refs(self.down).get("refs/heads/older"), Some(&oid));
+                w.assert_fsck(self.down);
+            }
+            "push force" => {
+                // `pushed` is main since `push`: main~1 is a rewind.
+                let oid = w.rev(self.up, "refs/heads/main~1");
+                let before = w.refs(self.down);
+                let spec = format!("{oid}:refs/heads/pushed");
+                let refused =
+                    w.try_helper_git_env(self.local, &["push", "origin", &spec], self.env);
+                assert!(!refused.success(), "a rewind without --force{refused}");
+                assert_eq!(w.refs(self.down), before, "DOWN after the refused rewind");
+                self.git(self.local, &["push", "-q", "--force", "origin", &spec]);
+                assert_eq!(w.refs(self.down).get("refs/heads/pushed"), Some(&oid));
+                w.assert_fsck(self.down);
+            }
+            "push tag" => {
+                // UP's first annotated tag.
+                let listing = w.git(
+                    self.up,
+                    &[
+                        "for-each-ref",
+                        "--format=%(objecttype) %(refname)",
+                        "refs/tags/",
+                    ],
+                );
+                let name = listing
+                    .lines()
+                    .find_map(|l| l.strip_prefix("tag "))
+                    .unwrap_or_else(|| panic!("no annotated tag in UP:\n{listing}"))
+                    .to_owned();
+                let tag = w.rev(self.up, &name);
+                self.git(self.local, &["push", "-q", "origin", &name]);
+                assert_eq!(w.refs(self.down).get(&name), Some(&tag));
+                w.assert_fsck(self.down);
+            }
+            "push delete" => {
+                self.git(self.local, &["push", "-q", "origin", ":refs/heads/older"]);
+                assert_eq!(w.refs(self.down).get("refs/heads/older"), None);
+            }
+            "push from a shallow clone" => self.shallow_pushes(),
             other => unreachable!("no helper cell {other}"),
         }
+    }
+}
+
+impl HelperCell<'_> {
+    /// From a `--depth 1` clone of UP: a new branch, its fast-forward, then a sibling that
+    /// is not one, which the helper refuses without `--force` (DOWN unchanged).
+    fn shallow_pushes(&self) {
+        let w = self.w;
+        let shallow = self.dir.join("shallow");
+        let up_url = format!("file://{}", self.up.display());
+        w.git(
+            w.root(),
+            &["clone", "-q", "--depth", "1", &up_url, path_arg(&shallow)],
+        );
+        w.git(&shallow, &["remote", "add", "pair", self.pair]);
+        // The helper relays UP's objects: each commit goes to UP first.
+        let commit = |file: &str| {
+            let oid = w.commit_file(&shallow, file, "shallow\n", file);
+            w.git(
+                &shallow,
+                &[
+                    "push",
+                    "-q",
+                    BEHIND_THE_SERVER,
+                    "origin",
+                    &format!("HEAD:refs/heads/{file}"),
+                ],
+            );
+            oid
+        };
+        let first = commit("shallow-a");
+        self.git(&shallow, &["push", "-q", "pair", "HEAD:refs/heads/shallow"]);
+        assert_eq!(w.refs(self.down).get("refs/heads/shallow"), Some(&first));
+        let second = commit("shallow-b");
+        self.git(&shallow, &["push", "-q", "pair", "HEAD:refs/heads/shallow"]);
+        assert_eq!(w.refs(self.down).get("refs/heads/shallow"), Some(&second));
+        w.git(&shallow, &["reset", "-q", "--hard", &first]);
+        commit("shallow-c");
+        let before = w.refs(self.down);
+        let refused = w.try_helper_git_env(
+            &shallow,
+            &["push", "pair", "HEAD:refs/heads/shallow"],
+            self.env,
+        );
+        assert!(
+            !refused.success(),
+            "a non-fast-forward without --force{refused}"
+        );
+        assert_eq!(w.refs(self.down), before, "DOWN after the refused push");
+        w.assert_fsck(self.down);
     }
 }
 
