@@ -260,10 +260,16 @@ def main():
         lines.append("")
         lines.append(
             "git runs `git-remote-kalandra` for `kalandra::UP=>DOWN` URLs, here with UP and "
-            "DOWN on the server of the row (two repositories): `ls-remote`, `clone`, `fetch` "
+            "DOWN on the server of the row (two repositories; for dulwich's git://, which "
+            "serves one connection at a time, DOWN is on a second instance [L5]): "
+            "`ls-remote`, `clone`, `fetch` "
             "and `pull` read UP (`fetch, git in v0` with `git -c protocol.version=0`, which "
             "takes the helper's `fetch` path); `push` makes DOWN's ref name an object that UP "
-            "has, `push a non-tip` one that no ref of UP names."
+            "has, `push a non-tip` one that no ref of UP names; `push ff` fast-forwards it, "
+            "`push force` rewinds one (refused without `--force`, DOWN unchanged), `push tag` "
+            "pushes an annotated tag, `push delete` deletes a branch; `push from a shallow "
+            "clone` pushes from a `--depth 1` clone a new branch, its fast-forward, and a "
+            "non-fast-forward that must be refused."
         )
         lines.append("")
         lines.append("| Server | " + " | ".join("`%s`" % op for op in operations) + " |")
