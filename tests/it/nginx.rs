@@ -551,11 +551,34 @@ http {{
     /// Makes nginx read its configuration again (SIGHUP to the master). Returns at once: new
     /// workers take over shortly after; wait for something the new configuration serves.
     pub fn reload(&self) {
+        let master = self.nginx.id();
+        // The old worker keeps accepting connections until it has handled the master's
+        // QUIT, which on a busy machine can come after the new worker answers: wait until
+        // it is gone, so that every request after a reload sees the new configuration.
+        let children = || {
+            std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let old = children();
         let status = Command::new("kill")
-            .args(["-HUP", &self.nginx.id().to_string()])
+            .args(["-HUP", &master.to_string()])
             .status()
             .expect("can run kill");
         assert!(status.success(), "kill -HUP nginx failed: {status}");
+        let start = std::time::Instant::now();
+        while old
+            .iter()
+            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "nginx's old workers {old:?} were still running 30 s after the reload"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// The directives of `/v2/`'s location (git http-backend, protocol v2, pushes allowed,
