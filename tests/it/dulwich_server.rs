@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::harness::World;
-use crate::interop::Endpoint;
 use crate::listening_server::ListeningServer;
 
 /// Which dulwich.
@@ -122,23 +121,4 @@ fn listening_line(log: &str) -> Option<(u16, String)> {
         (words.next()? == "dulwich").then_some(())?;
         Some((port, words.next()?.to_owned()))
     })
-}
-
-/// A dulwich's git:// and HTTP servers, running while this lives.
-pub struct DulwichPair {
-    pub git: Endpoint,
-    pub http: Endpoint,
-    _servers: (DulwichServer, DulwichServer),
-}
-
-impl DulwichPair {
-    pub fn start(w: &World, dulwich: Dulwich) -> Self {
-        let git = DulwichServer::start(w, dulwich, DulwichService::Git);
-        let http = DulwichServer::start(w, dulwich, DulwichService::Http);
-        DulwichPair {
-            git: Endpoint::dulwich(&git, DulwichService::Git),
-            http: Endpoint::dulwich(&http, DulwichService::Http),
-            _servers: (git, http),
-        }
-    }
 }

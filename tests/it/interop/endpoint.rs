@@ -275,14 +275,6 @@ impl GitServers {
             _sshd: (sshd_v2, sshd_v0),
         }
     }
-
-    /// The endpoint over `transport` speaking `wire`.
-    pub fn get(&self, transport: &str, wire: Wire) -> &Endpoint {
-        self.endpoints
-            .iter()
-            .find(|e| e.transport == transport && e.wire == wire)
-            .unwrap_or_else(|| panic!("no git endpoint over {transport} in {wire:?}"))
-    }
 }
 
 /// Every independent server the matrix knows. dulwich's git:// serves one connection at a time

@@ -22,9 +22,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::{
-    run_step, AllServers, Endpoint, Hash, Matrix, OtherServers, Outcome, Wire, BEHIND_THE_SERVER,
-};
+use super::{run_step, AllServers, Endpoint, Hash, Matrix, Outcome, Wire, BEHIND_THE_SERVER};
 use crate::harness::{helper_dir, path_arg, Refs, World};
 
 const OPERATIONS: [&str; 12] = [
@@ -368,30 +366,6 @@ fn sorted_lines(text: &str) -> Vec<&str> {
 }
 
 #[test]
-fn remote_helper_against_each_server() {
-    let w = World::new();
-    let mut m = Matrix::new(&w, "remote_helper_against_each_server");
-    let v0 = crate::git_daemon::ForcedV0::new(w.root());
-    let daemons = (
-        crate::git_daemon::Daemon::start(w.root()),
-        crate::git_daemon::Daemon::start_v0(w.root(), &v0),
-    );
-    let others = OtherServers::start(&w);
-    let mut servers = vec![
-        Endpoint::file(&w),
-        Endpoint::file_v0(&w, &v0),
-        Endpoint::daemon(&daemons.0, Wire::V2),
-        Endpoint::daemon(&daemons.1, Wire::V0),
-    ];
-    servers.extend(others.endpoints.iter().cloned());
-    for server in &servers {
-        m.helper(server, others.downstream_for(server, server));
-    }
-    m.finish();
-}
-
-#[test]
-#[ignore = "the full matrix takes minutes: tests/interop/matrix.sh runs it"]
 fn remote_helper_full_matrix() {
     let w = World::new();
     let mut m = Matrix::new(&w, "remote_helper_full_matrix");
