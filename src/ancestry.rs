@@ -102,7 +102,7 @@ pub async fn check(
     let first = upstream
         .fetch_commits(&wants, &haves, false, None, !filter, limits.max_pack_bytes)
         .await?;
-    let absent = absent_haves(upstream, &wants, haves, first.acked, filter, limits).await?;
+    let absent = absent_haves(upstream, &wants, haves, first.acked, limits).await?;
     for &i in &open {
         if absent.contains(&queries[i].old) {
             answers[i] = Some(Ancestry::NotAncestor(NotAncestor::OldNotInUpstream));
@@ -164,7 +164,6 @@ async fn absent_haves(
     wants: &[ObjectId],
     mut haves: Vec<ObjectId>,
     mut acked: Vec<ObjectId>,
-    filter: bool,
     limits: Limits,
 ) -> Result<HashSet<ObjectId>, upload_pack::Error> {
     let mut absent = HashSet::new();
@@ -177,18 +176,12 @@ async fn absent_haves(
         }
         haves = round.open;
         // Acknowledgments only where the server can hold the pack back
-        // (`wait-for-done`); otherwise a `ready` brings a commits-only pack,
-        // which is read and dropped.
+        // (`wait-for-done`, which a server without `filter` has, or it
+        // would not be asked); otherwise a `ready` brings a commits-only
+        // pack, which is read and dropped.
         let acks_only = upstream.fetch_supports("wait-for-done");
         acked = upstream
-            .fetch_commits(
-                wants,
-                &haves,
-                false,
-                None,
-                acks_only || !filter,
-                limits.max_pack_bytes,
-            )
+            .fetch_commits(wants, &haves, false, None, acks_only, limits.max_pack_bytes)
             .await?
             .acked;
     }
